@@ -1,0 +1,43 @@
+//! Why a use case failed: a rejection the contract names, or a technical failure.
+
+use contactd_domain::{ContactRejection, ParameterError};
+
+use crate::port::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Parameter(#[from] ParameterError),
+    #[error("the client token was used before for a different request")]
+    IdempotentParameterMismatch,
+    #[error("the contact does not exist")]
+    ContactNotFound,
+    #[error("the member does not exist in the caller's directory")]
+    MemberNotFound,
+    #[error("the contact's status does not allow this change")]
+    StatusMismatch,
+    #[error("the name is already used by another contact of the account")]
+    NameAlreadyUsed,
+    #[error("the account has reached its contact quota")]
+    ContactQuotaExceeded,
+    #[error("the contact kept changing under the call")]
+    ConcurrentCall,
+    #[error("the store is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal failure")]
+    Internal(#[source] StoreError),
+}
+
+impl From<ContactRejection> for AppError {
+    fn from(rejection: ContactRejection) -> Self {
+        match rejection {
+            ContactRejection::StatusMismatch => AppError::StatusMismatch,
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        if error.is_transient() { AppError::Unavailable(error) } else { AppError::Internal(error) }
+    }
+}

@@ -1,0 +1,276 @@
+//! The contact use cases: add, update, get, list, and the client-token memory around them.
+
+use std::hash::{BuildHasher, RandomState};
+
+use chrono::{DateTime, Utc};
+use contactd_domain::{
+    AddMessageContact, ClientToken, Contact, ContactId, ContactName, CountryCodes,
+    EmailAddress, MemberId, MessageTypes, PhoneNumber, Title, UpdateMessageContact,
+};
+use tokio::sync::Mutex;
+use tracing::{debug, instrument};
+use uuid::Uuid;
+
+use crate::context::CallContext;
+use crate::error::AppError;
+use crate::paging::{Page, PageRequest};
+use crate::port::{
+    Append, AppendError, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey, NameClaim,
+    NewEvent, Operation, Outcome, RememberedCall,
+};
+
+/// The service's rules that are settings rather than code.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Contacts not deleted per account (`LimitExceeded.Contacts` beyond).
+    pub max_contacts: u32,
+    /// Country calling codes accepted in phone numbers.
+    pub country_codes: CountryCodes,
+    /// How many times an update is decided afresh when another process changed the contact
+    /// under it, before `ConcurrentCallNotSupported`.
+    pub max_attempts: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { max_contacts: 20, country_codes: CountryCodes::default(), max_attempts: 5 }
+    }
+}
+
+/// A new contact's fields, parsed by the front end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewContact {
+    pub name: ContactName,
+    pub email_address: EmailAddress,
+    pub phone_number: Option<PhoneNumber>,
+    pub title: Title,
+    pub message_types: MessageTypes,
+}
+
+/// A parsed `ListMessageContacts` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub contact_id: Option<ContactId>,
+    pub member: Option<MemberId>,
+    pub page: PageRequest,
+}
+
+/// A client token with the fingerprint of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub token: ClientToken,
+    pub fingerprint: Vec<u8>,
+}
+
+/// Serialises, within this process, the commands on one contact: they would only conflict in
+/// the database and be decided again. Conflicts with other processes are still caught by the
+/// store's version check and retried.
+const LOCK_STRIPES: usize = 1024;
+
+#[derive(Debug)]
+pub struct ContactService<S> {
+    store: S,
+    policy: Policy,
+    stripes: Box<[Mutex<()>]>,
+    stripe_hasher: RandomState,
+}
+
+impl<S: ContactStore> ContactService<S> {
+    pub fn new(store: S, policy: Policy) -> Self {
+        Self {
+            store,
+            policy,
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            stripe_hasher: RandomState::new(),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The response of an earlier successful call with the same token, if any; a different
+    /// request under the same token is `IdempotentParameterMismatch`.
+    #[instrument(skip_all, fields(operation = operation.as_str()))]
+    pub async fn recall(
+        &self,
+        ctx: &CallContext,
+        operation: Operation,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Outcome>, AppError> {
+        let key = IdempotencyKey {
+            account_id: ctx.account_id.clone(),
+            operation,
+            token: idempotency.token.clone(),
+        };
+        match self.store.recall(&key, ctx.received_at - IDEMPOTENCY_WINDOW).await? {
+            None => Ok(None),
+            Some(call) if call.fingerprint == idempotency.fingerprint => {
+                debug!("answering a retried call from memory");
+                Ok(Some(call.outcome))
+            }
+            Some(_) => Err(AppError::IdempotentParameterMismatch),
+        }
+    }
+
+    #[instrument(skip_all, fields(request_id = %ctx.request_id, contact_id = tracing::field::Empty))]
+    pub async fn add_contact(
+        &self,
+        ctx: &CallContext,
+        new: NewContact,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Outcome, AppError> {
+        let contact_id = ContactId::generate();
+        tracing::Span::current().record("contact_id", contact_id.as_str());
+        let event = Contact::add(AddMessageContact {
+            contact_id,
+            account_id: ctx.account_id.clone(),
+            name: new.name,
+            email_address: new.email_address,
+            phone_number: new.phone_number,
+            title: new.title,
+            message_types: new.message_types,
+        });
+        let contact = Contact::created(&event, ctx.received_at)
+            .ok_or_else(|| AppError::Internal(crate::StoreError::internal("add produced no creation event", None)))?;
+        let outcome = Outcome::Added { request_id: ctx.request_id.to_string(), contact: contact.clone() };
+        let remember = idempotency.map(|i| self.remembered(ctx, Operation::AddMessageContact, i, outcome.clone()));
+        let events = [NewEvent { event_id: Uuid::new_v4(), event }];
+        let append = Append {
+            contact: &contact,
+            expected_version: 0,
+            events: &events,
+            metadata: &metadata(ctx, ctx.received_at),
+            name_claim: NameClaim::Claim { key: contact.name.uniqueness_key() },
+            quota_limit: Some(self.policy.max_contacts),
+            remember: remember.as_ref(),
+        };
+        match self.store.append(append).await {
+            Ok(()) => Ok(outcome),
+            Err(AppendError::ClientTokenTaken) => self.answer_for_raced_token(ctx, remember).await,
+            Err(error) => Err(append_error(error)),
+        }
+    }
+
+    #[instrument(skip_all, fields(request_id = %ctx.request_id, contact_id = %contact_id))]
+    pub async fn update_contact(
+        &self,
+        ctx: &CallContext,
+        contact_id: &ContactId,
+        command: &UpdateMessageContact,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Outcome, AppError> {
+        let outcome = Outcome::Updated { request_id: ctx.request_id.to_string() };
+        let remember = idempotency.map(|i| self.remembered(ctx, Operation::UpdateMessageContact, i, outcome.clone()));
+        let _serialised = self.stripe(contact_id).lock().await;
+        for attempt in 1..=self.policy.max_attempts {
+            let state = self.store.load_contact(&ctx.account_id, contact_id).await?.ok_or(AppError::ContactNotFound)?;
+            let decided = state.update(command)?;
+            if decided.is_empty() {
+                return match &remember {
+                    None => Ok(outcome),
+                    Some(call) => match self.store.remember(call).await {
+                        Ok(()) => Ok(outcome),
+                        Err(AppendError::ClientTokenTaken) => self.answer_for_raced_token(ctx, remember).await,
+                        Err(error) => Err(append_error(error)),
+                    },
+                };
+            }
+            // Recorded times never go back within a stream, whatever the clocks of the processes.
+            let now = Utc::now().max(state.updated_at);
+            let mut after = state.clone();
+            let events: Vec<NewEvent> = decided
+                .into_iter()
+                .map(|event| {
+                    after.apply(&event, now);
+                    NewEvent { event_id: Uuid::new_v4(), event }
+                })
+                .collect();
+            let (from, to) = (state.name.uniqueness_key(), after.name.uniqueness_key());
+            let name_claim = if from == to { NameClaim::Keep } else { NameClaim::Move { from, to } };
+            let append = Append {
+                contact: &after,
+                expected_version: state.version,
+                events: &events,
+                metadata: &metadata(ctx, now),
+                name_claim,
+                quota_limit: None,
+                remember: remember.as_ref(),
+            };
+            match self.store.append(append).await {
+                Ok(()) => return Ok(outcome),
+                Err(AppendError::VersionConflict) => debug!(attempt, "the contact changed under the call; deciding again"),
+                Err(AppendError::ClientTokenTaken) => return self.answer_for_raced_token(ctx, remember).await,
+                Err(error) => return Err(append_error(error)),
+            }
+        }
+        Err(AppError::ConcurrentCall)
+    }
+
+    #[instrument(skip_all, fields(request_id = %ctx.request_id, contact_id = %contact_id))]
+    pub async fn get_contact(&self, ctx: &CallContext, contact_id: &ContactId) -> Result<Contact, AppError> {
+        self.store.load_contact(&ctx.account_id, contact_id).await?.ok_or(AppError::ContactNotFound)
+    }
+
+    #[instrument(skip_all, fields(request_id = %ctx.request_id))]
+    pub async fn list_contacts(&self, ctx: &CallContext, query: &ListQuery) -> Result<Page<Contact>, AppError> {
+        if let Some(contact_id) = &query.contact_id {
+            self.store.load_contact(&ctx.account_id, contact_id).await?.ok_or(AppError::ContactNotFound)?;
+        }
+        if query.member.is_some() {
+            // No directory tree is known to this service yet, so no member exists in it.
+            return Err(AppError::MemberNotFound);
+        }
+        Ok(self.store.list_contacts(&ctx.account_id, query.contact_id.as_ref(), query.page).await?)
+    }
+
+    fn remembered(&self, ctx: &CallContext, operation: Operation, idempotency: Idempotency, outcome: Outcome) -> RememberedCall {
+        RememberedCall {
+            key: IdempotencyKey { account_id: ctx.account_id.clone(), operation, token: idempotency.token },
+            fingerprint: idempotency.fingerprint,
+            outcome,
+            recorded_at: ctx.received_at,
+        }
+    }
+
+    /// Another call with the same token committed first: answer as a retry of it would.
+    async fn answer_for_raced_token(&self, ctx: &CallContext, remember: Option<RememberedCall>) -> Result<Outcome, AppError> {
+        let Some(call) = remember else {
+            return Err(AppError::Internal(crate::StoreError::internal("token conflict without a token", None)));
+        };
+        let idempotency = Idempotency { token: call.key.token, fingerprint: call.fingerprint };
+        self.recall(ctx, call.key.operation, &idempotency)
+            .await?
+            .ok_or(AppError::ConcurrentCall)
+    }
+
+    fn stripe(&self, contact_id: &ContactId) -> &Mutex<()> {
+        let index = self.stripe_hasher.hash_one(contact_id) as usize % self.stripes.len();
+        &self.stripes[index]
+    }
+}
+
+fn metadata(ctx: &CallContext, recorded_at: DateTime<Utc>) -> EventMetadata {
+    let request_id = ctx.request_id.to_string();
+    EventMetadata {
+        causation_id: request_id.clone(),
+        request_id,
+        account_id: ctx.account_id.clone(),
+        caller: ctx.caller.clone(),
+        correlation_id: ctx.correlation_id.clone(),
+        recorded_at,
+    }
+}
+
+fn append_error(error: AppendError) -> AppError {
+    match error {
+        AppendError::NameAlreadyUsed => AppError::NameAlreadyUsed,
+        AppendError::QuotaExceeded => AppError::ContactQuotaExceeded,
+        AppendError::VersionConflict | AppendError::ClientTokenTaken => AppError::ConcurrentCall,
+        AppendError::Store(error) => error.into(),
+    }
+}

@@ -1,0 +1,24 @@
+//! The message-contact domain: value types that parse once at the edge, and the contact aggregate
+//! that decides on commands and applies past-tense events. Nothing here does IO: time, ids and
+//! "is this name taken" are looked up by the application layer and handed in.
+
+mod contact;
+mod email;
+mod error;
+mod ids;
+mod message_types;
+mod name;
+mod phone;
+mod title;
+
+pub use contact::{
+    AddMessageContact, Contact, ContactEvent, ContactRejection, ContactStatus, PhoneChange,
+    UpdateMessageContact,
+};
+pub use email::EmailAddress;
+pub use error::{Field, ParameterError};
+pub use ids::{AccountId, ClientToken, ContactId, InvalidAccountId, MemberId};
+pub use message_types::{MessageType, MessageTypes};
+pub use name::ContactName;
+pub use phone::{CountryCodes, PhoneNumber};
+pub use title::Title;
