@@ -38,6 +38,10 @@ impl From<ContactRejection> for AppError {
 
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
-        if error.is_transient() { AppError::Unavailable(error) } else { AppError::Internal(error) }
+        if error.is_transient() {
+            AppError::Unavailable(error)
+        } else {
+            AppError::Internal(error)
+        }
     }
 }

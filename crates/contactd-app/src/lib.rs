@@ -12,7 +12,7 @@ pub use context::{CallContext, RequestId};
 pub use error::AppError;
 pub use paging::{Page, PageRequest};
 pub use port::{
-    Append, AppendError, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey, NameClaim, NewEvent, Operation,
-    Outcome, RememberedCall, StoreError,
+    Append, AppendError, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey,
+    NameClaim, NewEvent, Operation, Outcome, RememberedCall, StoreError,
 };
 pub use service::{ContactService, Idempotency, ListQuery, NewContact, Policy};

@@ -11,10 +11,17 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// `0` means the default; negative numbers and sizes above `max_size` are invalid.
-    pub fn parse(number: i64, size: i64, default_size: u32, max_size: u32) -> Result<Self, ParameterError> {
+    pub fn parse(
+        number: i64,
+        size: i64,
+        default_size: u32,
+        max_size: u32,
+    ) -> Result<Self, ParameterError> {
         let number = match number {
             0 => 1,
-            n if n > 0 => u32::try_from(n).map_err(|_| ParameterError::Invalid(Field::PageNumber))?,
+            n if n > 0 => {
+                u32::try_from(n).map_err(|_| ParameterError::Invalid(Field::PageNumber))?
+            }
             _ => return Err(ParameterError::Invalid(Field::PageNumber)),
         };
         let size = match size {
@@ -45,15 +52,36 @@ mod tests {
 
     #[test]
     fn zero_means_the_defaults() {
-        assert_eq!(PageRequest::parse(0, 0, 10, 100), Ok(PageRequest { number: 1, size: 10 }));
+        assert_eq!(
+            PageRequest::parse(0, 0, 10, 100),
+            Ok(PageRequest {
+                number: 1,
+                size: 10
+            })
+        );
     }
 
     #[test]
     fn negative_or_oversized_values_are_invalid() {
-        assert_eq!(PageRequest::parse(-1, 10, 10, 100), Err(ParameterError::Invalid(Field::PageNumber)));
-        assert_eq!(PageRequest::parse(1, -1, 10, 100), Err(ParameterError::Invalid(Field::PageSize)));
-        assert_eq!(PageRequest::parse(1, 101, 10, 100), Err(ParameterError::Invalid(Field::PageSize)));
-        assert_eq!(PageRequest::parse(1, 100, 10, 100), Ok(PageRequest { number: 1, size: 100 }));
+        assert_eq!(
+            PageRequest::parse(-1, 10, 10, 100),
+            Err(ParameterError::Invalid(Field::PageNumber))
+        );
+        assert_eq!(
+            PageRequest::parse(1, -1, 10, 100),
+            Err(ParameterError::Invalid(Field::PageSize))
+        );
+        assert_eq!(
+            PageRequest::parse(1, 101, 10, 100),
+            Err(ParameterError::Invalid(Field::PageSize))
+        );
+        assert_eq!(
+            PageRequest::parse(1, 100, 10, 100),
+            Ok(PageRequest {
+                number: 1,
+                size: 100
+            })
+        );
     }
 
     #[test]

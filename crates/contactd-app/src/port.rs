@@ -66,8 +66,13 @@ pub struct IdempotencyKey {
 /// What a successful call answered, kept so that a retry answers the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Added { request_id: String, contact: Contact },
-    Updated { request_id: String },
+    Added {
+        request_id: String,
+        contact: Contact,
+    },
+    Updated {
+        request_id: String,
+    },
 }
 
 /// How long a client token keeps its call's response.
@@ -125,13 +130,27 @@ pub struct StoreError {
 
 impl StoreError {
     /// A failure that may pass: a lost connection, an exhausted pool, a timeout.
-    pub fn transient(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self { message: message.into(), transient: true, source: Some(Box::new(source)) }
+    pub fn transient(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            transient: true,
+            source: Some(Box::new(source)),
+        }
     }
 
     /// A failure that retrying will not mend: bad data, a bug, a broken schema.
-    pub fn internal(message: impl Into<String>, source: Option<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self { message: message.into(), transient: false, source }
+    pub fn internal(
+        message: impl Into<String>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            transient: false,
+            source,
+        }
     }
 
     pub fn is_transient(&self) -> bool {
@@ -170,5 +189,8 @@ pub trait ContactStore: Send + Sync + 'static {
 
     /// Remembers a successful call that appended nothing. `ClientTokenTaken` if another call
     /// holds the token and is younger than [`IDEMPOTENCY_WINDOW`].
-    fn remember(&self, call: &RememberedCall) -> impl Future<Output = Result<(), AppendError>> + Send;
+    fn remember(
+        &self,
+        call: &RememberedCall,
+    ) -> impl Future<Output = Result<(), AppendError>> + Send;
 }

@@ -4,8 +4,8 @@ use std::hash::{BuildHasher, RandomState};
 
 use chrono::{DateTime, Utc};
 use contactd_domain::{
-    AddMessageContact, ClientToken, Contact, ContactId, ContactName, CountryCodes,
-    EmailAddress, MemberId, MessageTypes, PhoneNumber, Title, UpdateMessageContact,
+    AddMessageContact, ClientToken, Contact, ContactId, ContactName, CountryCodes, EmailAddress,
+    MemberId, MessageTypes, PhoneNumber, Title, UpdateMessageContact,
 };
 use tokio::sync::Mutex;
 use tracing::{debug, instrument};
@@ -15,8 +15,8 @@ use crate::context::CallContext;
 use crate::error::AppError;
 use crate::paging::{Page, PageRequest};
 use crate::port::{
-    Append, AppendError, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey, NameClaim,
-    NewEvent, Operation, Outcome, RememberedCall,
+    Append, AppendError, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey,
+    NameClaim, NewEvent, Operation, Outcome, RememberedCall,
 };
 
 /// The service's rules that are settings rather than code.
@@ -33,7 +33,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { max_contacts: 20, country_codes: CountryCodes::default(), max_attempts: 5 }
+        Self {
+            max_contacts: 20,
+            country_codes: CountryCodes::default(),
+            max_attempts: 5,
+        }
     }
 }
 
@@ -107,7 +111,11 @@ impl<S: ContactStore> ContactService<S> {
             operation,
             token: idempotency.token.clone(),
         };
-        match self.store.recall(&key, ctx.received_at - IDEMPOTENCY_WINDOW).await? {
+        match self
+            .store
+            .recall(&key, ctx.received_at - IDEMPOTENCY_WINDOW)
+            .await?
+        {
             None => Ok(None),
             Some(call) if call.fingerprint == idempotency.fingerprint => {
                 debug!("answering a retried call from memory");
@@ -135,24 +143,36 @@ impl<S: ContactStore> ContactService<S> {
             title: new.title,
             message_types: new.message_types,
         });
-        let contact = Contact::created(&event, ctx.received_at)
-            .ok_or_else(|| AppError::Internal(crate::StoreError::internal("add produced no creation event", None)))?;
-        let outcome = Outcome::Added { request_id: ctx.request_id.to_string(), contact: contact.clone() };
-        let remember = idempotency.map(|i| self.remembered(ctx, Operation::AddMessageContact, i, outcome.clone()));
-        let events = [NewEvent { event_id: Uuid::new_v4(), event }];
+        let contact = Contact::created(&event, ctx.received_at).ok_or_else(|| {
+            AppError::Internal(crate::StoreError::internal(
+                "add produced no creation event",
+                None,
+            ))
+        })?;
+        let outcome = Outcome::Added {
+            request_id: ctx.request_id.to_string(),
+            contact: contact.clone(),
+        };
+        let remember = idempotency
+            .map(|i| self.remembered(ctx, Operation::AddMessageContact, i, outcome.clone()));
+        let events = [NewEvent {
+            event_id: Uuid::new_v4(),
+            event,
+        }];
         let append = Append {
             contact: &contact,
             expected_version: 0,
             events: &events,
             metadata: &metadata(ctx, ctx.received_at),
-            name_claim: NameClaim::Claim { key: contact.name.uniqueness_key() },
+            name_claim: NameClaim::Claim {
+                key: contact.name.uniqueness_key(),
+            },
             quota_limit: Some(self.policy.max_contacts),
             remember: remember.as_ref(),
         };
         match self.store.append(append).await {
             Ok(()) => Ok(outcome),
-            Err(AppendError::ClientTokenTaken) => self.answer_for_raced_token(ctx, remember).await,
-            Err(error) => Err(append_error(error)),
+            Err(error) => self.answer_refused_append(ctx, remember, error).await,
         }
     }
 
@@ -164,19 +184,25 @@ impl<S: ContactStore> ContactService<S> {
         command: &UpdateMessageContact,
         idempotency: Option<Idempotency>,
     ) -> Result<Outcome, AppError> {
-        let outcome = Outcome::Updated { request_id: ctx.request_id.to_string() };
-        let remember = idempotency.map(|i| self.remembered(ctx, Operation::UpdateMessageContact, i, outcome.clone()));
+        let outcome = Outcome::Updated {
+            request_id: ctx.request_id.to_string(),
+        };
+        let remember = idempotency
+            .map(|i| self.remembered(ctx, Operation::UpdateMessageContact, i, outcome.clone()));
         let _serialised = self.stripe(contact_id).lock().await;
         for attempt in 1..=self.policy.max_attempts {
-            let state = self.store.load_contact(&ctx.account_id, contact_id).await?.ok_or(AppError::ContactNotFound)?;
+            let state = self
+                .store
+                .load_contact(&ctx.account_id, contact_id)
+                .await?
+                .ok_or(AppError::ContactNotFound)?;
             let decided = state.update(command)?;
             if decided.is_empty() {
                 return match &remember {
                     None => Ok(outcome),
                     Some(call) => match self.store.remember(call).await {
                         Ok(()) => Ok(outcome),
-                        Err(AppendError::ClientTokenTaken) => self.answer_for_raced_token(ctx, remember).await,
-                        Err(error) => Err(append_error(error)),
+                        Err(error) => self.answer_refused_append(ctx, remember, error).await,
                     },
                 };
             }
@@ -187,11 +213,18 @@ impl<S: ContactStore> ContactService<S> {
                 .into_iter()
                 .map(|event| {
                     after.apply(&event, now);
-                    NewEvent { event_id: Uuid::new_v4(), event }
+                    NewEvent {
+                        event_id: Uuid::new_v4(),
+                        event,
+                    }
                 })
                 .collect();
             let (from, to) = (state.name.uniqueness_key(), after.name.uniqueness_key());
-            let name_claim = if from == to { NameClaim::Keep } else { NameClaim::Move { from, to } };
+            let name_claim = if from == to {
+                NameClaim::Keep
+            } else {
+                NameClaim::Move { from, to }
+            };
             let append = Append {
                 contact: &after,
                 expected_version: state.version,
@@ -203,49 +236,88 @@ impl<S: ContactStore> ContactService<S> {
             };
             match self.store.append(append).await {
                 Ok(()) => return Ok(outcome),
-                Err(AppendError::VersionConflict) => debug!(attempt, "the contact changed under the call; deciding again"),
-                Err(AppendError::ClientTokenTaken) => return self.answer_for_raced_token(ctx, remember).await,
-                Err(error) => return Err(append_error(error)),
+                Err(AppendError::VersionConflict) => debug!(
+                    attempt,
+                    "the contact changed under the call; deciding again"
+                ),
+                Err(error) => return self.answer_refused_append(ctx, remember, error).await,
             }
         }
         Err(AppError::ConcurrentCall)
     }
 
     #[instrument(skip_all, fields(request_id = %ctx.request_id, contact_id = %contact_id))]
-    pub async fn get_contact(&self, ctx: &CallContext, contact_id: &ContactId) -> Result<Contact, AppError> {
-        self.store.load_contact(&ctx.account_id, contact_id).await?.ok_or(AppError::ContactNotFound)
+    pub async fn get_contact(
+        &self,
+        ctx: &CallContext,
+        contact_id: &ContactId,
+    ) -> Result<Contact, AppError> {
+        self.store
+            .load_contact(&ctx.account_id, contact_id)
+            .await?
+            .ok_or(AppError::ContactNotFound)
     }
 
     #[instrument(skip_all, fields(request_id = %ctx.request_id))]
-    pub async fn list_contacts(&self, ctx: &CallContext, query: &ListQuery) -> Result<Page<Contact>, AppError> {
+    pub async fn list_contacts(
+        &self,
+        ctx: &CallContext,
+        query: &ListQuery,
+    ) -> Result<Page<Contact>, AppError> {
         if let Some(contact_id) = &query.contact_id {
-            self.store.load_contact(&ctx.account_id, contact_id).await?.ok_or(AppError::ContactNotFound)?;
+            self.store
+                .load_contact(&ctx.account_id, contact_id)
+                .await?
+                .ok_or(AppError::ContactNotFound)?;
         }
         if query.member.is_some() {
             // No directory tree is known to this service yet, so no member exists in it.
             return Err(AppError::MemberNotFound);
         }
-        Ok(self.store.list_contacts(&ctx.account_id, query.contact_id.as_ref(), query.page).await?)
+        Ok(self
+            .store
+            .list_contacts(&ctx.account_id, query.contact_id.as_ref(), query.page)
+            .await?)
     }
 
-    fn remembered(&self, ctx: &CallContext, operation: Operation, idempotency: Idempotency, outcome: Outcome) -> RememberedCall {
+    fn remembered(
+        &self,
+        ctx: &CallContext,
+        operation: Operation,
+        idempotency: Idempotency,
+        outcome: Outcome,
+    ) -> RememberedCall {
         RememberedCall {
-            key: IdempotencyKey { account_id: ctx.account_id.clone(), operation, token: idempotency.token },
+            key: IdempotencyKey {
+                account_id: ctx.account_id.clone(),
+                operation,
+                token: idempotency.token,
+            },
             fingerprint: idempotency.fingerprint,
             outcome,
             recorded_at: ctx.received_at,
         }
     }
 
-    /// Another call with the same token committed first: answer as a retry of it would.
-    async fn answer_for_raced_token(&self, ctx: &CallContext, remember: Option<RememberedCall>) -> Result<Outcome, AppError> {
-        let Some(call) = remember else {
-            return Err(AppError::Internal(crate::StoreError::internal("token conflict without a token", None)));
+    /// The store refused the append. If a call with the same token committed first (its name
+    /// claim or token row is then what collided), answer as a retry of that call would.
+    async fn answer_refused_append(
+        &self,
+        ctx: &CallContext,
+        remember: Option<RememberedCall>,
+        error: AppendError,
+    ) -> Result<Outcome, AppError> {
+        let Some(call) = remember.filter(|_| !matches!(error, AppendError::Store(_))) else {
+            return Err(append_error(error));
         };
-        let idempotency = Idempotency { token: call.key.token, fingerprint: call.fingerprint };
-        self.recall(ctx, call.key.operation, &idempotency)
-            .await?
-            .ok_or(AppError::ConcurrentCall)
+        let idempotency = Idempotency {
+            token: call.key.token,
+            fingerprint: call.fingerprint,
+        };
+        match self.recall(ctx, call.key.operation, &idempotency).await? {
+            Some(outcome) => Ok(outcome),
+            None => Err(append_error(error)),
+        }
     }
 
     fn stripe(&self, contact_id: &ContactId) -> &Mutex<()> {

@@ -26,9 +26,13 @@ impl ContactStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [ContactStatus::Verifying, ContactStatus::Active, ContactStatus::Deleting]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        [
+            ContactStatus::Verifying,
+            ContactStatus::Active,
+            ContactStatus::Deleting,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
     }
 }
 
@@ -75,14 +79,24 @@ pub enum ContactEvent {
         title: Title,
         message_types: MessageTypes,
     },
-    MessageContactRenamed { name: ContactName },
+    MessageContactRenamed {
+        name: ContactName,
+    },
     /// A new email address waits for verification; until then the verified one stays active.
-    EmailAddressChangeRequested { email_address: EmailAddress },
+    EmailAddressChangeRequested {
+        email_address: EmailAddress,
+    },
     /// A new phone number waits for verification.
-    PhoneNumberChangeRequested { phone_number: PhoneNumber },
+    PhoneNumberChangeRequested {
+        phone_number: PhoneNumber,
+    },
     PhoneNumberRemoved,
-    TitleChanged { title: Title },
-    MessageTypesChanged { message_types: MessageTypes },
+    TitleChanged {
+        title: Title,
+    },
+    MessageTypesChanged {
+        message_types: MessageTypes,
+    },
 }
 
 impl ContactEvent {
@@ -178,7 +192,10 @@ impl Contact {
     }
 
     /// Decides an update: one event per field that really changes, none when nothing does.
-    pub fn update(&self, command: &UpdateMessageContact) -> Result<Vec<ContactEvent>, ContactRejection> {
+    pub fn update(
+        &self,
+        command: &UpdateMessageContact,
+    ) -> Result<Vec<ContactEvent>, ContactRejection> {
         if self.status == ContactStatus::Deleting {
             return Err(ContactRejection::StatusMismatch);
         }
@@ -186,14 +203,24 @@ impl Contact {
         if let Some(name) = command.name.as_ref().filter(|name| **name != self.name) {
             events.push(ContactEvent::MessageContactRenamed { name: name.clone() });
         }
-        if let Some(email) = command.email_address.as_ref().filter(|email| **email != self.email_address) {
-            events.push(ContactEvent::EmailAddressChangeRequested { email_address: email.clone() });
+        if let Some(email) = command
+            .email_address
+            .as_ref()
+            .filter(|email| **email != self.email_address)
+        {
+            events.push(ContactEvent::EmailAddressChangeRequested {
+                email_address: email.clone(),
+            });
         }
         match &command.phone_number {
             Some(PhoneChange::Set(phone)) if self.phone_number.as_ref() != Some(phone) => {
-                events.push(ContactEvent::PhoneNumberChangeRequested { phone_number: phone.clone() });
+                events.push(ContactEvent::PhoneNumberChangeRequested {
+                    phone_number: phone.clone(),
+                });
             }
-            Some(PhoneChange::Remove) if self.phone_number.is_some() || self.active_phone_number.is_some() => {
+            Some(PhoneChange::Remove)
+                if self.phone_number.is_some() || self.active_phone_number.is_some() =>
+            {
                 events.push(ContactEvent::PhoneNumberRemoved);
             }
             _ => {}
@@ -201,8 +228,13 @@ impl Contact {
         if let Some(title) = command.title.filter(|title| *title != self.title) {
             events.push(ContactEvent::TitleChanged { title });
         }
-        if let Some(types) = command.message_types.filter(|types| *types != self.message_types) {
-            events.push(ContactEvent::MessageTypesChanged { message_types: types });
+        if let Some(types) = command
+            .message_types
+            .filter(|types| *types != self.message_types)
+        {
+            events.push(ContactEvent::MessageTypesChanged {
+                message_types: types,
+            });
         }
         Ok(events)
     }
@@ -212,21 +244,29 @@ impl Contact {
         match event {
             ContactEvent::MessageContactAdded { .. } => {}
             ContactEvent::MessageContactRenamed { name } => self.name = name.clone(),
-            ContactEvent::EmailAddressChangeRequested { email_address } => self.email_address = email_address.clone(),
-            ContactEvent::PhoneNumberChangeRequested { phone_number } => self.phone_number = Some(phone_number.clone()),
+            ContactEvent::EmailAddressChangeRequested { email_address } => {
+                self.email_address = email_address.clone()
+            }
+            ContactEvent::PhoneNumberChangeRequested { phone_number } => {
+                self.phone_number = Some(phone_number.clone())
+            }
             ContactEvent::PhoneNumberRemoved => {
                 self.phone_number = None;
                 self.active_phone_number = None;
             }
             ContactEvent::TitleChanged { title } => self.title = *title,
-            ContactEvent::MessageTypesChanged { message_types } => self.message_types = *message_types,
+            ContactEvent::MessageTypesChanged { message_types } => {
+                self.message_types = *message_types
+            }
         }
         self.updated_at = at;
         self.version += 1;
     }
 
     /// Folds a whole stream; `None` if it is empty or does not start with a creation event.
-    pub fn fold<'a>(events: impl IntoIterator<Item = (&'a ContactEvent, DateTime<Utc>)>) -> Option<Self> {
+    pub fn fold<'a>(
+        events: impl IntoIterator<Item = (&'a ContactEvent, DateTime<Utc>)>,
+    ) -> Option<Self> {
         let mut events = events.into_iter();
         let (first, at) = events.next()?;
         let mut contact = Self::created(first, at)?;
@@ -244,7 +284,9 @@ impl Contact {
 
     /// The phone number waiting for verification, if any.
     pub fn pending_phone_number(&self) -> Option<&PhoneNumber> {
-        self.phone_number.as_ref().filter(|phone| self.active_phone_number.as_ref() != Some(*phone))
+        self.phone_number
+            .as_ref()
+            .filter(|phone| self.active_phone_number.as_ref() != Some(*phone))
     }
 }
 
@@ -293,7 +335,10 @@ mod tests {
         Contact::fold(events.iter().zip(0..).map(|(e, s)| (e, at(s)))).unwrap()
     }
 
-    fn when(state: &Contact, command: UpdateMessageContact) -> Result<Vec<ContactEvent>, ContactRejection> {
+    fn when(
+        state: &Contact,
+        command: UpdateMessageContact,
+    ) -> Result<Vec<ContactEvent>, ContactRejection> {
         state.update(&command)
     }
 
@@ -303,8 +348,14 @@ mod tests {
         assert_eq!(contact.version, 1);
         assert_eq!(contact.status, ContactStatus::Verifying);
         assert_eq!(contact.created_at, contact.updated_at);
-        assert_eq!(contact.pending_email_address(), Some(&email("tom@example.com")));
-        assert_eq!(contact.pending_phone_number(), Some(&phone("86-13912345678")));
+        assert_eq!(
+            contact.pending_email_address(),
+            Some(&email("tom@example.com"))
+        );
+        assert_eq!(
+            contact.pending_phone_number(),
+            Some(&phone("86-13912345678"))
+        );
         assert_eq!(contact.active_email_address, None);
     }
 
@@ -325,8 +376,19 @@ mod tests {
     #[test]
     fn a_rename_that_changes_only_letter_case_is_a_change() {
         let contact = given(&[added()]);
-        let events = when(&contact, UpdateMessageContact { name: Some(name("TOM")), ..Default::default() });
-        assert_eq!(events, Ok(vec![ContactEvent::MessageContactRenamed { name: name("TOM") }]));
+        let events = when(
+            &contact,
+            UpdateMessageContact {
+                name: Some(name("TOM")),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            events,
+            Ok(vec![ContactEvent::MessageContactRenamed {
+                name: name("TOM")
+            }])
+        );
     }
 
     #[test]
@@ -346,16 +408,27 @@ mod tests {
         let kinds: Vec<_> = events.iter().map(ContactEvent::event_type).collect();
         assert_eq!(
             kinds,
-            ["MessageContactRenamed", "EmailAddressChangeRequested", "PhoneNumberChangeRequested", "TitleChanged", "MessageTypesChanged"]
+            [
+                "MessageContactRenamed",
+                "EmailAddressChangeRequested",
+                "PhoneNumberChangeRequested",
+                "TitleChanged",
+                "MessageTypesChanged"
+            ]
         );
     }
 
     #[test]
     fn an_email_change_is_pending_and_shown_as_the_latest_value() {
-        let change = ContactEvent::EmailAddressChangeRequested { email_address: email("new@example.com") };
+        let change = ContactEvent::EmailAddressChangeRequested {
+            email_address: email("new@example.com"),
+        };
         let contact = given(&[added(), change]);
         assert_eq!(contact.email_address, email("new@example.com"));
-        assert_eq!(contact.pending_email_address(), Some(&email("new@example.com")));
+        assert_eq!(
+            contact.pending_email_address(),
+            Some(&email("new@example.com"))
+        );
         assert_eq!(contact.version, 2);
         assert_eq!(contact.updated_at, at(1));
         assert_eq!(contact.created_at, at(0));
@@ -364,16 +437,31 @@ mod tests {
     #[test]
     fn removing_the_phone_number_removes_it_entirely() {
         let contact = given(&[added()]);
-        let events = when(&contact, UpdateMessageContact { phone_number: Some(PhoneChange::Remove), ..Default::default() });
+        let events = when(
+            &contact,
+            UpdateMessageContact {
+                phone_number: Some(PhoneChange::Remove),
+                ..Default::default()
+            },
+        );
         assert_eq!(events, Ok(vec![ContactEvent::PhoneNumberRemoved]));
         let contact = given(&[added(), ContactEvent::PhoneNumberRemoved]);
-        assert_eq!((contact.phone_number, contact.active_phone_number), (None, None));
+        assert_eq!(
+            (contact.phone_number, contact.active_phone_number),
+            (None, None)
+        );
     }
 
     #[test]
     fn removing_a_phone_number_that_is_not_there_changes_nothing() {
         let contact = given(&[added(), ContactEvent::PhoneNumberRemoved]);
-        let events = when(&contact, UpdateMessageContact { phone_number: Some(PhoneChange::Remove), ..Default::default() });
+        let events = when(
+            &contact,
+            UpdateMessageContact {
+                phone_number: Some(PhoneChange::Remove),
+                ..Default::default()
+            },
+        );
         assert_eq!(events, Ok(vec![]));
     }
 
@@ -381,9 +469,18 @@ mod tests {
     fn a_deleting_contact_refuses_every_change() {
         let mut contact = given(&[added()]);
         contact.status = ContactStatus::Deleting;
-        let events = when(&contact, UpdateMessageContact { title: Some(Title::Other), ..Default::default() });
+        let events = when(
+            &contact,
+            UpdateMessageContact {
+                title: Some(Title::Other),
+                ..Default::default()
+            },
+        );
         assert_eq!(events, Err(ContactRejection::StatusMismatch));
-        assert_eq!(when(&contact, UpdateMessageContact::default()), Err(ContactRejection::StatusMismatch));
+        assert_eq!(
+            when(&contact, UpdateMessageContact::default()),
+            Err(ContactRejection::StatusMismatch)
+        );
     }
 
     #[test]
@@ -395,7 +492,9 @@ mod tests {
 
     #[test]
     fn the_version_counts_every_applied_event() {
-        let title = ContactEvent::TitleChanged { title: Title::Other };
+        let title = ContactEvent::TitleChanged {
+            title: Title::Other,
+        };
         let contact = given(&[added(), title.clone(), title.clone(), title]);
         assert_eq!(contact.version, 4);
     }

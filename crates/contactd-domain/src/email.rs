@@ -24,7 +24,11 @@ impl EmailAddress {
             && raw
                 .split_once('@')
                 .is_some_and(|(local, domain)| is_dot_atom(local) && is_domain(domain));
-        if valid { Ok(Self(raw.to_owned())) } else { Err(ParameterError::Invalid(Field::EmailAddress)) }
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ParameterError::Invalid(Field::EmailAddress))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -40,7 +44,9 @@ impl fmt::Display for EmailAddress {
 
 fn is_dot_atom(local: &str) -> bool {
     (1..=MAX_LOCAL_PART).contains(&local.len())
-        && local.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
 }
 
 fn is_atext(b: u8) -> bool {
@@ -52,7 +58,9 @@ fn is_domain(domain: &str) -> bool {
     labels.len() >= 2
         && labels.iter().all(|label| {
             (1..=MAX_LABEL).contains(&label.len())
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -66,7 +74,12 @@ mod tests {
 
     #[test]
     fn ordinary_addresses_parse() {
-        for ok in ["someone@example.com", "a.b+c@x-y.example.org", "!#$%&'*+/=?^_`{|}~-@a.b1", "x@1.2"] {
+        for ok in [
+            "someone@example.com",
+            "a.b+c@x-y.example.org",
+            "!#$%&'*+/=?^_`{|}~-@a.b1",
+            "x@1.2",
+        ] {
             assert!(EmailAddress::parse(ok).is_ok(), "{ok}");
         }
     }
@@ -76,22 +89,53 @@ mod tests {
         let long_local = format!("{}@example.com", "a".repeat(65));
         let long_label = format!("a@{}.com", "b".repeat(64));
         for bad in [
-            "", "plain", "@example.com", "a@", "a@b", "a@@b.c", "a@b@c.d", ".a@b.c", "a.@b.c",
-            "a..b@c.d", "a@-b.c", "a@b-.c", "a@b..c", "a@b.c.", "a b@c.d", "é@b.c", "a@exämple.com",
-            "\"a\"@b.c", long_local.as_str(), long_label.as_str(),
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@@b.c",
+            "a@b@c.d",
+            ".a@b.c",
+            "a.@b.c",
+            "a..b@c.d",
+            "a@-b.c",
+            "a@b-.c",
+            "a@b..c",
+            "a@b.c.",
+            "a b@c.d",
+            "é@b.c",
+            "a@exämple.com",
+            "\"a\"@b.c",
+            long_local.as_str(),
+            long_label.as_str(),
         ] {
-            assert_eq!(EmailAddress::parse(bad), Err(ParameterError::Invalid(Field::EmailAddress)), "{bad}");
+            assert_eq!(
+                EmailAddress::parse(bad),
+                Err(ParameterError::Invalid(Field::EmailAddress)),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn length_is_checked_before_shape() {
-        let at_limit = format!("{}@{}.com", "a".repeat(64), "b".repeat(63) + "." + &"c".repeat(63) + "." + &"d".repeat(57));
+        let at_limit = format!(
+            "{}@{}.com",
+            "a".repeat(64),
+            "b".repeat(63) + "." + &"c".repeat(63) + "." + &"d".repeat(57)
+        );
         assert_eq!(at_limit.len(), 254);
         assert!(EmailAddress::parse(&at_limit).is_ok());
         let over = format!("{at_limit}x");
-        assert_eq!(EmailAddress::parse(&over), Err(ParameterError::Length(Field::EmailAddress)));
-        assert_eq!(EmailAddress::parse(&"é".repeat(255)), Err(ParameterError::Length(Field::EmailAddress)));
+        assert_eq!(
+            EmailAddress::parse(&over),
+            Err(ParameterError::Length(Field::EmailAddress))
+        );
+        assert_eq!(
+            EmailAddress::parse(&"é".repeat(255)),
+            Err(ParameterError::Length(Field::EmailAddress))
+        );
     }
 
     proptest! {

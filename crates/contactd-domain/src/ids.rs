@@ -17,7 +17,11 @@ pub struct InvalidAccountId;
 impl AccountId {
     pub fn parse(raw: &str) -> Result<Self, InvalidAccountId> {
         let well_formed = (1..=32).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit());
-        if well_formed { Ok(Self(raw.to_owned())) } else { Err(InvalidAccountId) }
+        if well_formed {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidAccountId)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -105,11 +109,16 @@ pub struct MemberId(String);
 impl MemberId {
     /// Any other shape is `InvalidParameter.Member`.
     pub fn parse(raw: &str) -> Result<Self, ParameterError> {
-        let alphanumerics = |body: &str| body.len() == 10 && body.bytes().all(|b| b.is_ascii_alphanumeric());
+        let alphanumerics =
+            |body: &str| body.len() == 10 && body.bytes().all(|b| b.is_ascii_alphanumeric());
         let well_formed = raw.strip_prefix("rd-").is_some_and(alphanumerics)
             || raw.strip_prefix("fd-").is_some_and(alphanumerics)
             || (raw.len() == 16 && raw.bytes().all(|b| b.is_ascii_digit()));
-        if well_formed { Ok(Self(raw.to_owned())) } else { Err(ParameterError::Invalid(Field::Member)) }
+        if well_formed {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ParameterError::Invalid(Field::Member))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -135,9 +144,22 @@ mod tests {
     #[test]
     fn contact_ids_have_the_prefix_and_sixteen_alphanumerics() {
         assert!(ContactId::parse("c-qL4HqKONzOM7abcd").is_ok());
-        assert_eq!(ContactId::parse(""), Err(ParameterError::Missing(Field::ContactId)));
-        for bad in ["c-qL4HqKONzOM7abc", "c-qL4HqKONzOM7abcde", "d-qL4HqKONzOM7abcd", "c-qL4HqKONzOM7ab_d", "c-qL4HqKONzOM7abcé"] {
-            assert_eq!(ContactId::parse(bad), Err(ParameterError::Invalid(Field::ContactId)), "{bad}");
+        assert_eq!(
+            ContactId::parse(""),
+            Err(ParameterError::Missing(Field::ContactId))
+        );
+        for bad in [
+            "c-qL4HqKONzOM7abc",
+            "c-qL4HqKONzOM7abcde",
+            "d-qL4HqKONzOM7abcd",
+            "c-qL4HqKONzOM7ab_d",
+            "c-qL4HqKONzOM7abcé",
+        ] {
+            assert_eq!(
+                ContactId::parse(bad),
+                Err(ParameterError::Invalid(Field::ContactId)),
+                "{bad}"
+            );
         }
     }
 
@@ -154,8 +176,19 @@ mod tests {
         for ok in ["rd-abcDE12345", "fd-ZDNPiT1234", "1997968394351234"] {
             assert!(MemberId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "rd-abc", "fd-ZDNPiT12345", "199796839435123", "xx-abcDE12345", "fd-ZDNPiT123_"] {
-            assert_eq!(MemberId::parse(bad), Err(ParameterError::Invalid(Field::Member)), "{bad}");
+        for bad in [
+            "",
+            "rd-abc",
+            "fd-ZDNPiT12345",
+            "199796839435123",
+            "xx-abcDE12345",
+            "fd-ZDNPiT123_",
+        ] {
+            assert_eq!(
+                MemberId::parse(bad),
+                Err(ParameterError::Invalid(Field::Member)),
+                "{bad}"
+            );
         }
     }
 
@@ -163,6 +196,9 @@ mod tests {
     fn client_tokens_are_optional_and_at_most_64_characters() {
         assert_eq!(ClientToken::parse(""), Ok(None));
         assert!(ClientToken::parse(&"é".repeat(64)).unwrap().is_some());
-        assert_eq!(ClientToken::parse(&"a".repeat(65)), Err(ParameterError::Invalid(Field::ClientToken)));
+        assert_eq!(
+            ClientToken::parse(&"a".repeat(65)),
+            Err(ParameterError::Invalid(Field::ClientToken))
+        );
     }
 }

@@ -53,7 +53,9 @@ pub struct MessageTypes(u8);
 impl MessageTypes {
     /// `Ok(None)` when none is given (the caller decides whether that is missing or
     /// "unchanged"); any unknown value is `InvalidParameter.MessageTypes`.
-    pub fn parse<'a>(raw: impl IntoIterator<Item = &'a str>) -> Result<Option<Self>, ParameterError> {
+    pub fn parse<'a>(
+        raw: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Option<Self>, ParameterError> {
         let mut bits = 0;
         for value in raw {
             bits |= MessageType::parse(value)?.bit();
@@ -66,7 +68,9 @@ impl MessageTypes {
     }
 
     pub fn iter(self) -> impl Iterator<Item = MessageType> {
-        MessageType::ALL.into_iter().filter(move |t| self.contains(*t))
+        MessageType::ALL
+            .into_iter()
+            .filter(move |t| self.contains(*t))
     }
 }
 
@@ -76,8 +80,13 @@ mod tests {
 
     #[test]
     fn duplicates_fold_and_the_contract_order_is_kept() {
-        let types = MessageTypes::parse(["ProductMessage", "ServiceMessage", "ProductMessage"]).unwrap().unwrap();
-        assert_eq!(types.iter().collect::<Vec<_>>(), [MessageType::ServiceMessage, MessageType::ProductMessage]);
+        let types = MessageTypes::parse(["ProductMessage", "ServiceMessage", "ProductMessage"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            types.iter().collect::<Vec<_>>(),
+            [MessageType::ServiceMessage, MessageType::ProductMessage]
+        );
     }
 
     #[test]
@@ -91,6 +100,9 @@ mod tests {
             MessageTypes::parse(["ServiceMessage", "servicemessage"]),
             Err(ParameterError::Invalid(Field::MessageTypes))
         );
-        assert_eq!(MessageTypes::parse([""]), Err(ParameterError::Invalid(Field::MessageTypes)));
+        assert_eq!(
+            MessageTypes::parse([""]),
+            Err(ParameterError::Invalid(Field::MessageTypes))
+        );
     }
 }

@@ -23,14 +23,21 @@ impl CountryCodes {
             .map(str::trim)
             .filter(|code| !code.is_empty())
             .map(|code| {
-                let digits_only = code.bytes().all(|b| b.is_ascii_digit()) && !code.starts_with('0');
+                let digits_only =
+                    code.bytes().all(|b| b.is_ascii_digit()) && !code.starts_with('0');
                 code.parse::<u16>()
                     .ok()
                     .filter(|c| digits_only && (1..=999).contains(c))
                     .ok_or_else(|| format!("`{code}` is not a country calling code"))
             })
             .collect::<Result<Vec<_>, _>>()
-            .and_then(|codes| if codes.is_empty() { Err("no country code given".into()) } else { Ok(Self(codes)) })
+            .and_then(|codes| {
+                if codes.is_empty() {
+                    Err("no country code given".into())
+                } else {
+                    Ok(Self(codes))
+                }
+            })
     }
 
     fn allows(&self, code: &str) -> bool {
@@ -68,6 +75,19 @@ impl PhoneNumber {
         Ok(Self(raw.to_owned()))
     }
 
+    /// Takes back a number this service parsed and stored earlier. Only the shape is checked:
+    /// the country list may have changed since, and what was accepted then stays readable.
+    pub fn restore(raw: &str) -> Result<Self, ParameterError> {
+        let invalid = ParameterError::Invalid(Field::PhoneNumber);
+        let (code, digits) = raw.split_once('-').ok_or(invalid)?;
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if all_digits(code) && all_digits(digits) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(invalid)
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -88,11 +108,18 @@ fn is_mobile_number(code: &str, digits: &str) -> bool {
     // libphonenumber strips a national prefix or carrier code it recognises; the contract wants
     // the digits as written, so the national number it kept must be exactly those digits.
     let national = number.national();
-    let kept = format!("{}{}", "0".repeat(usize::from(national.zeros())), national.value());
+    let kept = format!(
+        "{}{}",
+        "0".repeat(usize::from(national.zeros())),
+        national.value()
+    );
     kept == digits
         && number.code().value().to_string() == code
         && number.is_valid()
-        && matches!(number.number_type(&DATABASE), Type::Mobile | Type::FixedLineOrMobile)
+        && matches!(
+            number.number_type(&DATABASE),
+            Type::Mobile | Type::FixedLineOrMobile
+        )
 }
 
 #[cfg(test)]
@@ -108,27 +135,61 @@ mod tests {
     #[test]
     fn chinese_mobile_numbers_parse() {
         for ok in ["86-13912345678", "86-18612345678", "86-15012345678"] {
-            assert_eq!(PhoneNumber::parse(ok, &china()).map(|p| p.as_str().to_owned()), Ok(ok.to_owned()));
+            assert_eq!(
+                PhoneNumber::parse(ok, &china()).map(|p| p.as_str().to_owned()),
+                Ok(ok.to_owned())
+            );
         }
     }
 
     #[test]
     fn the_wrong_shape_is_invalid() {
-        for bad in ["", "8613912345678", "+86-13912345678", "086-13912345678", "86-", "-139", "86-139 1234 5678", "86-1391234567８", "86--13912345678"] {
-            assert_eq!(PhoneNumber::parse(bad, &china()), Err(ParameterError::Invalid(Field::PhoneNumber)), "{bad}");
+        for bad in [
+            "",
+            "8613912345678",
+            "+86-13912345678",
+            "086-13912345678",
+            "86-",
+            "-139",
+            "86-139 1234 5678",
+            "86-1391234567８",
+            "86--13912345678",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(bad, &china()),
+                Err(ParameterError::Invalid(Field::PhoneNumber)),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn a_country_code_outside_the_configured_list_is_refused_before_the_number_is_checked() {
-        assert_eq!(PhoneNumber::parse("1-2025550123", &china()), Err(ParameterError::UnsupportedCountryCode));
-        assert_eq!(PhoneNumber::parse("44-1", &china()), Err(ParameterError::UnsupportedCountryCode));
+        assert_eq!(
+            PhoneNumber::parse("1-2025550123", &china()),
+            Err(ParameterError::UnsupportedCountryCode)
+        );
+        assert_eq!(
+            PhoneNumber::parse("44-1", &china()),
+            Err(ParameterError::UnsupportedCountryCode)
+        );
     }
 
     #[test]
     fn numbers_that_are_not_mobile_or_carry_a_national_prefix_are_invalid() {
-        for bad in ["86-1391234567", "86-139123456789", "86-01012345678", "86-1012345678", "86-013912345678", "86-12345678901"] {
-            assert_eq!(PhoneNumber::parse(bad, &china()), Err(ParameterError::Invalid(Field::PhoneNumber)), "{bad}");
+        for bad in [
+            "86-1391234567",
+            "86-139123456789",
+            "86-01012345678",
+            "86-1012345678",
+            "86-013912345678",
+            "86-12345678901",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(bad, &china()),
+                Err(ParameterError::Invalid(Field::PhoneNumber)),
+                "{bad}"
+            );
         }
     }
 
@@ -136,13 +197,19 @@ mod tests {
     fn other_configured_countries_follow_their_own_rules() {
         let codes = CountryCodes::parse_list("86, 1,44").unwrap();
         assert!(PhoneNumber::parse("44-7400123456", &codes).is_ok());
-        assert_eq!(PhoneNumber::parse("44-07400123456", &codes), Err(ParameterError::Invalid(Field::PhoneNumber)));
+        assert_eq!(
+            PhoneNumber::parse("44-07400123456", &codes),
+            Err(ParameterError::Invalid(Field::PhoneNumber))
+        );
         assert!(PhoneNumber::parse("1-2015550123", &codes).is_ok());
     }
 
     #[test]
     fn country_code_lists_parse_strictly() {
-        assert_eq!(CountryCodes::parse_list("86,1"), Ok(CountryCodes::new([86, 1])));
+        assert_eq!(
+            CountryCodes::parse_list("86,1"),
+            Ok(CountryCodes::new([86, 1]))
+        );
         assert!(CountryCodes::parse_list("").is_err());
         assert!(CountryCodes::parse_list("086").is_err());
         assert!(CountryCodes::parse_list("+86").is_err());

@@ -52,7 +52,11 @@ mod tests {
             assert_eq!(Title::parse(title.as_str()), Ok(title));
         }
         for bad in ["", "ceo", "Ceo", "Other ", "Boss"] {
-            assert_eq!(Title::parse(bad), Err(ParameterError::Invalid(Field::Title)), "{bad}");
+            assert_eq!(
+                Title::parse(bad),
+                Err(ParameterError::Invalid(Field::Title)),
+                "{bad}"
+            );
         }
     }
 }

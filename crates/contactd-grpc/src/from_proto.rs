@@ -1,0 +1,247 @@
+//! From the wire to the application: requests are unvalidated proto3, so each conversion is
+//! fallible and follows the contract's check order (missing parameters, then shapes in field
+//! order).
+
+use contactd_app::{ListQuery, NewContact, PageRequest};
+use contactd_domain::{
+    ContactId, ContactName, CountryCodes, EmailAddress, Field, MemberId, MessageTypes,
+    ParameterError, PhoneChange, PhoneNumber, Title, UpdateMessageContact,
+};
+use prost::Message;
+
+use crate::proto::{
+    AddMessageContactRequest, GetMessageContactRequest, ListMessageContactsRequest,
+    UpdateMessageContactRequest,
+};
+
+const DEFAULT_PAGE_SIZE: u32 = 10;
+const MAX_PAGE_SIZE: u32 = 100;
+
+pub(crate) fn new_contact(
+    req: &AddMessageContactRequest,
+    codes: &CountryCodes,
+) -> Result<NewContact, ParameterError> {
+    let required = [
+        (req.name.is_empty(), Field::Name),
+        (req.email_address.is_empty(), Field::EmailAddress),
+        (req.title.is_empty(), Field::Title),
+        (req.message_types.is_empty(), Field::MessageTypes),
+    ];
+    if let Some((_, field)) = required.into_iter().find(|(missing, _)| *missing) {
+        return Err(ParameterError::Missing(field));
+    }
+    Ok(NewContact {
+        name: ContactName::parse(&req.name)?,
+        email_address: EmailAddress::parse(&req.email_address)?,
+        phone_number: match req.phone_number.as_deref() {
+            None | Some("") => None,
+            Some(raw) => Some(PhoneNumber::parse(raw, codes)?),
+        },
+        title: Title::parse(&req.title)?,
+        message_types: message_types(&req.message_types)?
+            .ok_or(ParameterError::Missing(Field::MessageTypes))?,
+    })
+}
+
+pub(crate) fn update_command(
+    req: &UpdateMessageContactRequest,
+    codes: &CountryCodes,
+) -> Result<(ContactId, UpdateMessageContact), ParameterError> {
+    let contact_id = ContactId::parse(&req.contact_id)?;
+    let command = UpdateMessageContact {
+        name: req.name.as_deref().map(ContactName::parse).transpose()?,
+        email_address: req
+            .email_address
+            .as_deref()
+            .map(EmailAddress::parse)
+            .transpose()?,
+        phone_number: match req.phone_number.as_deref() {
+            None => None,
+            Some("") => Some(PhoneChange::Remove),
+            Some(raw) => Some(PhoneChange::Set(PhoneNumber::parse(raw, codes)?)),
+        },
+        title: req.title.as_deref().map(Title::parse).transpose()?,
+        message_types: message_types(&req.message_types)?,
+    };
+    Ok((contact_id, command))
+}
+
+pub(crate) fn contact_id(req: &GetMessageContactRequest) -> Result<ContactId, ParameterError> {
+    ContactId::parse(&req.contact_id)
+}
+
+pub(crate) fn list_query(req: &ListMessageContactsRequest) -> Result<ListQuery, ParameterError> {
+    let contact_id = Some(req.contact_id.as_str())
+        .filter(|raw| !raw.is_empty())
+        .map(ContactId::parse)
+        .transpose()?;
+    let member = Some(req.member.as_str())
+        .filter(|raw| !raw.is_empty())
+        .map(MemberId::parse)
+        .transpose()?;
+    let page = PageRequest::parse(
+        req.page_number.into(),
+        req.page_size.into(),
+        DEFAULT_PAGE_SIZE,
+        MAX_PAGE_SIZE,
+    )?;
+    Ok(ListQuery {
+        contact_id,
+        member,
+        page,
+    })
+}
+
+fn message_types(raw: &[String]) -> Result<Option<MessageTypes>, ParameterError> {
+    MessageTypes::parse(raw.iter().map(String::as_str))
+}
+
+/// What makes two requests "the same" for a client token: every field as sent, the token
+/// aside. Re-encoding the decoded message keeps presence, order and duplicates.
+pub(crate) fn fingerprint<M: Message + Clone>(
+    req: &M,
+    clear_token: impl FnOnce(&mut M),
+) -> Vec<u8> {
+    let mut without_token = req.clone();
+    clear_token(&mut without_token);
+    without_token.encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn add_request() -> AddMessageContactRequest {
+        AddMessageContactRequest {
+            name: "Tom".into(),
+            email_address: "tom@example.com".into(),
+            phone_number: None,
+            title: "CEO".into(),
+            message_types: vec!["AccountExpenses".into()],
+            client_token: String::new(),
+        }
+    }
+
+    #[test]
+    fn missing_parameters_come_before_shapes_in_field_order() {
+        let req = AddMessageContactRequest {
+            name: "1".into(),
+            email_address: String::new(),
+            title: String::new(),
+            ..add_request()
+        };
+        assert_eq!(
+            new_contact(&req, &CountryCodes::default()),
+            Err(ParameterError::Missing(Field::EmailAddress))
+        );
+        let req = AddMessageContactRequest {
+            name: "1".into(),
+            title: "x".into(),
+            ..add_request()
+        };
+        assert_eq!(
+            new_contact(&req, &CountryCodes::default()),
+            Err(ParameterError::Invalid(Field::Name))
+        );
+    }
+
+    #[test]
+    fn an_empty_phone_number_on_add_is_none() {
+        let req = AddMessageContactRequest {
+            phone_number: Some(String::new()),
+            ..add_request()
+        };
+        assert_eq!(
+            new_contact(&req, &CountryCodes::default())
+                .unwrap()
+                .phone_number,
+            None
+        );
+    }
+
+    #[test]
+    fn fields_present_but_empty_on_update_follow_the_contract() {
+        let codes = CountryCodes::default();
+        let base = UpdateMessageContactRequest {
+            contact_id: "c-0123456789abcdef".into(),
+            ..Default::default()
+        };
+        let with = |f: fn(&mut UpdateMessageContactRequest)| {
+            let mut req = base.clone();
+            f(&mut req);
+            update_command(&req, &codes).map(|(_, command)| command)
+        };
+        assert_eq!(
+            with(|r| r.name = Some(String::new())),
+            Err(ParameterError::Length(Field::Name))
+        );
+        assert_eq!(
+            with(|r| r.email_address = Some(String::new())),
+            Err(ParameterError::Invalid(Field::EmailAddress))
+        );
+        assert_eq!(
+            with(|r| r.title = Some(String::new())),
+            Err(ParameterError::Invalid(Field::Title))
+        );
+        assert_eq!(
+            with(|r| r.phone_number = Some(String::new()))
+                .unwrap()
+                .phone_number,
+            Some(PhoneChange::Remove)
+        );
+        assert_eq!(with(|_| {}), Ok(UpdateMessageContact::default()));
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_the_token_but_not_presence_or_order() {
+        let clear = |r: &mut UpdateMessageContactRequest| r.client_token.clear();
+        let a = UpdateMessageContactRequest {
+            contact_id: "c-0123456789abcdef".into(),
+            client_token: "t1".into(),
+            ..Default::default()
+        };
+        let b = UpdateMessageContactRequest {
+            client_token: "t2".into(),
+            ..a.clone()
+        };
+        assert_eq!(fingerprint(&a, clear), fingerprint(&b, clear));
+        let empty_name = UpdateMessageContactRequest {
+            name: Some(String::new()),
+            ..a.clone()
+        };
+        assert_ne!(fingerprint(&a, clear), fingerprint(&empty_name, clear));
+        let ab = UpdateMessageContactRequest {
+            message_types: vec!["FaultMessage".into(), "ServiceMessage".into()],
+            ..a.clone()
+        };
+        let ba = UpdateMessageContactRequest {
+            message_types: vec!["ServiceMessage".into(), "FaultMessage".into()],
+            ..a
+        };
+        assert_ne!(fingerprint(&ab, clear), fingerprint(&ba, clear));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_update_fields_yield_a_command_or_an_error_never_a_panic(
+            contact_id in any::<String>(),
+            name in proptest::option::of(any::<String>()),
+            email in proptest::option::of(any::<String>()),
+            phone in proptest::option::of("[0-9+-]{0,20}|.*"),
+            title in proptest::option::of(any::<String>()),
+            types in proptest::collection::vec(any::<String>(), 0..4),
+        ) {
+            let req = UpdateMessageContactRequest {
+                contact_id, name, email_address: email, phone_number: phone, title, message_types: types, client_token: String::new(),
+            };
+            let _ = update_command(&req, &CountryCodes::new([1, 44, 86]));
+        }
+
+        #[test]
+        fn arbitrary_list_requests_never_panic(contact_id in any::<String>(), member in any::<String>(), number in any::<i32>(), size in any::<i32>()) {
+            let _ = list_query(&ListMessageContactsRequest { contact_id, member, page_number: number, page_size: size });
+        }
+    }
+}

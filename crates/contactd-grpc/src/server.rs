@@ -1,0 +1,92 @@
+//! The gRPC server: the contact service, health and reflection (v1 and v1alpha, so that
+//! grpcurl 1.8 works without proto files), on a listener the caller binds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use contactd_app::{ContactService, ContactStore};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::proto::message_contact_service_server::MessageContactServiceServer;
+use crate::service::ContactGrpc;
+
+const SERVICE_NAME: &str = "resourcemanager.messagecontact.v1.MessageContactService";
+
+/// Transport settings of the server.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The longest a call may run; a client's shorter `grpc-timeout` wins.
+    pub call_timeout: Duration,
+    /// The largest request accepted, in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(30),
+            max_request_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// A configured server, ready to run on a listener.
+#[derive(Debug)]
+pub struct Server<S> {
+    app: Arc<ContactService<S>>,
+    settings: ServerSettings,
+}
+
+impl<S: ContactStore> Server<S> {
+    pub fn new(app: Arc<ContactService<S>>, settings: ServerSettings) -> Self {
+        Self { app, settings }
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting calls and lets the calls in
+    /// flight finish.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let contacts = MessageContactServiceServer::new(ContactGrpc::new(self.app))
+            .max_decoding_message_size(self.settings.max_request_bytes);
+
+        set_serving(&health_reporter).await;
+        tonic::transport::Server::builder()
+            .timeout(self.settings.call_timeout)
+            .tcp_nodelay(true)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(contacts)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    // Both reflection versions are described by both servers, so that `list` shows them all.
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_serving(reporter: &HealthReporter) {
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
+}

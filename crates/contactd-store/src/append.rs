@@ -1,0 +1,191 @@
+//! The append: one SQL statement, so one transaction and one round trip, that writes the events
+//! at the expected version, the read-model row, the name claims, the quota counter and the
+//! remembered call. Any rule the database refuses aborts all of it.
+
+use contactd_app::{Append, AppendError, IDEMPOTENCY_WINDOW, NameClaim, RememberedCall};
+use sqlx::PgPool;
+
+use contactd_domain::Contact;
+
+use crate::error::{append_error, store_error};
+use crate::rows::{StoredContact, outcome_to_json};
+use crate::schema::encode_event;
+
+/// The data-modifying CTEs all run, whatever the final SELECT reads. The conflict guard is the
+/// events' unique `(stream_id, stream_version)`: versions are dense, so an append decided on a
+/// stale version always collides with the event that moved the stream on.
+const APPEND: &str = r#"
+WITH appended AS (
+    INSERT INTO events (event_id, account_id, stream_id, stream_version, event_type, schema_version,
+                        payload, request_id, caller, correlation_id, causation_id, recorded_at)
+    SELECT e.event_id, $1, $2, e.stream_version, e.event_type, e.schema_version,
+           e.payload, $3, $4, $5, $6, $7
+    FROM UNNEST($8::uuid[], $9::bigint[], $10::text[], $11::int[], $12::jsonb[])
+         AS e(event_id, stream_version, event_type, schema_version, payload)
+    RETURNING 1
+),
+projected AS (
+    INSERT INTO contacts (contact_id, account_id, name, email_address, active_email_address,
+                          phone_number, active_phone_number, title, message_types, status,
+                          created_at, updated_at, version)
+    VALUES ($2, $1, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+    ON CONFLICT (contact_id) DO UPDATE SET
+        name = EXCLUDED.name,
+        email_address = EXCLUDED.email_address,
+        active_email_address = EXCLUDED.active_email_address,
+        phone_number = EXCLUDED.phone_number,
+        active_phone_number = EXCLUDED.active_phone_number,
+        title = EXCLUDED.title,
+        message_types = EXCLUDED.message_types,
+        status = EXCLUDED.status,
+        updated_at = EXCLUDED.updated_at,
+        version = EXCLUDED.version
+    WHERE contacts.version = $24 AND contacts.account_id = EXCLUDED.account_id
+    RETURNING 1
+),
+released AS (
+    DELETE FROM contact_names
+    WHERE account_id = $1 AND name_key = $25::text AND contact_id = $2
+),
+claimed AS (
+    INSERT INTO contact_names (account_id, name_key, contact_id)
+    SELECT $1, $26::text, $2 WHERE $26::text IS NOT NULL
+),
+counted AS (
+    INSERT INTO contact_quotas (account_id, contacts, max_contacts)
+    SELECT $1, 1, $27::int WHERE $27::int IS NOT NULL
+    ON CONFLICT (account_id) DO UPDATE
+        SET contacts = contact_quotas.contacts + 1, max_contacts = EXCLUDED.max_contacts
+),
+remembered AS (
+    INSERT INTO idempotency_records (account_id, operation, client_token, fingerprint, outcome, recorded_at)
+    SELECT $1, $28::text, $29::text, $30::bytea, $31::jsonb, $7 WHERE $28::text IS NOT NULL
+)
+SELECT (SELECT count(*) FROM appended) AS appended, (SELECT count(*) FROM projected) AS projected
+"#;
+
+pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), AppendError> {
+    let metadata = append.metadata;
+    let first_version = append.expected_version as i64 + 1;
+    let mut event_ids = Vec::with_capacity(append.events.len());
+    let mut versions = Vec::with_capacity(append.events.len());
+    let mut types = Vec::with_capacity(append.events.len());
+    let mut schema_versions = Vec::with_capacity(append.events.len());
+    let mut payloads = Vec::with_capacity(append.events.len());
+    for (offset, new) in (0_i64..).zip(append.events) {
+        let (event_type, schema_version, payload) = encode_event(&new.event);
+        event_ids.push(new.event_id);
+        versions.push(first_version + offset);
+        types.push(event_type);
+        schema_versions.push(schema_version);
+        payloads.push(payload);
+    }
+    let row = StoredContact::from(append.contact);
+    let (release, claim) = match append.name_claim {
+        NameClaim::Keep => (None, None),
+        NameClaim::Claim { key } => (None, Some(key)),
+        NameClaim::Move { from, to } => (Some(from), Some(to)),
+    };
+    let remember = append.remember;
+
+    let claimed_key = claim.clone();
+    let outcome: Result<(i64, i64), AppendError> = sqlx::query_as(APPEND)
+        .bind(metadata.account_id.as_str())
+        .bind(append.contact.contact_id.as_str())
+        .bind(&metadata.request_id)
+        .bind(&metadata.caller)
+        .bind(&metadata.correlation_id)
+        .bind(&metadata.causation_id)
+        .bind(metadata.recorded_at)
+        .bind(&event_ids)
+        .bind(&versions)
+        .bind(&types)
+        .bind(&schema_versions)
+        .bind(&payloads)
+        .bind(&row.name)
+        .bind(&row.email_address)
+        .bind(&row.active_email_address)
+        .bind(&row.phone_number)
+        .bind(&row.active_phone_number)
+        .bind(&row.title)
+        .bind(&row.message_types)
+        .bind(&row.status)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.version)
+        .bind(append.expected_version as i64)
+        .bind(release)
+        .bind(claim)
+        .bind(
+            append
+                .quota_limit
+                .map(|limit| i32::try_from(limit).unwrap_or(i32::MAX)),
+        )
+        .bind(remember.map(|call| call.key.operation.as_str()))
+        .bind(remember.map(|call| call.key.token.as_str()))
+        .bind(remember.map(|call| call.fingerprint.as_slice()))
+        .bind(remember.map(|call| outcome_to_json(&call.outcome)))
+        .fetch_one(pool)
+        .await
+        .map_err(append_error);
+    let (appended, projected) = match outcome {
+        Ok(counts) => counts,
+        Err(AppendError::QuotaExceeded) if claimed_key.is_some() => {
+            return Err(rank_quota_after_name(pool, append.contact, claimed_key).await);
+        }
+        Err(error) => return Err(error),
+    };
+    if appended != append.events.len() as i64 || projected != 1 {
+        // The read-model row was not at the expected version although the log was: only a
+        // write behind the service's back does that. Refuse rather than diverge.
+        return Err(AppendError::VersionConflict);
+    }
+    Ok(())
+}
+
+/// The database reports one broken rule; the contract ranks uniqueness before quota. When the
+/// quota refused an add, look whether the name was taken too (both were true at that moment).
+async fn rank_quota_after_name(
+    pool: &PgPool,
+    contact: &Contact,
+    key: Option<String>,
+) -> AppendError {
+    let taken = sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM contact_names WHERE account_id = $1 AND name_key = $2)",
+    )
+    .bind(contact.account_id.as_str())
+    .bind(key)
+    .fetch_one(pool)
+    .await;
+    match taken {
+        Ok(true) => AppendError::NameAlreadyUsed,
+        Ok(false) => AppendError::QuotaExceeded,
+        Err(error) => AppendError::Store(store_error("ranking a refused add failed", error)),
+    }
+}
+
+/// Remembers a successful call that appended nothing. An expired record under the same token
+/// is replaced; a live one means another call holds the token.
+pub(crate) async fn remember(pool: &PgPool, call: &RememberedCall) -> Result<(), AppendError> {
+    let stored = sqlx::query_scalar::<_, i32>(
+        r#"
+        INSERT INTO idempotency_records (account_id, operation, client_token, fingerprint, outcome, recorded_at)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (account_id, operation, client_token) DO UPDATE
+            SET fingerprint = EXCLUDED.fingerprint, outcome = EXCLUDED.outcome, recorded_at = EXCLUDED.recorded_at
+            WHERE idempotency_records.recorded_at < $7
+        RETURNING 1
+        "#,
+    )
+    .bind(call.key.account_id.as_str())
+    .bind(call.key.operation.as_str())
+    .bind(call.key.token.as_str())
+    .bind(&call.fingerprint)
+    .bind(outcome_to_json(&call.outcome))
+    .bind(call.recorded_at)
+    .bind(call.recorded_at - IDEMPOTENCY_WINDOW)
+    .fetch_optional(pool)
+    .await
+    .map_err(append_error)?;
+    stored.map(|_| ()).ok_or(AppendError::ClientTokenTaken)
+}

@@ -1,0 +1,46 @@
+//! Maps sqlx errors to the port's errors: constraint names to business conflicts, connection
+//! trouble to transient failures, the rest to internal ones. SQL text never leaves this crate
+//! except inside the source chain that the binary logs.
+
+use contactd_app::{AppendError, StoreError};
+
+/// Which named constraint a failed append broke, if it broke one we expect.
+pub(crate) fn append_error(error: sqlx::Error) -> AppendError {
+    if let sqlx::Error::Database(db) = &error {
+        match db.constraint() {
+            Some("events_stream_version_key") => return AppendError::VersionConflict,
+            Some("contact_names_pkey") => return AppendError::NameAlreadyUsed,
+            Some("contact_quotas_within_limit") => return AppendError::QuotaExceeded,
+            Some("idempotency_records_pkey") => return AppendError::ClientTokenTaken,
+            _ => {}
+        }
+    }
+    AppendError::Store(store_error("appending events failed", error))
+}
+
+pub(crate) fn store_error(context: &str, error: sqlx::Error) -> StoreError {
+    if is_transient(&error) {
+        StoreError::transient(context, error)
+    } else {
+        StoreError::internal(context, Some(Box::new(error)))
+    }
+}
+
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // connection exceptions, insufficient resources, operator intervention,
+            // serialization failures and deadlocks
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57")
+                || code == "40001"
+                || code == "40P01"
+        }),
+        _ => false,
+    }
+}

@@ -1,0 +1,5 @@
+//! The `contactd` program as a library, so that tests run the very server the binary runs.
+
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
