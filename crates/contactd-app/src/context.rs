@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use contactd_domain::AccountId;
 use uuid::Uuid;
 
@@ -46,9 +46,15 @@ impl CallContext {
             correlation_id: correlation_id.unwrap_or_else(|| request_id.to_string()),
             request_id,
             account_id,
-            received_at: Utc::now(),
+            received_at: now(),
         }
     }
+}
+
+/// The current time at the precision the store keeps (microseconds), so that a response built
+/// from a fresh state equals the same state read back.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
 }
 
 #[cfg(test)]

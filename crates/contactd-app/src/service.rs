@@ -207,7 +207,7 @@ impl<S: ContactStore> ContactService<S> {
                 };
             }
             // Recorded times never go back within a stream, whatever the clocks of the processes.
-            let now = Utc::now().max(state.updated_at);
+            let now = crate::context::now().max(state.updated_at);
             let mut after = state.clone();
             let events: Vec<NewEvent> = decided
                 .into_iter()
