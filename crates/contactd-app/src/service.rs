@@ -346,3 +346,107 @@ fn append_error(error: AppendError) -> AppError {
         AppendError::Store(error) => error.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use chrono::DateTime;
+    use contactd_domain::{AccountId, ContactStatus, Title};
+
+    use super::*;
+    use crate::port::StoreError;
+
+    /// A store whose contact always moves on before the append lands.
+    struct AlwaysMoving {
+        contact: Contact,
+        loads: AtomicU32,
+        appends: AtomicU32,
+    }
+
+    impl ContactStore for AlwaysMoving {
+        async fn load_contact(
+            &self,
+            _: &AccountId,
+            _: &ContactId,
+        ) -> Result<Option<Contact>, StoreError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(self.contact.clone()))
+        }
+        async fn append(&self, _: Append<'_>) -> Result<(), AppendError> {
+            self.appends.fetch_add(1, Ordering::SeqCst);
+            Err(AppendError::VersionConflict)
+        }
+        async fn list_contacts(
+            &self,
+            _: &AccountId,
+            _: Option<&ContactId>,
+            page: PageRequest,
+        ) -> Result<Page<Contact>, StoreError> {
+            Ok(Page {
+                request: page,
+                total_count: 0,
+                items: vec![],
+            })
+        }
+        async fn recall(
+            &self,
+            _: &IdempotencyKey,
+            _: DateTime<Utc>,
+        ) -> Result<Option<RememberedCall>, StoreError> {
+            Ok(None)
+        }
+        async fn remember(&self, _: &RememberedCall) -> Result<(), AppendError> {
+            Ok(())
+        }
+    }
+
+    fn contact() -> Contact {
+        let event = Contact::add(AddMessageContact {
+            contact_id: ContactId::generate(),
+            account_id: AccountId::parse("1").unwrap(),
+            name: ContactName::parse("Tom").unwrap(),
+            email_address: EmailAddress::parse("tom@example.com").unwrap(),
+            phone_number: None,
+            title: Title::Other,
+            message_types: MessageTypes::parse(["FaultMessage"]).unwrap().unwrap(),
+        });
+        let contact = Contact::created(&event, Utc::now()).unwrap();
+        assert_eq!(contact.status, ContactStatus::Verifying);
+        contact
+    }
+
+    #[tokio::test]
+    async fn a_conflict_that_persists_is_answered_with_concurrent_call_after_deciding_afresh_each_time()
+     {
+        let store = AlwaysMoving {
+            contact: contact(),
+            loads: AtomicU32::new(0),
+            appends: AtomicU32::new(0),
+        };
+        let id = store.contact.contact_id.clone();
+        let service = ContactService::new(
+            store,
+            Policy {
+                max_attempts: 3,
+                ..Policy::default()
+            },
+        );
+        let ctx = CallContext::new(AccountId::parse("1").unwrap(), None);
+        let command = UpdateMessageContact {
+            title: Some(Title::Ceo),
+            ..Default::default()
+        };
+        let result = service.update_contact(&ctx, &id, &command, None).await;
+        assert!(
+            matches!(result, Err(AppError::ConcurrentCall)),
+            "{result:?}"
+        );
+        assert_eq!(
+            service.store().loads.load(Ordering::SeqCst),
+            3,
+            "state reloaded for each attempt"
+        );
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), 3);
+    }
+}

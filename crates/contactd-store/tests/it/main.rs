@@ -1,0 +1,6 @@
+//! Store tests on a real PostgreSQL, a fresh database per test: the log's guarantees, and the
+//! rules across contacts under races.
+
+mod log;
+mod races;
+mod support;
