@@ -3,4 +3,5 @@
 
 mod contacts;
 mod errors;
+mod grpcurl;
 mod support;

