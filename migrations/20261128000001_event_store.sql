@@ -23,7 +23,8 @@ CREATE TABLE events (
 );
 
 CREATE INDEX events_by_transaction ON events (transaction_id, global_position);
-CREATE INDEX events_by_account ON events (account_id, global_position);
+-- An account's events in log order (audit streams).
+CREATE INDEX events_by_account ON events (account_id, transaction_id, global_position);
 
 -- Append-only, enforced by the database itself (superusers included; only
 -- session_replication_role = replica skips triggers).
@@ -84,7 +85,8 @@ CREATE TABLE contact_quotas (
 CREATE TABLE idempotency_records (
     account_id   text        NOT NULL,
     operation    text        NOT NULL,
-    client_token text        NOT NULL,
+    -- Bytes, not text: a token may hold any character, NUL included.
+    client_token bytea       NOT NULL,
     fingerprint  bytea       NOT NULL,
     outcome      jsonb       NOT NULL,
     recorded_at  timestamptz NOT NULL,

@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("message_contact_descriptor.bin"))
-        .compile_with_config(config, &protos, &[root.clone()])?;
+        .compile_with_config(config, &protos, std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -68,7 +68,7 @@ pub struct IdempotencyKey {
 pub enum Outcome {
     Added {
         request_id: String,
-        contact: Contact,
+        contact: Box<Contact>,
     },
     Updated {
         request_id: String,
@@ -156,6 +156,85 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         self.transient
     }
+}
+
+/// A place in the global log. The log's order is `(transaction_id, global_position)`: positions
+/// are drawn before commit and commit out of order, so readers order and checkpoint by the
+/// writing transaction first (see ADR 4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    pub transaction_id: i64,
+    pub global_position: i64,
+}
+
+impl LogPosition {
+    /// Before the first event.
+    pub const START: LogPosition = LogPosition {
+        transaction_id: 0,
+        global_position: 0,
+    };
+}
+
+/// An event as read back from the log: where it is, what it says (decoded through the
+/// upcasters, and as stored), and who caused it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: LogPosition,
+    pub event_id: Uuid,
+    pub stream_id: String,
+    pub stream_version: u64,
+    pub event_type: String,
+    pub schema_version: i32,
+    /// The payload exactly as stored, in its own schema version.
+    pub payload_json: String,
+    pub event: ContactEvent,
+    pub metadata: EventMetadata,
+}
+
+/// A point in a stream's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Up to and including this stream version.
+    Version(u64),
+    /// Everything recorded at or before this time.
+    Time(DateTime<Utc>),
+}
+
+/// The log as auditors read it: a stream's history, and the log followed live.
+pub trait AuditLog: Send + Sync + 'static {
+    type Subscription: LogSubscription;
+
+    /// Up to `limit` events of a stream after `after_version`, in version order.
+    fn stream_page(
+        &self,
+        account_id: &AccountId,
+        stream_id: &str,
+        after_version: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// A stream's events up to a point of its history.
+    fn stream_as_of(
+        &self,
+        account_id: &AccountId,
+        stream_id: &str,
+        as_of: AsOf,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// The account's events in log order from the event at `from_position` on (or the first
+    /// after it), then live ones as they commit.
+    fn follow(
+        &self,
+        account_id: &AccountId,
+        from_position: i64,
+    ) -> impl Future<Output = Result<Self::Subscription, StoreError>> + Send;
+}
+
+/// A reader following the log.
+pub trait LogSubscription: Send + 'static {
+    /// The next batch, waiting until there is one.
+    fn next_batch(&mut self)
+    -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 }
 
 /// Persistence of contacts: an event log with its inline read model.

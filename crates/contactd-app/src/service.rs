@@ -151,7 +151,7 @@ impl<S: ContactStore> ContactService<S> {
         })?;
         let outcome = Outcome::Added {
             request_id: ctx.request_id.to_string(),
-            contact: contact.clone(),
+            contact: Box::new(contact.clone()),
         };
         let remember = idempotency
             .map(|i| self.remembered(ctx, Operation::AddMessageContact, i, outcome.clone()));

@@ -15,6 +15,9 @@ pub enum Field {
     PageSize,
     ClientToken,
     Member,
+    PageToken,
+    AsOf,
+    FromPosition,
 }
 
 impl Field {
@@ -31,6 +34,9 @@ impl Field {
             Field::PageSize => "PageSize",
             Field::ClientToken => "ClientToken",
             Field::Member => "Member",
+            Field::PageToken => "PageToken",
+            Field::AsOf => "AsOf",
+            Field::FromPosition => "FromPosition",
         }
     }
 }

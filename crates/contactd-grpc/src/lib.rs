@@ -2,6 +2,7 @@
 //! (`from_proto`), results into responses (`to_proto`), errors into statuses with the
 //! contract's details (`status`), and serves it all with health and reflection (`server`).
 
+mod audit;
 mod from_proto;
 mod identity;
 mod server;

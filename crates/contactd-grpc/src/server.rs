@@ -4,16 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use contactd_app::{ContactService, ContactStore};
+use contactd_app::{AuditLog, AuditService, ContactService, ContactStore};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::audit::AuditGrpc;
+use crate::proto::message_contact_audit_service_server::MessageContactAuditServiceServer;
 use crate::proto::message_contact_service_server::MessageContactServiceServer;
 use crate::service::ContactGrpc;
 
-const SERVICE_NAME: &str = "resourcemanager.messagecontact.v1.MessageContactService";
+const SERVICE_NAMES: [&str; 2] = [
+    "resourcemanager.messagecontact.v1.MessageContactService",
+    "resourcemanager.messagecontact.v1.MessageContactAuditService",
+];
 
 /// Transport settings of the server.
 #[derive(Debug, Clone)]
@@ -35,14 +41,23 @@ impl Default for ServerSettings {
 
 /// A configured server, ready to run on a listener.
 #[derive(Debug)]
-pub struct Server<S> {
+pub struct Server<S, L> {
     app: Arc<ContactService<S>>,
+    audit: Arc<AuditService<L>>,
     settings: ServerSettings,
 }
 
-impl<S: ContactStore> Server<S> {
-    pub fn new(app: Arc<ContactService<S>>, settings: ServerSettings) -> Self {
-        Self { app, settings }
+impl<S: ContactStore, L: AuditLog> Server<S, L> {
+    pub fn new(
+        app: Arc<ContactService<S>>,
+        audit: Arc<AuditService<L>>,
+        settings: ServerSettings,
+    ) -> Self {
+        Self {
+            app,
+            audit,
+            settings,
+        }
     }
 
     /// Serves until `shutdown` completes, then stops accepting calls and lets the calls in
@@ -57,6 +72,15 @@ impl<S: ContactStore> Server<S> {
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let contacts = MessageContactServiceServer::new(ContactGrpc::new(self.app))
             .max_decoding_message_size(self.settings.max_request_bytes);
+        // Streams never end by themselves: they are told to when shutdown begins, so that the
+        // graceful shutdown, which waits for every call, completes.
+        let (stop_streams, stopping) = watch::channel(false);
+        let audit = MessageContactAuditServiceServer::new(AuditGrpc::new(self.audit, stopping))
+            .max_decoding_message_size(self.settings.max_request_bytes);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_streams.send(true);
+        };
 
         set_serving(&health_reporter).await;
         tonic::transport::Server::builder()
@@ -66,6 +90,7 @@ impl<S: ContactStore> Server<S> {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(contacts)
+            .add_service(audit)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await?;
         Ok(())
@@ -86,7 +111,9 @@ async fn set_serving(reporter: &HealthReporter) {
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    reporter
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
+    for name in SERVICE_NAMES {
+        reporter
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
 }

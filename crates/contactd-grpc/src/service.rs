@@ -161,7 +161,7 @@ impl<S: ContactStore> ContactGrpc<S> {
 
 /// A remembered outcome of another operation under this operation's token: the scope of a
 /// token includes the RPC, so this means a bug, not a client error.
-fn mismatched_outcome() -> AppError {
+pub(crate) fn mismatched_outcome() -> AppError {
     AppError::Internal(contactd_app::StoreError::internal(
         "a remembered outcome belongs to another RPC",
         None,
@@ -170,7 +170,7 @@ fn mismatched_outcome() -> AppError {
 
 /// Identifies the caller, runs the call and turns its result into a response whose request id
 /// is in the body and in metadata alike.
-async fn serve<Req, Resp, Fut>(
+pub(crate) async fn serve<Req, Resp, Fut>(
     request: Request<Req>,
     call: impl FnOnce(CallContext, Req) -> Fut,
 ) -> Result<Response<Resp>, Status>
@@ -196,7 +196,7 @@ where
 }
 
 /// Responses carry their request id in the body; [`serve`] copies it into metadata.
-trait WithRequestId {
+pub(crate) trait WithRequestId {
     fn request_id(&self) -> &str;
 }
 
@@ -211,6 +211,8 @@ macro_rules! with_request_id {
 }
 
 with_request_id!(
+    crate::proto::ListMessageContactEventsResponse,
+    crate::proto::GetMessageContactAsOfResponse,
     AddMessageContactResponse,
     UpdateMessageContactResponse,
     GetMessageContactResponse,

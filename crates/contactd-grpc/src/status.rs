@@ -185,6 +185,9 @@ fn proto_field_name(field: Field) -> &'static str {
         Field::PageSize => "page_size",
         Field::ClientToken => "client_token",
         Field::Member => "member",
+        Field::PageToken => "page_token",
+        Field::AsOf => "as_of",
+        Field::FromPosition => "from_position",
     }
 }
 

@@ -1,6 +1,7 @@
 //! From the application to the wire: contacts and responses.
 
 use chrono::{DateTime, Utc};
+use contactd_app::RecordedEvent;
 use contactd_domain::Contact;
 
 use crate::proto;
@@ -44,5 +45,27 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
         nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// A protobuf timestamp as a time, if it is one (seconds and nanos in range).
+pub(crate) fn datetime(at: prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    let nanos = u32::try_from(at.nanos).ok()?;
+    DateTime::from_timestamp(at.seconds, nanos)
+}
+
+pub(crate) fn event(event: &RecordedEvent) -> proto::Event {
+    proto::Event {
+        global_position: event.position.global_position,
+        stream_id: event.stream_id.clone(),
+        stream_version: i64::try_from(event.stream_version).unwrap_or(i64::MAX),
+        event_type: event.event_type.clone(),
+        schema_version: event.schema_version,
+        recorded_at: Some(timestamp(event.metadata.recorded_at)),
+        request_id: event.metadata.request_id.clone(),
+        caller: event.metadata.caller.clone(),
+        correlation_id: event.metadata.correlation_id.clone(),
+        causation_id: event.metadata.causation_id.clone(),
+        payload_json: event.payload_json.clone(),
     }
 }

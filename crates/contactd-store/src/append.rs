@@ -59,7 +59,7 @@ counted AS (
 ),
 remembered AS (
     INSERT INTO idempotency_records (account_id, operation, client_token, fingerprint, outcome, recorded_at)
-    SELECT $1, $28::text, $29::text, $30::bytea, $31::jsonb, $7 WHERE $28::text IS NOT NULL
+    SELECT $1, $28::text, $29::bytea, $30::bytea, $31::jsonb, $7 WHERE $28::text IS NOT NULL
 )
 SELECT (SELECT count(*) FROM appended) AS appended, (SELECT count(*) FROM projected) AS projected
 "#;
@@ -122,7 +122,7 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
                 .map(|limit| i32::try_from(limit).unwrap_or(i32::MAX)),
         )
         .bind(remember.map(|call| call.key.operation.as_str()))
-        .bind(remember.map(|call| call.key.token.as_str()))
+        .bind(remember.map(|call| call.key.token.as_str().as_bytes()))
         .bind(remember.map(|call| call.fingerprint.as_slice()))
         .bind(remember.map(|call| outcome_to_json(&call.outcome)))
         .fetch_one(pool)
@@ -179,7 +179,7 @@ pub(crate) async fn remember(pool: &PgPool, call: &RememberedCall) -> Result<(),
     )
     .bind(call.key.account_id.as_str())
     .bind(call.key.operation.as_str())
-    .bind(call.key.token.as_str())
+    .bind(call.key.token.as_str().as_bytes())
     .bind(&call.fingerprint)
     .bind(outcome_to_json(&call.outcome))
     .bind(call.recorded_at)

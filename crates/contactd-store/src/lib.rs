@@ -3,25 +3,38 @@
 //! version together with the inline read model, name claims, quota and client-token memory, in
 //! one statement and so in one transaction.
 
+mod activity;
 mod append;
 mod error;
+mod log;
+mod projection;
 mod read;
+mod rebuild;
 mod rows;
 mod schema;
+mod subscription;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use contactd_app::{
-    Append, AppendError, ContactStore, IdempotencyKey, Page, PageRequest, RememberedCall,
-    StoreError,
+    Append, AppendError, AsOf, AuditLog, ContactStore, IdempotencyKey, LogPosition,
+    LogSubscription, Page, PageRequest, RecordedEvent, RememberedCall, StoreError,
 };
 use contactd_domain::{AccountId, Contact, ContactId};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::sync::watch;
 
-pub use read::StoredEvent;
-pub use schema::{CURRENT_SCHEMA_VERSION, decode_event, encode_event};
+pub use activity::AccountActivity;
+pub use log::event_json_line;
+pub use projection::{
+    Projection, ProjectionMetrics, ProjectionStatus, RunnerSettings, run_projection,
+};
+pub use rebuild::{INLINE_READ_MODEL, RebuildReport, rebuild_contacts, rebuild_projection};
+pub use schema::{decode_event, encode_event};
+pub use subscription::{DEFAULT_POLL_INTERVAL, Subscription, relay_log_notifications};
 
 /// The schema migrations, embedded at build time from the repository's `migrations/`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -59,19 +72,107 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
-/// The event store on a PostgreSQL pool.
+/// The event store on a PostgreSQL pool. Clones share the pool and the signals.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Bumped when this process's appends end: the relay announces them to other processes.
+    local_appends: Arc<watch::Sender<u64>>,
+    /// Bumped when the log may have grown, here or elsewhere: wakes this process's readers.
+    log_changes: Arc<watch::Sender<u64>>,
 }
 
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            local_appends: Arc::new(watch::Sender::new(0)),
+            log_changes: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    /// Follows the log (or one account's part of it) from just after `after`.
+    pub fn subscribe(&self, account: Option<AccountId>, after: LogPosition) -> Subscription {
+        Subscription::new(self.clone(), account, after)
+    }
+
+    /// The place in log order just before the event at `global_position` (or the first one
+    /// after it), so that a reader starting there sees that event first.
+    pub async fn position_before(&self, global_position: i64) -> Result<LogPosition, StoreError> {
+        log::position_of(&self.pool, global_position).await
+    }
+
+    /// Up to `limit` events of a stream with versions after `after_version`, in version order.
+    pub async fn read_stream_page(
+        &self,
+        account: &AccountId,
+        stream_id: &str,
+        after_version: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        log::read_stream(
+            &self.pool,
+            account,
+            stream_id,
+            after_version,
+            u64::MAX,
+            limit,
+        )
+        .await
+    }
+
+    /// A stream's events up to a version, or up to a time.
+    pub async fn read_stream_as_of(
+        &self,
+        account: &AccountId,
+        stream_id: &str,
+        as_of: AsOf,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        match as_of {
+            AsOf::Version(version) => {
+                log::read_stream(&self.pool, account, stream_id, 0, version, u32::MAX).await
+            }
+            AsOf::Time(time) => log::read_stream_until(&self.pool, account, stream_id, time).await,
+        }
+    }
+
+    /// The next events of one stream after `after`, in log order.
+    pub async fn read_stream_log(
+        &self,
+        stream_id: &str,
+        after: LogPosition,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        log::read_stream_log(&self.pool, stream_id, after, limit).await
+    }
+
+    fn appended(&self) {
+        self.local_appends.send_modify(|n| *n = n.wrapping_add(1));
+        self.log_changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The next events of the global log after `after`, in log order, only those every earlier
+    /// transaction of which has ended (ADR 4); `account` narrows it to one account's events.
+    pub async fn read_log(
+        &self,
+        after: LogPosition,
+        account: Option<&AccountId>,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        log::read_log(&self.pool, after, account, limit).await
+    }
+
+    /// A whole stream in version order, scoped to the account like every read.
+    pub async fn read_stream(
+        &self,
+        account: &AccountId,
+        stream_id: &str,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        log::read_stream(&self.pool, account, stream_id, 0, u64::MAX, u32::MAX).await
     }
 }
 
@@ -85,7 +186,11 @@ impl ContactStore for PgStore {
     }
 
     async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
-        append::append(&self.pool, append).await
+        let result = append::append(&self.pool, append).await;
+        // Failed appends wake readers too: a transaction that ended, even by rolling back, may
+        // have been what held back other transactions' events.
+        self.appended();
+        result
     }
 
     async fn list_contacts(
@@ -107,5 +212,44 @@ impl ContactStore for PgStore {
 
     async fn remember(&self, call: &RememberedCall) -> Result<(), AppendError> {
         append::remember(&self.pool, call).await
+    }
+}
+
+impl AuditLog for PgStore {
+    type Subscription = Subscription;
+
+    async fn stream_page(
+        &self,
+        account_id: &AccountId,
+        stream_id: &str,
+        after_version: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream_page(account_id, stream_id, after_version, limit)
+            .await
+    }
+
+    async fn stream_as_of(
+        &self,
+        account_id: &AccountId,
+        stream_id: &str,
+        as_of: AsOf,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream_as_of(account_id, stream_id, as_of).await
+    }
+
+    async fn follow(
+        &self,
+        account_id: &AccountId,
+        from_position: i64,
+    ) -> Result<Subscription, StoreError> {
+        let after = self.position_before(from_position).await?;
+        Ok(self.subscribe(Some(account_id.clone()), after))
+    }
+}
+
+impl LogSubscription for Subscription {
+    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        Subscription::next_batch(self).await
     }
 }

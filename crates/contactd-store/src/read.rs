@@ -1,14 +1,12 @@
-//! Reads: a contact's state, pages of contacts, remembered calls, and a stream's events.
+//! Reads of the read model: a contact's state, pages of contacts, remembered calls.
 
 use chrono::{DateTime, Utc};
 use contactd_app::{IdempotencyKey, Page, PageRequest, RememberedCall, StoreError};
-use contactd_domain::{AccountId, Contact, ContactEvent, ContactId};
+use contactd_domain::{AccountId, Contact, ContactId};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::error::store_error;
 use crate::rows::{CONTACT_COLUMNS, StoredContact, outcome_from_json};
-use crate::schema::decode_event;
 
 pub(crate) async fn load_contact(
     pool: &PgPool,
@@ -75,7 +73,7 @@ pub(crate) async fn recall(
     )
     .bind(key.account_id.as_str())
     .bind(key.operation.as_str())
-    .bind(key.token.as_str())
+    .bind(key.token.as_str().as_bytes())
     .fetch_optional(pool)
     .await
     .map_err(|e| store_error("recalling a client token failed", e))?;
@@ -89,7 +87,7 @@ pub(crate) async fn recall(
             )
             .bind(key.account_id.as_str())
             .bind(key.operation.as_str())
-            .bind(key.token.as_str())
+            .bind(key.token.as_str().as_bytes())
             .bind(since)
             .execute(pool)
             .await
@@ -102,85 +100,5 @@ pub(crate) async fn recall(
             outcome: outcome_from_json(outcome)?,
             recorded_at,
         })),
-    }
-}
-
-/// An event as read back from the log, with its metadata.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    pub global_position: i64,
-    pub event_id: Uuid,
-    pub account_id: String,
-    pub stream_id: String,
-    pub stream_version: i64,
-    pub event_type: String,
-    pub schema_version: i32,
-    pub payload: serde_json::Value,
-    pub request_id: String,
-    pub caller: String,
-    pub correlation_id: String,
-    pub causation_id: String,
-    pub recorded_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    global_position: i64,
-    event_id: Uuid,
-    account_id: String,
-    stream_id: String,
-    stream_version: i64,
-    event_type: String,
-    schema_version: i32,
-    payload: serde_json::Value,
-    request_id: String,
-    caller: String,
-    correlation_id: String,
-    causation_id: String,
-    recorded_at: DateTime<Utc>,
-}
-
-impl StoredEvent {
-    /// The domain event, read through the upcasting seam.
-    pub fn decode(&self) -> Result<ContactEvent, StoreError> {
-        decode_event(&self.event_type, self.schema_version, self.payload.clone())
-    }
-}
-
-impl crate::PgStore {
-    /// A stream's events in version order, scoped to the account like every read.
-    pub async fn read_stream(
-        &self,
-        account_id: &AccountId,
-        stream_id: &str,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query_as::<_, EventRow>(
-            "SELECT global_position, event_id, account_id, stream_id, stream_version, event_type, schema_version, \
-                    payload, request_id, caller, correlation_id, causation_id, recorded_at \
-             FROM events WHERE account_id = $1 AND stream_id = $2 ORDER BY stream_version",
-        )
-        .bind(account_id.as_str())
-        .bind(stream_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| store_error("reading a stream failed", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StoredEvent {
-                global_position: r.global_position,
-                event_id: r.event_id,
-                account_id: r.account_id,
-                stream_id: r.stream_id,
-                stream_version: r.stream_version,
-                event_type: r.event_type,
-                schema_version: r.schema_version,
-                payload: r.payload,
-                request_id: r.request_id,
-                caller: r.caller,
-                correlation_id: r.correlation_id,
-                causation_id: r.causation_id,
-                recorded_at: r.recorded_at,
-            })
-            .collect())
     }
 }

@@ -115,7 +115,7 @@ pub(crate) fn outcome_to_json(outcome: &Outcome) -> serde_json::Value {
             contact,
         } => StoredOutcome::Added {
             request_id: request_id.clone(),
-            contact: contact.into(),
+            contact: contact.as_ref().into(),
         },
         Outcome::Updated { request_id } => StoredOutcome::Updated {
             request_id: request_id.clone(),
@@ -134,7 +134,7 @@ pub(crate) fn outcome_from_json(json: serde_json::Value) -> Result<Outcome, Stor
             contact,
         } => Outcome::Added {
             request_id,
-            contact: contact.into_contact()?,
+            contact: Box::new(contact.into_contact()?),
         },
         StoredOutcome::Updated { request_id } => Outcome::Updated { request_id },
     })

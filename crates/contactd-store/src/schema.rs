@@ -10,9 +10,8 @@ use contactd_domain::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The schema version every event is written with today.
-pub const CURRENT_SCHEMA_VERSION: i32 = 1;
-
+/// Version 1 of `MessageContactAdded` repeated the account id, which every event's envelope
+/// already carries; version 2 leaves it out.
 #[derive(Debug, Serialize, Deserialize)]
 struct MessageContactAddedV1 {
     contact_id: String,
@@ -22,6 +21,31 @@ struct MessageContactAddedV1 {
     phone_number: Option<String>,
     title: String,
     message_types: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MessageContactAddedV2 {
+    contact_id: String,
+    name: String,
+    email_address: String,
+    phone_number: Option<String>,
+    title: String,
+    message_types: Vec<String>,
+}
+
+impl MessageContactAddedV1 {
+    /// The upcaster: v1 → v2 drops the repeated account id (the envelope's is the truth; they
+    /// were always equal).
+    fn upcast(self) -> MessageContactAddedV2 {
+        MessageContactAddedV2 {
+            contact_id: self.contact_id,
+            name: self.name,
+            email_address: self.email_address,
+            phone_number: self.phone_number,
+            title: self.title,
+            message_types: self.message_types,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,56 +76,74 @@ struct MessageTypesChangedV1 {
     message_types: Vec<String>,
 }
 
-/// An event as it is stored: type name, schema version, JSON payload.
+/// An event as it is stored: type name, schema version (the current one of its type), JSON
+/// payload.
 pub fn encode_event(event: &ContactEvent) -> (&'static str, i32, Value) {
-    let payload = match event {
+    let (schema_version, payload) = match event {
         ContactEvent::MessageContactAdded {
             contact_id,
-            account_id,
+            account_id: _,
             name,
             email_address,
             phone_number,
             title,
             message_types,
-        } => to_value(MessageContactAddedV1 {
-            contact_id: contact_id.as_str().to_owned(),
-            account_id: account_id.as_str().to_owned(),
-            name: name.as_str().to_owned(),
-            email_address: email_address.as_str().to_owned(),
-            phone_number: phone_number.as_ref().map(|p| p.as_str().to_owned()),
-            title: title.as_str().to_owned(),
-            message_types: type_names(*message_types),
-        }),
-        ContactEvent::MessageContactRenamed { name } => to_value(MessageContactRenamedV1 {
-            name: name.as_str().to_owned(),
-        }),
-        ContactEvent::EmailAddressChangeRequested { email_address } => {
+        } => (
+            2,
+            to_value(MessageContactAddedV2 {
+                contact_id: contact_id.as_str().to_owned(),
+                name: name.as_str().to_owned(),
+                email_address: email_address.as_str().to_owned(),
+                phone_number: phone_number.as_ref().map(|p| p.as_str().to_owned()),
+                title: title.as_str().to_owned(),
+                message_types: type_names(*message_types),
+            }),
+        ),
+        ContactEvent::MessageContactRenamed { name } => (
+            1,
+            to_value(MessageContactRenamedV1 {
+                name: name.as_str().to_owned(),
+            }),
+        ),
+        ContactEvent::EmailAddressChangeRequested { email_address } => (
+            1,
             to_value(EmailAddressChangeRequestedV1 {
                 email_address: email_address.as_str().to_owned(),
-            })
-        }
-        ContactEvent::PhoneNumberChangeRequested { phone_number } => {
+            }),
+        ),
+        ContactEvent::PhoneNumberChangeRequested { phone_number } => (
+            1,
             to_value(PhoneNumberChangeRequestedV1 {
                 phone_number: phone_number.as_str().to_owned(),
-            })
-        }
-        ContactEvent::PhoneNumberRemoved => to_value(PhoneNumberRemovedV1 {}),
-        ContactEvent::TitleChanged { title } => to_value(TitleChangedV1 {
-            title: title.as_str().to_owned(),
-        }),
-        ContactEvent::MessageTypesChanged { message_types } => to_value(MessageTypesChangedV1 {
-            message_types: type_names(*message_types),
-        }),
+            }),
+        ),
+        ContactEvent::PhoneNumberRemoved => (1, to_value(PhoneNumberRemovedV1 {})),
+        ContactEvent::TitleChanged { title } => (
+            1,
+            to_value(TitleChangedV1 {
+                title: title.as_str().to_owned(),
+            }),
+        ),
+        ContactEvent::MessageTypesChanged { message_types } => (
+            1,
+            to_value(MessageTypesChangedV1 {
+                message_types: type_names(*message_types),
+            }),
+        ),
     };
-    (event.event_type(), CURRENT_SCHEMA_VERSION, payload)
+    (event.event_type(), schema_version, payload)
 }
 
 /// Reads a stored event of any known schema version as the current domain event. This is the
 /// upcasting seam: an older version is converted here, field by field, to today's meaning.
+///
+/// `envelope_account` is the account of the event's envelope, which version 1 of
+/// `MessageContactAdded` repeated and version 2 takes from there.
 pub fn decode_event(
     event_type: &str,
     schema_version: i32,
     payload: Value,
+    envelope_account: &str,
 ) -> Result<ContactEvent, StoreError> {
     let corrupt = |reason: String| {
         StoreError::internal(
@@ -113,20 +155,11 @@ pub fn decode_event(
     match (event_type, schema_version) {
         ("MessageContactAdded", 1) => {
             let p: MessageContactAddedV1 = from_value(payload).map_err(corrupt)?;
-            Ok(ContactEvent::MessageContactAdded {
-                contact_id: ContactId::parse(&p.contact_id).map_err(invalid)?,
-                account_id: AccountId::parse(&p.account_id).map_err(|e| corrupt(e.to_string()))?,
-                name: ContactName::parse(&p.name).map_err(invalid)?,
-                email_address: EmailAddress::parse(&p.email_address).map_err(invalid)?,
-                phone_number: p
-                    .phone_number
-                    .as_deref()
-                    .map(PhoneNumber::restore)
-                    .transpose()
-                    .map_err(invalid)?,
-                title: Title::parse(&p.title).map_err(invalid)?,
-                message_types: message_types(&p.message_types).map_err(invalid)?,
-            })
+            added(p.upcast(), envelope_account).map_err(corrupt)
+        }
+        ("MessageContactAdded", 2) => {
+            let p: MessageContactAddedV2 = from_value(payload).map_err(corrupt)?;
+            added(p, envelope_account).map_err(corrupt)
         }
         ("MessageContactRenamed", 1) => {
             let p: MessageContactRenamedV1 = from_value(payload).map_err(corrupt)?;
@@ -164,6 +197,24 @@ pub fn decode_event(
         }
         _ => Err(corrupt("unknown event type or schema version".to_owned())),
     }
+}
+
+fn added(p: MessageContactAddedV2, account: &str) -> Result<ContactEvent, String> {
+    let invalid = |e: ParameterError| e.to_string();
+    Ok(ContactEvent::MessageContactAdded {
+        contact_id: ContactId::parse(&p.contact_id).map_err(invalid)?,
+        account_id: AccountId::parse(account).map_err(|e| e.to_string())?,
+        name: ContactName::parse(&p.name).map_err(invalid)?,
+        email_address: EmailAddress::parse(&p.email_address).map_err(invalid)?,
+        phone_number: p
+            .phone_number
+            .as_deref()
+            .map(PhoneNumber::restore)
+            .transpose()
+            .map_err(invalid)?,
+        title: Title::parse(&p.title).map_err(invalid)?,
+        message_types: message_types(&p.message_types).map_err(invalid)?,
+    })
 }
 
 pub(crate) fn type_names(types: MessageTypes) -> Vec<String> {
@@ -221,14 +272,21 @@ mod tests {
         ];
         for event in events {
             let (event_type, version, payload) = encode_event(&event);
-            assert_eq!(decode_event(event_type, version, payload).unwrap(), event);
+            assert_eq!(
+                decode_event(event_type, version, payload, "1").unwrap(),
+                event
+            );
         }
     }
 
     #[test]
     fn unknown_types_and_versions_are_reported_not_guessed() {
-        assert!(decode_event("TitleChanged", 99, serde_json::json!({"title": "CEO"})).is_err());
-        assert!(decode_event("Nonsense", 1, serde_json::json!({})).is_err());
-        assert!(decode_event("TitleChanged", 1, serde_json::json!({"title": "Boss"})).is_err());
+        assert!(
+            decode_event("TitleChanged", 99, serde_json::json!({"title": "CEO"}), "1").is_err()
+        );
+        assert!(decode_event("Nonsense", 1, serde_json::json!({}), "1").is_err());
+        assert!(
+            decode_event("TitleChanged", 1, serde_json::json!({"title": "Boss"}), "1").is_err()
+        );
     }
 }

@@ -1,7 +1,8 @@
-//! `contactd`: the message-contact service. `serve` runs it; `migrate` applies migrations.
+//! `contactd`: the message-contact service. `serve` runs it; `migrate`, `projections rebuild`
+//! and `events replay` are the operator's tools.
 
 use clap::Parser;
-use contactd::settings::{Cli, Command};
+use contactd::settings::{Cli, Command, EventsCommand, ProjectionsCommand};
 use contactd::{startup, telemetry};
 
 #[tokio::main]
@@ -11,5 +12,13 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => startup::serve(settings, startup::shutdown_signal()).await,
         Command::Migrate(database) => startup::migrate_only(&database).await,
+        Command::Projections(ProjectionsCommand::Rebuild { name, database }) => {
+            startup::rebuild(name.as_deref(), &database).await
+        }
+        Command::Events(EventsCommand::Replay {
+            contact,
+            from,
+            database,
+        }) => startup::replay(contact.as_deref(), from, &database).await,
     }
 }

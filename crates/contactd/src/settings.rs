@@ -24,6 +24,39 @@ pub enum Command {
     Serve(ServeSettings),
     /// Apply pending migrations and exit.
     Migrate(DatabaseSettings),
+    /// Read models kept by projections.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+    /// The event log, for offline audits.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Drop a read model and replay the log into it (all of them without NAME). Side effects
+    /// are never replayed.
+    Rebuild {
+        /// `contacts` (the inline read model) or `account_activity`.
+        name: Option<String>,
+        #[command(flatten)]
+        database: DatabaseSettings,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print events in log order as JSON lines, up to the newest committed one.
+    Replay {
+        /// Only this contact's events.
+        #[arg(long)]
+        contact: Option<String>,
+        /// Start at the event with this global position (or the first one after it).
+        #[arg(long, default_value_t = 0)]
+        from: i64,
+        #[command(flatten)]
+        database: DatabaseSettings,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -91,6 +124,11 @@ impl ServeSettings {
                 self.listen
             )),
         }
+    }
+
+    /// How this process names itself to other processes (projection holders).
+    pub fn instance_name(&self) -> String {
+        format!("contactd pid {} on {}", std::process::id(), self.listen)
     }
 
     pub fn call_timeout(&self) -> Duration {

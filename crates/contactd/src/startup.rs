@@ -1,18 +1,26 @@
-//! Wiring: connect the store, apply migrations, build the application and run the server until
-//! SIGINT or SIGTERM. `run` takes its listener so that tests can bind port 0.
+//! Wiring: connect the store, apply migrations, build the application and run the server with
+//! the projections until SIGINT or SIGTERM. `run` takes its listener so that tests can bind
+//! port 0. Also the offline commands: rebuild and replay.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use contactd_app::{ContactService, Policy};
+use contactd_app::{AuditService, ContactService, Policy};
 use contactd_grpc::{Server, ServerSettings};
-use contactd_store::{PgStore, PoolSettings};
+use contactd_store::{
+    AccountActivity, INLINE_READ_MODEL, PgStore, PoolSettings, ProjectionMetrics, RunnerSettings,
+};
 use sqlx::PgPool;
 use sqlx::migrate::MigrateDatabase;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::settings::{DatabaseSettings, ServeSettings};
+
+/// The asynchronous projections' names, as `contactd projections rebuild` takes them.
+const ACCOUNT_ACTIVITY: &str = "account_activity";
 
 /// `contactd serve`.
 pub async fn serve(
@@ -47,29 +55,118 @@ pub async fn migrate_only(settings: &DatabaseSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves on `listener` with the store on `pool` until `shutdown` completes; the calls in flight
-/// finish first.
+/// Serves on `listener` with the store on `pool` until `shutdown` completes; the projections
+/// and the log relay run beside the server. On shutdown the server stops accepting calls and
+/// lets the calls in flight finish, then the projections finish their batch and stop.
 pub async fn run(
     listener: TcpListener,
     pool: PgPool,
     settings: &ServeSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let store = PgStore::new(pool);
+    let (stop_workers, stopping) = watch::channel(false);
+    let mut workers = JoinSet::new();
+    workers.spawn(contactd_store::relay_log_notifications(
+        store.clone(),
+        stopped(stopping.clone()),
+    ));
+    workers.spawn(contactd_store::run_projection(
+        store.clone(),
+        Arc::new(AccountActivity),
+        RunnerSettings {
+            holder: settings.instance_name(),
+            ..RunnerSettings::default()
+        },
+        ProjectionMetrics::default(),
+        stopping,
+    ));
+
     let policy = Policy {
         max_contacts: settings.max_contacts,
         country_codes: settings.country_codes.clone(),
         ..Policy::default()
     };
-    let app = Arc::new(ContactService::new(PgStore::new(pool), policy));
+    let app = Arc::new(ContactService::new(store.clone(), policy));
+    let audit = Arc::new(AuditService::new(store));
     let server_settings = ServerSettings {
         call_timeout: settings.call_timeout(),
         ..ServerSettings::default()
     };
-    Server::new(app, server_settings)
+    let served = Server::new(app, audit, server_settings)
         .run(listener, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!(e))
-        .context("serving gRPC")
+        .context("serving gRPC");
+    let _ = stop_workers.send(true);
+    workers.join_all().await;
+    served
+}
+
+/// Completes when the flag turns true (or its sender is gone).
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// `contactd projections rebuild [NAME]`.
+pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let store = PgStore::new(connect(settings, false).await?);
+    let names = [INLINE_READ_MODEL, ACCOUNT_ACTIVITY];
+    let chosen: Vec<&str> = match name {
+        None => names.to_vec(),
+        Some(name) if names.contains(&name) => vec![name],
+        Some(other) => anyhow::bail!(
+            "no read model is called {other:?}; there are: {}",
+            names.join(", ")
+        ),
+    };
+    for name in chosen {
+        let started = std::time::Instant::now();
+        let report = if name == INLINE_READ_MODEL {
+            contactd_store::rebuild_contacts(&store).await
+        } else {
+            contactd_store::rebuild_projection(&store, &AccountActivity, 5000).await
+        }
+        .with_context(|| format!("rebuilding {name}"))?;
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "rebuilt {name}: {} events in {seconds:.2} s ({:.0} events/s){}",
+            report.events,
+            report.events as f64 / seconds.max(f64::EPSILON),
+            report
+                .rows
+                .map(|rows| format!(", {rows} rows"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `contactd events replay`: events in log order as JSON lines on stdout, up to the newest
+/// event that every earlier transaction has committed before.
+pub async fn replay(
+    contact: Option<&str>,
+    from: i64,
+    settings: &DatabaseSettings,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let store = PgStore::new(connect(settings, false).await?);
+    let mut after = store.position_before(from).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    loop {
+        let batch = match contact {
+            Some(contact) => store.read_stream_log(contact, after, 1000).await?,
+            None => store.read_log(after, None, 1000).await?,
+        };
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        for event in &batch {
+            writeln!(out, "{}", contactd_store::event_json_line(event))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 async fn connect(settings: &DatabaseSettings, create_database: bool) -> anyhow::Result<PgPool> {

@@ -36,7 +36,7 @@ async fn fifty_concurrent_updates_of_one_contact_lose_none(pool: PgPool) {
         .await
         .unwrap()
     {
-        contactd_app::Outcome::Added { contact, .. } => contact,
+        contactd_app::Outcome::Added { contact, .. } => *contact,
         other => panic!("{other:?}"),
     };
     let mut writers = JoinSet::new();
@@ -62,22 +62,25 @@ async fn fifty_concurrent_updates_of_one_contact_lose_none(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(stream.len(), 51);
-    let versions: Vec<i64> = stream.iter().map(|e| e.stream_version).collect();
+    let versions: Vec<u64> = stream.iter().map(|e| e.stream_version).collect();
     assert_eq!(versions, (1..=51).collect::<Vec<_>>());
     for i in 0..50 {
         let email = format!("writer{i}@example.com");
         assert!(
             stream
                 .iter()
-                .any(|e| e.payload["email_address"] == email.as_str()),
+                .any(|e| e.payload_json.contains(&format!("\"{email}\""))),
             "{email} is in the log"
         );
     }
     let state = app.get_contact(&ctx(), &contact.contact_id).await.unwrap();
     assert_eq!(state.version, 51);
-    assert_eq!(
-        stream.last().unwrap().payload["email_address"],
-        state.email_address.as_str()
+    assert!(
+        stream
+            .last()
+            .unwrap()
+            .payload_json
+            .contains(state.email_address.as_str())
     );
 }
 
@@ -91,7 +94,7 @@ async fn two_processes_updating_one_contact_lose_nothing_that_they_acknowledged(
         .await
         .unwrap()
     {
-        contactd_app::Outcome::Added { contact, .. } => contact,
+        contactd_app::Outcome::Added { contact, .. } => *contact,
         other => panic!("{other:?}"),
     };
     let mut writers = JoinSet::new();
@@ -133,7 +136,7 @@ async fn two_processes_updating_one_contact_lose_nothing_that_they_acknowledged(
         assert!(
             stream
                 .iter()
-                .any(|e| e.payload["email_address"] == email.as_str()),
+                .any(|e| e.payload_json.contains(&format!("\"{email}\""))),
             "{email} is in the log"
         );
     }

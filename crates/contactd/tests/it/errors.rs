@@ -1,23 +1,1165 @@
 //! One test per error code reachable in Add, Update, Get and List, and the contract's check
 //! order.
 
-use tonic::Code;
+use contactd_grpc::proto::{
+    AddMessageContactRequest, GetMessageContactRequest, ListMessageContactsRequest,
+    UpdateMessageContactRequest,
+};
+use sqlx::PgPool;
+use tonic::{Code, Request, Status};
 
 use crate::support::*;
 
+/// A contract error: its code (`ErrorInfo.reason`) and its message, word for word.
+type Error = (&'static str, &'static str);
+
+const UNAUTHENTICATED: Error = (
+    "Unauthenticated",
+    "The caller identity is missing or invalid.",
+);
+const MISSING_CONTACT_ID: Error = ("MissingParameter.ContactId", "You must specify ContactId.");
+const MISSING_NAME: Error = ("MissingParameter.Name", "You must specify Name.");
+const MISSING_EMAIL: Error = (
+    "MissingParameter.EmailAddress",
+    "You must specify EmailAddress.",
+);
+const MISSING_TITLE: Error = ("MissingParameter.Title", "You must specify Title.");
+const MISSING_TYPES: Error = (
+    "MissingParameter.MessageTypes",
+    "You must specify MessageTypes.",
+);
+const INVALID_CONTACT_ID: Error = ("InvalidParameter.ContactId", "The ContactId is invalid.");
+const INVALID_NAME: Error = ("InvalidParameter.Name", "The Name is invalid.");
+const NAME_LENGTH: Error = (
+    "InvalidParameter.Name.Length",
+    "The Name exceeds the length limit.",
+);
+const NAME_USED: Error = (
+    "InvalidParameter.Name.AlreadyUsed",
+    "The Name already exists. Please change to another name.",
+);
+const INVALID_EMAIL: Error = (
+    "InvalidParameter.EmailAddress",
+    "The EmailAddress is invalid.",
+);
+const EMAIL_LENGTH: Error = (
+    "InvalidParameter.EmailAddress.Length",
+    "The EmailAddress exceeds the length limit.",
+);
+const INVALID_PHONE: Error = (
+    "InvalidParameter.PhoneNumber",
+    "The PhoneNumber is invalid.",
+);
+const COUNTRY_CODE: Error = (
+    "InvalidParameter.MobileCountryCode",
+    "The current site does not support the country code.",
+);
+const INVALID_TITLE: Error = ("InvalidParameter.Title", "The Title is invalid.");
+const INVALID_TYPES: Error = (
+    "InvalidParameter.MessageTypes",
+    "The MessageTypes is invalid.",
+);
+const INVALID_PAGE_NUMBER: Error = ("InvalidParameter.PageNumber", "The PageNumber is invalid.");
+const INVALID_PAGE_SIZE: Error = ("InvalidParameter.PageSize", "The PageSize is invalid.");
+const INVALID_MEMBER: Error = ("InvalidParameter.Member", "The Member is invalid.");
+const INVALID_TOKEN: Error = (
+    "InvalidParameter.ClientToken",
+    "The ClientToken is invalid.",
+);
+const NO_CONTACT: Error = ("EntityNotExists.Contact", "This Contact does not exist.");
+const NO_MEMBER: Error = ("EntityNotExists.Member", "This Member does not exist.");
+const TOO_MANY: Error = (
+    "LimitExceeded.Contacts",
+    "The number of contacts exceeds the limit.",
+);
+const UNAVAILABLE: Error = (
+    "ServiceUnavailable",
+    "The request has failed due to a temporary failure of the server.",
+);
+
+/// A change to a good Add request.
+type AddChange = fn(&mut AddMessageContactRequest);
+
+/// Well-formed, and never generated for anyone in these tests.
+const UNKNOWN_ID: &str = "c-0123456789abcdef";
+
+/// Asserts a parameter error: INVALID_ARGUMENT with `BadRequest` naming `field`.
+#[track_caller]
+fn assert_invalid(status: &Status, (reason, message): Error, field: &str) {
+    assert_error(status, Code::InvalidArgument, reason, message, Some(field));
+}
+
+/// Asserts an error that names no field.
+#[track_caller]
+fn assert_plain(status: &Status, code: Code, (reason, message): Error) {
+    assert_error(status, code, reason, message, None);
+}
+
+fn add_with(change: impl FnOnce(&mut AddMessageContactRequest)) -> AddMessageContactRequest {
+    let mut request = add_request("Tom");
+    change(&mut request);
+    request
+}
+
+fn update_with(
+    contact_id: &str,
+    change: impl FnOnce(&mut UpdateMessageContactRequest),
+) -> UpdateMessageContactRequest {
+    let mut request = update_request(contact_id);
+    change(&mut request);
+    request
+}
+
+fn list_with(change: impl FnOnce(&mut ListMessageContactsRequest)) -> ListMessageContactsRequest {
+    let mut request = ListMessageContactsRequest::default();
+    change(&mut request);
+    request
+}
+
+async fn add_fails(client: &mut Client, request: AddMessageContactRequest) -> Status {
+    client
+        .add_message_contact(as_account(ACCOUNT, request))
+        .await
+        .expect_err("the add is refused")
+}
+
+async fn update_fails(client: &mut Client, request: UpdateMessageContactRequest) -> Status {
+    client
+        .update_message_contact(as_account(ACCOUNT, request))
+        .await
+        .expect_err("the update is refused")
+}
+
+async fn update_succeeds(client: &mut Client, request: UpdateMessageContactRequest) {
+    client
+        .update_message_contact(as_account(ACCOUNT, request))
+        .await
+        .expect("the update succeeds");
+}
+
+async fn get_fails(client: &mut Client, contact_id: &str) -> Status {
+    get(client, ACCOUNT, contact_id)
+        .await
+        .expect_err("the get is refused")
+}
+
+async fn list_fails(client: &mut Client, request: ListMessageContactsRequest) -> Status {
+    client
+        .list_message_contacts(as_account(ACCOUNT, request))
+        .await
+        .expect_err("the list is refused")
+}
+
+async fn events(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await
+        .expect("count events")
+}
+
+/// A Get whose account header is set by `headers`.
+fn get_with_headers(
+    headers: impl FnOnce(&mut Request<GetMessageContactRequest>),
+) -> Request<GetMessageContactRequest> {
+    let mut request = Request::new(GetMessageContactRequest {
+        contact_id: UNKNOWN_ID.to_owned(),
+    });
+    headers(&mut request);
+    request
+}
+
+/// An email address of exactly `len` characters (at least 76), well-formed in every other way.
+fn email_of_length(len: usize) -> String {
+    let local = "a".repeat(64);
+    let domain = format!(
+        "{}.{}.{}.com",
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(len - 64 - 1 - 63 - 1 - 63 - 1 - 4)
+    );
+    let email = format!("{local}@{domain}");
+    assert_eq!(email.len(), len);
+    email
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caller identity
+
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
-async fn a_call_without_an_account_is_unauthenticated(pool: sqlx::PgPool) {
+async fn a_call_without_an_account_is_unauthenticated(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let status = server
         .client
         .add_message_contact(add_request("Tom"))
         .await
         .unwrap_err();
+    assert_plain(&status, Code::Unauthenticated, UNAUTHENTICATED);
+    let status = server
+        .client
+        .get_message_contact(get_with_headers(|_| {}))
+        .await
+        .unwrap_err();
+    assert_plain(&status, Code::Unauthenticated, UNAUTHENTICATED);
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_malformed_account_is_unauthenticated(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let too_long = "9".repeat(33);
+    for account in ["abc", "12a4", too_long.as_str(), "", " 123", "+123", "-1"] {
+        let request = get_with_headers(|r| {
+            r.metadata_mut()
+                .insert("x-acs-account-id", account.parse().unwrap());
+        });
+        let status = server
+            .client
+            .get_message_contact(request)
+            .await
+            .unwrap_err();
+        assert_plain(&status, Code::Unauthenticated, UNAUTHENTICATED);
+    }
+    // 32 digits are the longest account id: that call gets past identity.
+    let longest = "9".repeat(32);
+    let status = server
+        .client
+        .get_message_contact(as_account(&longest, GetMessageContactRequest::default()))
+        .await
+        .unwrap_err();
+    assert_invalid(&status, MISSING_CONTACT_ID, "contact_id");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn an_account_given_twice_is_unauthenticated_even_when_both_agree(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    for second in [ACCOUNT, OTHER_ACCOUNT] {
+        let request = get_with_headers(|r| {
+            r.metadata_mut()
+                .append("x-acs-account-id", ACCOUNT.parse().unwrap());
+            r.metadata_mut()
+                .append("x-acs-account-id", second.parse().unwrap());
+        });
+        let status = server
+            .client
+            .get_message_contact(request)
+            .await
+            .unwrap_err();
+        assert_plain(&status, Code::Unauthenticated, UNAUTHENTICATED);
+    }
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn identity_is_checked_before_the_client_token(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let request = add_with(|r| r.client_token = "t".repeat(65));
+    let status = server
+        .client
+        .add_message_contact(request)
+        .await
+        .unwrap_err();
+    assert_plain(&status, Code::Unauthenticated, UNAUTHENTICATED);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Missing parameters
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn an_add_without_a_required_field_names_it(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    let cases: [(AddChange, Error, &str); 4] = [
+        (|r| r.name.clear(), MISSING_NAME, "name"),
+        (|r| r.email_address.clear(), MISSING_EMAIL, "email_address"),
+        (|r| r.title.clear(), MISSING_TITLE, "title"),
+        (|r| r.message_types.clear(), MISSING_TYPES, "message_types"),
+    ];
+    for (change, error, field) in cases {
+        let status = add_fails(&mut server.client, add_with(change)).await;
+        assert_invalid(&status, error, field);
+    }
+    assert_eq!(events(&pool).await, 0);
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn update_and_get_without_a_contact_id_are_missing_it(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let status = update_fails(
+        &mut server.client,
+        update_with("", |r| r.title = Some("CEO".into())),
+    )
+    .await;
+    assert_invalid(&status, MISSING_CONTACT_ID, "contact_id");
+    let status = get_fails(&mut server.client, "").await;
+    assert_invalid(&status, MISSING_CONTACT_ID, "contact_id");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contact ids
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_malformed_contact_id_is_invalid_everywhere(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    for bad in [
+        "c-0123456789abcde",
+        "c-0123456789abcdef0",
+        "d-0123456789abcdef",
+        "c-0123456789abcde_",
+        "c-0123456789abcdé",
+        "0123456789abcdef",
+    ] {
+        let status = update_fails(
+            &mut server.client,
+            update_with(bad, |r| r.title = Some("CEO".into())),
+        )
+        .await;
+        assert_invalid(&status, INVALID_CONTACT_ID, "contact_id");
+        let status = get_fails(&mut server.client, bad).await;
+        assert_invalid(&status, INVALID_CONTACT_ID, "contact_id");
+        let status = list_fails(&mut server.client, list_with(|r| r.contact_id = bad.into())).await;
+        assert_invalid(&status, INVALID_CONTACT_ID, "contact_id");
+    }
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_well_formed_unknown_contact_id_does_not_exist(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    add(&mut server.client, ACCOUNT, "Tom").await;
+    let status = update_fails(
+        &mut server.client,
+        update_with(UNKNOWN_ID, |r| r.title = Some("CEO".into())),
+    )
+    .await;
+    assert_plain(&status, Code::NotFound, NO_CONTACT);
+    let status = get_fails(&mut server.client, UNKNOWN_ID).await;
+    assert_plain(&status, Code::NotFound, NO_CONTACT);
+    let status = list_fails(
+        &mut server.client,
+        list_with(|r| r.contact_id = UNKNOWN_ID.into()),
+    )
+    .await;
+    assert_plain(&status, Code::NotFound, NO_CONTACT);
+    assert_eq!(events(&pool).await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_name_with_a_character_outside_the_set_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    let too_long_and_wrong = "a1".repeat(20);
+    for bad in [
+        "tom1",
+        "1",
+        "Tom Smith",
+        "tom_",
+        "José",
+        "Ｔom",
+        too_long_and_wrong.as_str(),
+    ] {
+        let status = add_fails(&mut server.client, add_with(|r| r.name = bad.into())).await;
+        assert_invalid(&status, INVALID_NAME, "name");
+        let status = update_fails(
+            &mut server.client,
+            update_with(&added.contact_id, |r| r.name = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, INVALID_NAME, "name");
+    }
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_name_of_the_wrong_length_exceeds_the_limit(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    let thirteen = "abcdefghijklm";
+    let ideographs = "雷".repeat(13);
+    for bad in ["a", "张", thirteen, ideographs.as_str()] {
+        let status = add_fails(&mut server.client, add_with(|r| r.name = bad.into())).await;
+        assert_invalid(&status, NAME_LENGTH, "name");
+        let status = update_fails(
+            &mut server.client,
+            update_with(&added.contact_id, |r| r.name = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, NAME_LENGTH, "name");
+    }
+    // Present but empty on Update is a length error too.
+    let status = update_fails(
+        &mut server.client,
+        update_with(&added.contact_id, |r| r.name = Some(String::new())),
+    )
+    .await;
+    assert_invalid(&status, NAME_LENGTH, "name");
+    // Twelve characters, ideographs included, are fine.
+    add(&mut server.client, ACCOUNT, "abcdefghijkl").await;
+    let request = add_with(|r| r.name = "雷".repeat(12));
+    server
+        .client
+        .add_message_contact(as_account(ACCOUNT, request))
+        .await
+        .expect("twelve ideographs are a name");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_name_differing_only_in_case_is_already_used(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    add(&mut server.client, ACCOUNT, "Tom").await;
+    for same in ["Tom", "tom", "TOM", "tOm"] {
+        let status = add_fails(&mut server.client, add_request(same)).await;
+        assert_error(
+            &status,
+            Code::AlreadyExists,
+            NAME_USED.0,
+            NAME_USED.1,
+            Some("name"),
+        );
+    }
+    assert_eq!(events(&pool).await, 1);
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn renaming_onto_another_contacts_name_is_already_used_but_onto_ones_own_is_not(
+    pool: PgPool,
+) {
+    let mut server = TestServer::start(pool.clone()).await;
+    let tom = add(&mut server.client, ACCOUNT, "Tom").await;
+    let ann = add(&mut server.client, ACCOUNT, "Ann").await;
+    let status = update_fails(
+        &mut server.client,
+        update_with(&ann.contact_id, |r| r.name = Some("tOM".into())),
+    )
+    .await;
     assert_error(
         &status,
-        Code::Unauthenticated,
-        "Unauthenticated",
-        "The caller identity is missing or invalid.",
-        None,
+        Code::AlreadyExists,
+        NAME_USED.0,
+        NAME_USED.1,
+        Some("name"),
     );
+    assert_eq!(
+        get(&mut server.client, ACCOUNT, &ann.contact_id)
+            .await
+            .unwrap(),
+        ann
+    );
+
+    update_succeeds(
+        &mut server.client,
+        update_with(&tom.contact_id, |r| r.name = Some("TOM".into())),
+    )
+    .await;
+    let renamed = get(&mut server.client, ACCOUNT, &tom.contact_id)
+        .await
+        .unwrap();
+    assert_eq!((renamed.name.as_str(), renamed.version), ("TOM", 2));
+    // The old spelling stays taken by the renamed contact.
+    let status = add_fails(&mut server.client, add_request("Tom")).await;
+    assert_eq!(status.code(), Code::AlreadyExists);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Email addresses
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_malformed_email_address_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    let long_local = format!("{}@example.com", "a".repeat(65));
+    let long_label = format!("tom@{}.com", "b".repeat(64));
+    for bad in [
+        "tom",
+        "tom@example",
+        "@example.com",
+        "tom@",
+        "tom@@example.com",
+        ".tom@example.com",
+        "tom.@example.com",
+        "to..m@example.com",
+        "tom@-example.com",
+        "tom@example-.com",
+        "tom@exa_mple.com",
+        "tóm@example.com",
+        "tom@example.com ",
+        "tom smith@example.com",
+        long_local.as_str(),
+        long_label.as_str(),
+    ] {
+        let status = add_fails(
+            &mut server.client,
+            add_with(|r| r.email_address = bad.into()),
+        )
+        .await;
+        assert_invalid(&status, INVALID_EMAIL, "email_address");
+        let status = update_fails(
+            &mut server.client,
+            update_with(&added.contact_id, |r| r.email_address = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, INVALID_EMAIL, "email_address");
+    }
+    let status = update_fails(
+        &mut server.client,
+        update_with(&added.contact_id, |r| r.email_address = Some(String::new())),
+    )
+    .await;
+    assert_invalid(&status, INVALID_EMAIL, "email_address");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn an_email_address_of_255_characters_exceeds_the_limit_and_254_do_not(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    let too_long = email_of_length(255);
+    let status = add_fails(
+        &mut server.client,
+        add_with(|r| r.email_address = too_long.clone()),
+    )
+    .await;
+    assert_invalid(&status, EMAIL_LENGTH, "email_address");
+    let status = update_fails(
+        &mut server.client,
+        update_with(&added.contact_id, |r| r.email_address = Some(too_long)),
+    )
+    .await;
+    assert_invalid(&status, EMAIL_LENGTH, "email_address");
+    // The length is checked first: a long address that is also malformed is a length error.
+    let long_and_wrong = format!("{}@", "é".repeat(300));
+    let status = add_fails(
+        &mut server.client,
+        add_with(|r| r.email_address = long_and_wrong),
+    )
+    .await;
+    assert_invalid(&status, EMAIL_LENGTH, "email_address");
+
+    update_succeeds(
+        &mut server.client,
+        update_with(&added.contact_id, |r| {
+            r.email_address = Some(email_of_length(254))
+        }),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phone numbers
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_phone_number_of_the_wrong_shape_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    for bad in [
+        "13912345678",
+        "+86-13912345678",
+        "086-13912345678",
+        "86-",
+        "-13912345678",
+        "86 13912345678",
+        "86-139-1234-5678",
+        "86-1391234567x",
+        "８６-13912345678",
+    ] {
+        let status = add_fails(
+            &mut server.client,
+            add_with(|r| r.phone_number = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, INVALID_PHONE, "phone_number");
+        let status = update_fails(
+            &mut server.client,
+            update_with(&added.contact_id, |r| r.phone_number = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, INVALID_PHONE, "phone_number");
+    }
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_number_that_is_not_a_mobile_number_of_the_country_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    for bad in [
+        "86-1391234567",
+        "86-139123456789",
+        "86-01391234567",
+        "86-1012345678",
+        "86-2012345678",
+    ] {
+        let status = add_fails(
+            &mut server.client,
+            add_with(|r| r.phone_number = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, INVALID_PHONE, "phone_number");
+        let status = update_fails(
+            &mut server.client,
+            update_with(&added.contact_id, |r| r.phone_number = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, INVALID_PHONE, "phone_number");
+    }
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_country_code_outside_the_configured_list_is_not_supported(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    for bad in ["1-2025550123", "44-7911123456", "860-13912345678"] {
+        let status = add_fails(
+            &mut server.client,
+            add_with(|r| r.phone_number = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, COUNTRY_CODE, "phone_number");
+        let status = update_fails(
+            &mut server.client,
+            update_with(&added.contact_id, |r| r.phone_number = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, COUNTRY_CODE, "phone_number");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Titles and message types
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_title_outside_the_list_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    for bad in ["Boss", "ceo", "CEO ", "Finance Director"] {
+        let status = add_fails(&mut server.client, add_with(|r| r.title = bad.into())).await;
+        assert_invalid(&status, INVALID_TITLE, "title");
+        let status = update_fails(
+            &mut server.client,
+            update_with(&added.contact_id, |r| r.title = Some(bad.into())),
+        )
+        .await;
+        assert_invalid(&status, INVALID_TITLE, "title");
+    }
+    let status = update_fails(
+        &mut server.client,
+        update_with(&added.contact_id, |r| r.title = Some(String::new())),
+    )
+    .await;
+    assert_invalid(&status, INVALID_TITLE, "title");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_message_type_outside_the_list_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    for bad in [
+        vec!["Spam".to_owned()],
+        vec!["ServiceMessage".to_owned(), "serviceMessage".to_owned()],
+        vec![String::new()],
+    ] {
+        let status = add_fails(
+            &mut server.client,
+            add_with(|r| r.message_types = bad.clone()),
+        )
+        .await;
+        assert_invalid(&status, INVALID_TYPES, "message_types");
+        let status = update_fails(
+            &mut server.client,
+            update_with(&added.contact_id, |r| r.message_types = bad),
+        )
+        .await;
+        assert_invalid(&status, INVALID_TYPES, "message_types");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_negative_page_number_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    for bad in [-1, i32::MIN] {
+        let status = list_fails(&mut server.client, list_with(|r| r.page_number = bad)).await;
+        assert_invalid(&status, INVALID_PAGE_NUMBER, "page_number");
+    }
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_negative_page_size_or_one_above_100_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    for bad in [-1, 101, i32::MIN, i32::MAX] {
+        let status = list_fails(&mut server.client, list_with(|r| r.page_size = bad)).await;
+        assert_invalid(&status, INVALID_PAGE_SIZE, "page_size");
+    }
+    let page = server
+        .client
+        .list_message_contacts(as_account(ACCOUNT, list_with(|r| r.page_size = 100)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.page_size, 100);
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_member_filter_of_the_wrong_shape_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    for bad in [
+        "rd-abc",
+        "fd-abcDE123456",
+        "199796839435123",
+        "xx-abcDE12345",
+        "fd-abcDE1234_",
+        "c-0123456789abcdef",
+    ] {
+        let status = list_fails(&mut server.client, list_with(|r| r.member = bad.into())).await;
+        assert_invalid(&status, INVALID_MEMBER, "member");
+    }
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_well_formed_member_unknown_to_the_directory_does_not_exist(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    add(&mut server.client, ACCOUNT, "Tom").await;
+    for member in ["fd-abcDE12345", "rd-abcDE12345", "1997968394351234"] {
+        let status = list_fails(&mut server.client, list_with(|r| r.member = member.into())).await;
+        assert_plain(&status, Code::NotFound, NO_MEMBER);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client tokens, quota and availability
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_client_token_of_65_characters_is_invalid(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    for token in ["t".repeat(65), "é".repeat(65)] {
+        let status = add_fails(
+            &mut server.client,
+            add_with(|r| {
+                r.name = "Ann".into();
+                r.client_token = token.clone();
+            }),
+        )
+        .await;
+        assert_invalid(&status, INVALID_TOKEN, "client_token");
+        let status = update_fails(
+            &mut server.client,
+            update_with(&added.contact_id, |r| {
+                r.title = Some("CEO".into());
+                r.client_token = token;
+            }),
+        )
+        .await;
+        assert_invalid(&status, INVALID_TOKEN, "client_token");
+    }
+    assert_eq!(events(&pool).await, 1);
+    // 64 characters are a token.
+    let request = add_with(|r| {
+        r.name = "Ann".into();
+        r.client_token = "é".repeat(64);
+    });
+    server
+        .client
+        .add_message_contact(as_account(ACCOUNT, request))
+        .await
+        .expect("a 64-character token is accepted");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_client_token_with_a_nul_character_is_a_token_like_any_other(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    let request = add_with(|r| r.client_token = "retry\0me".into());
+    let first = server
+        .client
+        .add_message_contact(as_account(ACCOUNT, request.clone()))
+        .await
+        .expect("a token of up to 64 characters is accepted")
+        .into_inner();
+    let again = server
+        .client
+        .add_message_contact(as_account(ACCOUNT, request))
+        .await
+        .expect("the retry is answered from memory")
+        .into_inner();
+    assert_eq!(again, first);
+    assert_eq!(events(&pool).await, 1);
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn adding_beyond_the_quota_exceeds_the_limit(pool: PgPool) {
+    let mut server = TestServer::start_with(pool.clone(), |s| s.max_contacts = 2).await;
+    add(&mut server.client, ACCOUNT, "Ann").await;
+    add(&mut server.client, ACCOUNT, "Bob").await;
+    let status = add_fails(&mut server.client, add_request("Cid")).await;
+    assert_plain(&status, Code::ResourceExhausted, TOO_MANY);
+    assert_eq!(events(&pool).await, 2);
+    // The quota is per account.
+    add(&mut server.client, OTHER_ACCOUNT, "Cid").await;
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_database_out_of_reach_makes_the_service_unavailable_without_saying_why(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    let added = add(&mut server.client, ACCOUNT, "Tom").await;
+    pool.close().await;
+    let status = get_fails(&mut server.client, &added.contact_id).await;
+    assert_plain(&status, Code::Unavailable, UNAVAILABLE);
+    let everything = format!(
+        "{} {:?} {}",
+        status.message(),
+        status.metadata(),
+        String::from_utf8_lossy(status.details())
+    )
+    .to_lowercase();
+    for secret in ["pool", "select", "sqlx", "postgres", "contacts", "closed"] {
+        assert!(
+            !everything.contains(secret),
+            "{secret:?} leaks in {everything}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Check order
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn an_invalid_client_token_beats_missing_parameters(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let request = AddMessageContactRequest {
+        client_token: "t".repeat(65),
+        ..Default::default()
+    };
+    let status = add_fails(&mut server.client, request).await;
+    assert_invalid(&status, INVALID_TOKEN, "client_token");
+    let request = update_with("", |r| r.client_token = "t".repeat(65));
+    let status = update_fails(&mut server.client, request).await;
+    assert_invalid(&status, INVALID_TOKEN, "client_token");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn missing_parameters_beat_invalid_shapes(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let request = add_with(|r| {
+        r.name = "1".into();
+        r.email_address.clear();
+    });
+    let status = add_fails(&mut server.client, request).await;
+    assert_invalid(&status, MISSING_EMAIL, "email_address");
+    let request = add_with(|r| {
+        r.name = "1".into();
+        r.email_address = "bad".into();
+        r.phone_number = Some("bad".into());
+        r.title = "Boss".into();
+        r.message_types.clear();
+    });
+    let status = add_fails(&mut server.client, request).await;
+    assert_invalid(&status, MISSING_TYPES, "message_types");
+    let status = update_fails(
+        &mut server.client,
+        update_with("", |r| r.title = Some("Boss".into())),
+    )
+    .await;
+    assert_invalid(&status, MISSING_CONTACT_ID, "contact_id");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn shapes_are_checked_in_field_order(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let all_wrong = |r: &mut AddMessageContactRequest| {
+        r.name = "1".into();
+        r.email_address = "bad".into();
+        r.phone_number = Some("1-2025550123".into());
+        r.title = "Boss".into();
+        r.message_types = vec!["Spam".into()];
+    };
+    let expected: [(AddChange, Error, &str); 5] = [
+        (|_| {}, INVALID_NAME, "name"),
+        (|r| r.name = "Tom".into(), INVALID_EMAIL, "email_address"),
+        (
+            |r| {
+                r.name = "Tom".into();
+                r.email_address = "tom@example.com".into();
+            },
+            COUNTRY_CODE,
+            "phone_number",
+        ),
+        (
+            |r| {
+                r.name = "Tom".into();
+                r.email_address = "tom@example.com".into();
+                r.phone_number = None;
+            },
+            INVALID_TITLE,
+            "title",
+        ),
+        (
+            |r| {
+                r.name = "Tom".into();
+                r.email_address = "tom@example.com".into();
+                r.phone_number = None;
+                r.title = "CEO".into();
+            },
+            INVALID_TYPES,
+            "message_types",
+        ),
+    ];
+    for (fix, error, field) in expected {
+        let request = add_with(|r| {
+            all_wrong(r);
+            fix(r);
+        });
+        let status = add_fails(&mut server.client, request).await;
+        assert_invalid(&status, error, field);
+    }
+
+    let update = update_with("c-bad", |r| {
+        r.name = Some("1".into());
+        r.title = Some("Boss".into());
+    });
+    let status = update_fails(&mut server.client, update).await;
+    assert_invalid(&status, INVALID_CONTACT_ID, "contact_id");
+    let update = update_with("c-bad", |r| r.title = Some("Boss".into()));
+    let status = update_fails(&mut server.client, update).await;
+    assert_invalid(&status, INVALID_CONTACT_ID, "contact_id");
+    let update = update_with(UNKNOWN_ID, |r| {
+        r.email_address = Some("bad".into());
+        r.title = Some("Boss".into());
+    });
+    let status = update_fails(&mut server.client, update).await;
+    assert_invalid(&status, INVALID_EMAIL, "email_address");
+
+    let list = list_with(|r| {
+        r.contact_id = "c-bad".into();
+        r.member = "bad".into();
+        r.page_number = -1;
+        r.page_size = -1;
+    });
+    let status = list_fails(&mut server.client, list).await;
+    assert_invalid(&status, INVALID_CONTACT_ID, "contact_id");
+    let list = list_with(|r| {
+        r.member = "bad".into();
+        r.page_number = -1;
+        r.page_size = -1;
+    });
+    let status = list_fails(&mut server.client, list).await;
+    assert_invalid(&status, INVALID_MEMBER, "member");
+    let list = list_with(|r| {
+        r.page_number = -1;
+        r.page_size = -1;
+    });
+    let status = list_fails(&mut server.client, list).await;
+    assert_invalid(&status, INVALID_PAGE_NUMBER, "page_number");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn shapes_beat_existence(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let update = update_with(UNKNOWN_ID, |r| r.title = Some("Boss".into()));
+    let status = update_fails(&mut server.client, update).await;
+    assert_invalid(&status, INVALID_TITLE, "title");
+    let update = update_with(UNKNOWN_ID, |r| r.name = Some("a".into()));
+    let status = update_fails(&mut server.client, update).await;
+    assert_invalid(&status, NAME_LENGTH, "name");
+    let list = list_with(|r| {
+        r.contact_id = UNKNOWN_ID.into();
+        r.page_size = 101;
+    });
+    let status = list_fails(&mut server.client, list).await;
+    assert_invalid(&status, INVALID_PAGE_SIZE, "page_size");
+    let list = list_with(|r| {
+        r.contact_id = UNKNOWN_ID.into();
+        r.member = "bad".into();
+    });
+    let status = list_fails(&mut server.client, list).await;
+    assert_invalid(&status, INVALID_MEMBER, "member");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn existence_beats_uniqueness(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    add(&mut server.client, ACCOUNT, "Tom").await;
+    let update = update_with(UNKNOWN_ID, |r| r.name = Some("Tom".into()));
+    let status = update_fails(&mut server.client, update).await;
+    assert_plain(&status, Code::NotFound, NO_CONTACT);
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn uniqueness_beats_quota(pool: PgPool) {
+    let mut server = TestServer::start_with(pool.clone(), |s| s.max_contacts = 1).await;
+    add(&mut server.client, ACCOUNT, "Tom").await;
+    let status = add_fails(&mut server.client, add_request("tom")).await;
+    assert_error(
+        &status,
+        Code::AlreadyExists,
+        NAME_USED.0,
+        NAME_USED.1,
+        Some("name"),
+    );
+    let status = add_fails(&mut server.client, add_request("Ann")).await;
+    assert_plain(&status, Code::ResourceExhausted, TOO_MANY);
+    assert_eq!(events(&pool).await, 1);
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_rejected_call_changes_nothing(pool: PgPool) {
+    let mut server = TestServer::start_with(pool.clone(), |s| s.max_contacts = 2).await;
+    let tom = add(&mut server.client, ACCOUNT, "Tom").await;
+    let ann = add(&mut server.client, ACCOUNT, "Ann").await;
+
+    // Each update is right in every field but one: none of its fields may stick.
+    let all_good_but = |change: fn(&mut UpdateMessageContactRequest)| {
+        update_with(&tom.contact_id, |r| {
+            r.name = Some("Tommy".into());
+            r.email_address = Some("tommy@example.com".into());
+            r.phone_number = Some("86-13812345678".into());
+            r.title = Some("CEO".into());
+            r.message_types = vec!["FaultMessage".into()];
+            change(r);
+        })
+    };
+    let bad_updates: [fn(&mut UpdateMessageContactRequest); 7] = [
+        |r| r.name = Some("Ann".into()),
+        |r| r.name = Some("T".into()),
+        |r| r.email_address = Some(String::new()),
+        |r| r.phone_number = Some("86-1391234567".into()),
+        |r| r.title = Some("Boss".into()),
+        |r| r.message_types.push("Spam".into()),
+        |r| r.client_token = "t".repeat(65),
+    ];
+    for change in bad_updates {
+        update_fails(&mut server.client, all_good_but(change)).await;
+    }
+    add_fails(&mut server.client, add_request("Cid")).await;
+    add_fails(&mut server.client, add_request("ann")).await;
+    add_fails(&mut server.client, add_with(|r| r.title = "Boss".into())).await;
+
+    assert_eq!(events(&pool).await, 2);
+    for before in [tom, ann] {
+        let after = get(&mut server.client, ACCOUNT, &before.contact_id)
+            .await
+            .unwrap();
+        assert_eq!(after, before);
+    }
+    let all = server
+        .client
+        .list_message_contacts(as_account(ACCOUNT, ListMessageContactsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.total_count, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input
+
+/// Strings no field accepts: each call carrying one in any field is refused as a bad argument.
+fn hostile_strings() -> Vec<String> {
+    vec![
+        "a".repeat(100_000),
+        "雷".repeat(100_000),
+        "\0".to_owned(),
+        "Tom\0".to_owned(),
+        "tom\0@example.com".to_owned(),
+        "😀😀".to_owned(),
+        "tom😀@example.com".to_owned(),
+        "\u{202E}moT".to_owned(),
+        "\u{200F}Tom\u{200F}".to_owned(),
+        format!("86-{}", "1".repeat(5000)),
+        "86-\u{0661}\u{0663}\u{0669}12345678".to_owned(),
+        "'; DROP TABLE events; --".to_owned(),
+        "%s%n%x{}".to_owned(),
+        "\u{FEFF}CEO".to_owned(),
+        "CEO\r\n".to_owned(),
+    ]
+}
+
+/// `None` if the call was refused as a bad argument (never an internal or unknown failure, never
+/// a success), else what went wrong.
+fn not_a_bad_argument(result: Result<impl std::fmt::Debug, Status>, what: &str) -> Option<String> {
+    match result {
+        Err(status)
+            if status.code() == Code::InvalidArgument
+                && status.metadata().get("x-acs-error-code").is_some() =>
+        {
+            None
+        }
+        Err(status) => Some(format!(
+            "{what}: {:?} {:?} {:?}",
+            status.code(),
+            status.message(),
+            status.metadata().get("x-acs-error-code")
+        )),
+        Ok(response) => Some(format!("{what}: accepted: {response:?}")),
+    }
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn hostile_strings_in_any_field_are_refused_as_bad_arguments(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    let tom = add(&mut server.client, ACCOUNT, "Tom").await;
+    type AddField = fn(&mut AddMessageContactRequest, String);
+    type UpdateField = fn(&mut UpdateMessageContactRequest, String);
+    let add_fields: [(&str, AddField); 6] = [
+        ("name", |r, s| r.name = s),
+        ("email_address", |r, s| r.email_address = s),
+        ("phone_number", |r, s| r.phone_number = Some(s)),
+        ("title", |r, s| r.title = s),
+        ("message_types", |r, s| r.message_types.push(s)),
+        // A short token is a good token: the invalid title makes the call a bad one.
+        ("client_token", |r, s| {
+            r.title = "Boss".into();
+            r.client_token = s;
+        }),
+    ];
+    let update_fields: [(&str, UpdateField); 7] = [
+        ("contact_id", |r, s| r.contact_id = s),
+        ("name", |r, s| r.name = Some(s)),
+        ("email_address", |r, s| r.email_address = Some(s)),
+        ("phone_number", |r, s| r.phone_number = Some(s)),
+        ("title", |r, s| r.title = Some(s)),
+        ("message_types", |r, s| r.message_types.push(s)),
+        ("client_token", |r, s| {
+            r.title = Some("Boss".into());
+            r.client_token = s;
+        }),
+    ];
+    let mut failures = Vec::new();
+    for hostile in hostile_strings() {
+        let shown: String = hostile.chars().take(20).collect();
+        for (field, set) in add_fields {
+            let request = add_with(|r| {
+                r.name = "Ann".into();
+                set(r, hostile.clone());
+            });
+            let result = server
+                .client
+                .add_message_contact(as_account(ACCOUNT, request))
+                .await;
+            failures.extend(not_a_bad_argument(
+                result,
+                &format!("Add with {field} = {shown:?}"),
+            ));
+        }
+        for (field, set) in update_fields {
+            let request = update_with(&tom.contact_id, |r| set(r, hostile.clone()));
+            let result = server
+                .client
+                .update_message_contact(as_account(ACCOUNT, request))
+                .await;
+            failures.extend(not_a_bad_argument(
+                result,
+                &format!("Update with {field} = {shown:?}"),
+            ));
+        }
+        let result = get(&mut server.client, ACCOUNT, &hostile).await;
+        failures.extend(not_a_bad_argument(
+            result,
+            &format!("Get with contact_id = {shown:?}"),
+        ));
+    }
+    assert_eq!(
+        get(&mut server.client, ACCOUNT, &tom.contact_id)
+            .await
+            .expect("the server still answers"),
+        tom
+    );
+    assert_eq!(events(&pool).await, 1);
+    assert!(failures.is_empty(), "{failures:#?}");
 }

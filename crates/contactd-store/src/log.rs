@@ -1,0 +1,241 @@
+//! The global log, read in order with no skipped event: by `(transaction_id, global_position)`,
+//! and only below the oldest transaction still running (ADR 4). Also a stream's events, for
+//! audits and as-of reads.
+
+use chrono::{DateTime, Utc};
+use contactd_app::{EventMetadata, LogPosition, RecordedEvent, StoreError};
+use contactd_domain::AccountId;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::error::store_error;
+use crate::schema::decode_event;
+
+/// Every column of an event, the payload as stored text and the transaction id as a number.
+pub(crate) const EVENT_COLUMNS: &str = "global_position, transaction_id::text::bigint AS transaction_id, event_id, account_id, \
+     stream_id, stream_version, event_type, schema_version, payload::text AS payload, request_id, caller, \
+     correlation_id, causation_id, recorded_at";
+
+/// Events after `after` in log order, up to `limit`, of which every event before them has
+/// committed or aborted: a transaction still running holds back the events of every transaction
+/// that started after it, so that none is passed over while invisible.
+const READ_LOG: &str = "WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
+     AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY transaction_id, global_position LIMIT $3";
+
+const READ_STREAM_LOG: &str = "WHERE stream_id = $4 AND (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
+     AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY transaction_id, global_position LIMIT $3";
+
+const READ_ACCOUNT_LOG: &str = "WHERE account_id = $4 AND (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
+     AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY transaction_id, global_position LIMIT $3";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    global_position: i64,
+    transaction_id: i64,
+    event_id: Uuid,
+    account_id: String,
+    stream_id: String,
+    stream_version: i64,
+    event_type: String,
+    schema_version: i32,
+    payload: String,
+    request_id: String,
+    caller: String,
+    correlation_id: String,
+    causation_id: String,
+    recorded_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    pub(crate) fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
+        let corrupt = |what: &str| {
+            StoreError::internal(
+                format!("event {} has an unreadable {what}", self.event_id),
+                None,
+            )
+        };
+        let payload: serde_json::Value =
+            serde_json::from_str(&self.payload).map_err(|_| corrupt("payload"))?;
+        let event = decode_event(
+            &self.event_type,
+            self.schema_version,
+            payload,
+            &self.account_id,
+        )?;
+        Ok(RecordedEvent {
+            position: LogPosition {
+                transaction_id: self.transaction_id,
+                global_position: self.global_position,
+            },
+            event_id: self.event_id,
+            stream_version: u64::try_from(self.stream_version)
+                .map_err(|_| corrupt("stream version"))?,
+            event,
+            metadata: EventMetadata {
+                request_id: self.request_id,
+                account_id: AccountId::parse(&self.account_id)
+                    .map_err(|_| corrupt("account id"))?,
+                caller: self.caller,
+                correlation_id: self.correlation_id,
+                causation_id: self.causation_id,
+                recorded_at: self.recorded_at,
+            },
+            stream_id: self.stream_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            payload_json: self.payload,
+        })
+    }
+}
+
+fn decode_all(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.into_iter().map(EventRow::into_recorded).collect()
+}
+
+/// The next events of the global log (or of one account's part of it) after `after`.
+pub(crate) async fn read_log<'e>(
+    executor: impl PgExecutor<'e>,
+    after: LogPosition,
+    account: Option<&AccountId>,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = match account {
+        None => {
+            sqlx::query_as::<_, EventRow>(&format!("SELECT {EVENT_COLUMNS} FROM events {READ_LOG}"))
+                .bind(after.transaction_id)
+                .bind(after.global_position)
+                .bind(i64::from(limit))
+                .fetch_all(executor)
+                .await
+        }
+        Some(account) => {
+            sqlx::query_as::<_, EventRow>(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events {READ_ACCOUNT_LOG}"
+            ))
+            .bind(after.transaction_id)
+            .bind(after.global_position)
+            .bind(i64::from(limit))
+            .bind(account.as_str())
+            .fetch_all(executor)
+            .await
+        }
+    }
+    .map_err(|e| store_error("reading the log failed", e))?;
+    decode_all(rows)
+}
+
+/// The next events of one stream after `after`, in log order (for offline replays).
+pub(crate) async fn read_stream_log(
+    pool: &PgPool,
+    stream_id: &str,
+    after: LogPosition,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query_as::<_, EventRow>(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events {READ_STREAM_LOG}"
+    ))
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .bind(i64::from(limit))
+    .bind(stream_id)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| store_error("reading the log failed", e))?;
+    decode_all(rows)
+}
+
+/// An event as one line of JSON, for offline audits: its place, its metadata, and its payload
+/// as stored.
+pub fn event_json_line(event: &RecordedEvent) -> String {
+    let payload: serde_json::Value =
+        serde_json::from_str(&event.payload_json).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "global_position": event.position.global_position,
+        "transaction_id": event.position.transaction_id,
+        "event_id": event.event_id.to_string(),
+        "account_id": event.metadata.account_id.as_str(),
+        "stream_id": event.stream_id,
+        "stream_version": event.stream_version,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "recorded_at": event.metadata.recorded_at,
+        "request_id": event.metadata.request_id,
+        "caller": event.metadata.caller,
+        "correlation_id": event.metadata.correlation_id,
+        "causation_id": event.metadata.causation_id,
+        "payload": payload,
+    })
+    .to_string()
+}
+
+/// Where in log order the event at `global_position` stands, so that a reader can start there
+/// (inclusive). `None` if no such event exists; then the reader starts at the first event with
+/// a position at or after it.
+pub(crate) async fn position_of(
+    pool: &PgPool,
+    global_position: i64,
+) -> Result<LogPosition, StoreError> {
+    let found: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM events WHERE global_position >= $1 \
+         ORDER BY global_position LIMIT 1",
+    )
+    .bind(global_position)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| store_error("locating a log position failed", e))?;
+    Ok(match found {
+        // Just before it in log order: the same transaction, the position before.
+        Some((transaction_id, position)) => LogPosition {
+            transaction_id,
+            global_position: position - 1,
+        },
+        None => LogPosition::START,
+    })
+}
+
+/// One stream's events with versions in `(after_version, up_to_version]`, in version order.
+pub(crate) async fn read_stream(
+    pool: &PgPool,
+    account: &AccountId,
+    stream_id: &str,
+    after_version: u64,
+    up_to_version: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query_as::<_, EventRow>(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND account_id = $2 \
+         AND stream_version > $3 AND stream_version <= $4 ORDER BY stream_version LIMIT $5"
+    ))
+    .bind(stream_id)
+    .bind(account.as_str())
+    .bind(i64::try_from(after_version).unwrap_or(i64::MAX))
+    .bind(i64::try_from(up_to_version).unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(|e| store_error("reading a stream failed", e))?;
+    decode_all(rows)
+}
+
+/// One stream's events recorded at or before `as_of`, in version order.
+pub(crate) async fn read_stream_until(
+    pool: &PgPool,
+    account: &AccountId,
+    stream_id: &str,
+    as_of: DateTime<Utc>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query_as::<_, EventRow>(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND account_id = $2 AND recorded_at <= $3 \
+         ORDER BY stream_version"
+    ))
+    .bind(stream_id)
+    .bind(account.as_str())
+    .bind(as_of)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| store_error("reading a stream failed", e))?;
+    decode_all(rows)
+}

@@ -1,0 +1,206 @@
+//! Rebuilds: a read model dropped and replayed from the log. Side effects are never replayed:
+//! projections with effects outside the database refuse to be rebuilt, and the inline model's
+//! rebuild only writes its own tables.
+
+use std::collections::HashMap;
+
+use contactd_app::{LogPosition, StoreError};
+use contactd_domain::Contact;
+use sqlx::{Acquire, PgConnection};
+use tokio_stream::StreamExt;
+
+use crate::PgStore;
+use crate::error::store_error;
+use crate::log::{EVENT_COLUMNS, EventRow, read_log};
+use crate::projection::{Projection, save_checkpoint};
+use crate::rows::StoredContact;
+
+/// The name under which the inline read model is rebuilt.
+pub const INLINE_READ_MODEL: &str = "contacts";
+
+/// How a rebuild went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Events replayed.
+    pub events: u64,
+    /// Rows of the rebuilt model, where one row stands for one stream (the contacts).
+    pub rows: Option<u64>,
+}
+
+const INSERT_BATCH: usize = 5000;
+
+/// Rebuilds the inline read model (`contacts`, `contact_names`, `contact_quotas`) from the log.
+/// Appends wait while it runs: they write these tables in the statement that appends, so the
+/// tables' lock keeps the log still until the new model commits.
+pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreError> {
+    let fail = |context: &'static str| move |e: sqlx::Error| store_error(context, e);
+    let mut conn = store
+        .pool()
+        .acquire()
+        .await
+        .map_err(fail("acquiring a connection failed"))?;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(fail("beginning the rebuild failed"))?;
+    sqlx::query("LOCK TABLE contacts, contact_names, contact_quotas IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .map_err(fail("locking the read model failed"))?;
+
+    let mut contacts: HashMap<String, Contact> = HashMap::new();
+    let mut events = 0_u64;
+    {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY stream_id, stream_version");
+        let mut rows = sqlx::query_as::<_, EventRow>(&sql).fetch(&mut *tx);
+        while let Some(row) = rows.next().await {
+            let recorded = row
+                .map_err(fail("reading the log failed"))?
+                .into_recorded()?;
+            events += 1;
+            let at = recorded.metadata.recorded_at;
+            match contacts.get_mut(&recorded.stream_id) {
+                Some(contact) => contact.apply(&recorded.event, at),
+                None => {
+                    let contact = Contact::created(&recorded.event, at).ok_or_else(|| {
+                        StoreError::internal(
+                            format!(
+                                "stream {} does not start with its creation",
+                                recorded.stream_id
+                            ),
+                            None,
+                        )
+                    })?;
+                    contacts.insert(recorded.stream_id, contact);
+                }
+            }
+        }
+    }
+
+    sqlx::query("TRUNCATE contacts, contact_names")
+        .execute(&mut *tx)
+        .await
+        .map_err(fail("emptying the read model failed"))?;
+    sqlx::query("UPDATE contact_quotas SET contacts = 0")
+        .execute(&mut *tx)
+        .await
+        .map_err(fail("resetting the quota counters failed"))?;
+    let all: Vec<&Contact> = contacts.values().collect();
+    for chunk in all.chunks(INSERT_BATCH) {
+        insert_contacts(&mut tx, chunk).await?;
+    }
+    tx.commit()
+        .await
+        .map_err(fail("committing the rebuild failed"))?;
+    Ok(RebuildReport {
+        events,
+        rows: Some(contacts.len() as u64),
+    })
+}
+
+async fn insert_contacts(tx: &mut PgConnection, contacts: &[&Contact]) -> Result<(), StoreError> {
+    let rows: Vec<StoredContact> = contacts.iter().map(|c| StoredContact::from(*c)).collect();
+    let column = |f: fn(&StoredContact) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    let keys: Vec<String> = contacts.iter().map(|c| c.name.uniqueness_key()).collect();
+    // Message types travel as one comma-joined text per row: arrays of arrays do not bind.
+    let types: Vec<String> = rows.iter().map(|r| r.message_types.join(",")).collect();
+    sqlx::query(
+        "WITH input AS ( \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                                  $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], \
+                                  $13::bigint[], $14::text[]) \
+             AS i(contact_id, account_id, name, email_address, active_email_address, phone_number, \
+                  active_phone_number, title, message_types, status, created_at, updated_at, version, name_key) \
+         ), contacts_written AS ( \
+             INSERT INTO contacts (contact_id, account_id, name, email_address, active_email_address, phone_number, \
+                                   active_phone_number, title, message_types, status, created_at, updated_at, version) \
+             SELECT contact_id, account_id, name, email_address, active_email_address, phone_number, \
+                    active_phone_number, title, string_to_array(message_types, ','), status, created_at, updated_at, version \
+             FROM input \
+         ), names_written AS ( \
+             INSERT INTO contact_names (account_id, name_key, contact_id) SELECT account_id, name_key, contact_id FROM input \
+         ) \
+         INSERT INTO contact_quotas AS q (account_id, contacts, max_contacts) \
+         SELECT account_id, count(*), count(*) FROM input GROUP BY account_id \
+         ON CONFLICT (account_id) DO UPDATE SET contacts = q.contacts + EXCLUDED.contacts, \
+             max_contacts = GREATEST(q.max_contacts, q.contacts + EXCLUDED.contacts)",
+    )
+    .bind(rows.iter().map(|r| r.contact_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.account_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.email_address.clone()).collect::<Vec<_>>())
+    .bind(column(|r| r.active_email_address.clone()))
+    .bind(column(|r| r.phone_number.clone()))
+    .bind(column(|r| r.active_phone_number.clone()))
+    .bind(rows.iter().map(|r| r.title.clone()).collect::<Vec<_>>())
+    .bind(types)
+    .bind(rows.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+    .bind(keys)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| store_error("writing the rebuilt read model failed", e))?;
+    Ok(())
+}
+
+/// Rebuilds an asynchronous projection: its read model emptied and the log replayed into it up
+/// to where every earlier transaction has ended, in one transaction that holds its checkpoint
+/// (so its live runner waits, then goes on from the rebuilt checkpoint).
+pub async fn rebuild_projection<P: Projection>(
+    store: &PgStore,
+    projection: &P,
+    batch_size: u32,
+) -> Result<RebuildReport, StoreError> {
+    let fail = |context: &'static str| move |e: sqlx::Error| store_error(context, e);
+    let name = projection.name();
+    let mut conn = store
+        .pool()
+        .acquire()
+        .await
+        .map_err(fail("acquiring a connection failed"))?;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(fail("beginning the rebuild failed"))?;
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .execute(&mut *tx)
+    .await
+    .map_err(fail("creating the checkpoint failed"))?;
+    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail("locking the checkpoint failed"))?;
+    let Some(clear) = projection.clear(&mut tx) else {
+        return Err(StoreError::internal(
+            format!("{name} has side effects outside the database: it is never rebuilt"),
+            None,
+        ));
+    };
+    clear
+        .await
+        .map_err(fail("emptying the projection failed"))?;
+    let mut after = LogPosition::START;
+    let mut events = 0_u64;
+    loop {
+        let conn = tx.acquire().await.map_err(fail("reading the log failed"))?;
+        let batch = read_log(&mut *conn, after, None, batch_size).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        events += batch.len() as u64;
+        projection
+            .apply(conn, &batch)
+            .await
+            .map_err(fail("replaying into the projection failed"))?;
+    }
+    save_checkpoint(&mut tx, name, after).await?;
+    tx.commit()
+        .await
+        .map_err(fail("committing the rebuild failed"))?;
+    Ok(RebuildReport { events, rows: None })
+}
