@@ -2,5 +2,7 @@
 //! rules across contacts under races.
 
 mod log;
+mod ordering;
 mod races;
 mod support;
+mod upcasting;
