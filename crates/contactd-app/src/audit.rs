@@ -77,8 +77,18 @@ impl<L: AuditLog> AuditService<L> {
                 page.size + 1,
             )
             .await?;
-        if page.after_version == 0 && events.is_empty() {
-            return Err(AppError::ContactNotFound);
+        if events.is_empty() {
+            // Past the last page of a contact that exists is an empty page; a contact that does
+            // not exist (or is another account's) is not found, whatever the token.
+            let exists = page.after_version > 0
+                && !self
+                    .log
+                    .stream_page(&ctx.account_id, contact_id.as_str(), 0, 1)
+                    .await?
+                    .is_empty();
+            if !exists {
+                return Err(AppError::ContactNotFound);
+            }
         }
         let next = (events.len() > page.size as usize).then(|| {
             events.truncate(page.size as usize);

@@ -28,7 +28,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::watch;
 
 pub use activity::AccountActivity;
-pub use log::event_json_line;
+pub use log::{StartPoint, event_json_line};
 pub use projection::{
     Projection, ProjectionMetrics, ProjectionStatus, RunnerSettings, run_projection,
 };
@@ -91,15 +91,21 @@ impl PgStore {
         }
     }
 
-    /// Follows the log (or one account's part of it) from just after `after`.
-    pub fn subscribe(&self, account: Option<AccountId>, after: LogPosition) -> Subscription {
-        Subscription::new(self.clone(), account, after)
+    /// Follows the log (or one account's part of it) from `start`.
+    pub fn subscribe(&self, account: Option<AccountId>, start: StartPoint) -> Subscription {
+        Subscription::new(self.clone(), account, start)
     }
 
-    /// The place in log order just before the event at `global_position` (or the first one
-    /// after it), so that a reader starting there sees that event first.
-    pub async fn position_before(&self, global_position: i64) -> Result<LogPosition, StoreError> {
-        log::position_of(&self.pool, global_position).await
+    /// Where a reader starts to see the event at `global_position` (or the first one after
+    /// it) first, then the rest in log order; past the log's end, what commits from now on.
+    pub async fn start_at(&self, global_position: i64) -> Result<StartPoint, StoreError> {
+        log::start_at(&self.pool, global_position).await
+    }
+
+    /// `(xmin, xmax)` of the current snapshot: the log is readable below `xmin`, and every
+    /// transaction that has started by now is below `xmax`.
+    pub async fn snapshot_bounds(&self) -> Result<(i64, i64), StoreError> {
+        log::snapshot_bounds(&self.pool).await
     }
 
     /// Up to `limit` events of a stream with versions after `after_version`, in version order.
@@ -243,8 +249,8 @@ impl AuditLog for PgStore {
         account_id: &AccountId,
         from_position: i64,
     ) -> Result<Subscription, StoreError> {
-        let after = self.position_before(from_position).await?;
-        Ok(self.subscribe(Some(account_id.clone()), after))
+        let start = self.start_at(from_position).await?;
+        Ok(self.subscribe(Some(account_id.clone()), start))
     }
 }
 

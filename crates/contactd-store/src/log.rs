@@ -12,7 +12,9 @@ use crate::error::store_error;
 use crate::schema::decode_event;
 
 /// Every column of an event, the payload as stored text and the transaction id as a number.
-pub(crate) const EVENT_COLUMNS: &str = "global_position, transaction_id::text::bigint AS transaction_id, event_id, account_id, \
+/// The number has its own name: an output column named `transaction_id` would be what
+/// `ORDER BY transaction_id` sorts by, and the index on the real column would go unused.
+pub(crate) const EVENT_COLUMNS: &str = "global_position, transaction_id::text::bigint AS transaction_number, event_id, account_id, \
      stream_id, stream_version, event_type, schema_version, payload::text AS payload, request_id, caller, \
      correlation_id, causation_id, recorded_at";
 
@@ -34,7 +36,7 @@ const READ_ACCOUNT_LOG: &str = "WHERE account_id = $4 AND (transaction_id, globa
 #[derive(sqlx::FromRow)]
 pub(crate) struct EventRow {
     global_position: i64,
-    transaction_id: i64,
+    transaction_number: i64,
     event_id: Uuid,
     account_id: String,
     stream_id: String,
@@ -67,7 +69,7 @@ impl EventRow {
         )?;
         Ok(RecordedEvent {
             position: LogPosition {
-                transaction_id: self.transaction_id,
+                transaction_id: self.transaction_number,
                 global_position: self.global_position,
             },
             event_id: self.event_id,
@@ -171,29 +173,68 @@ pub fn event_json_line(event: &RecordedEvent) -> String {
     .to_string()
 }
 
-/// Where in log order the event at `global_position` stands, so that a reader can start there
-/// (inclusive). `None` if no such event exists; then the reader starts at the first event with
-/// a position at or after it.
-pub(crate) async fn position_of(
+/// Where a reader asked to start "from global position P" begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartPoint {
+    /// Read after this place in log order.
+    pub after: LogPosition,
+    /// Skip events with a smaller position (only when P lies beyond the log's end).
+    pub min_global_position: i64,
+}
+
+/// From the event at P (or the first one after it) on, in log order. When no event has a
+/// position of P or more yet, from now on: after every transaction that had ended at the time
+/// of asking, keeping only events at P or beyond. Both are decided on one snapshot, so that no
+/// event committed in between is lost or doubled.
+pub(crate) async fn start_at(
     pool: &PgPool,
     global_position: i64,
-) -> Result<LogPosition, StoreError> {
-    let found: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, global_position FROM events WHERE global_position >= $1 \
-         ORDER BY global_position LIMIT 1",
+) -> Result<StartPoint, StoreError> {
+    let (found, xmin): (Option<String>, i64) = sqlx::query_as(
+        "SELECT (SELECT transaction_id::text || ',' || global_position FROM events WHERE global_position >= $1 \
+                 ORDER BY global_position LIMIT 1), \
+                pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
     )
     .bind(global_position)
-    .fetch_optional(pool)
+    .fetch_one(pool)
     .await
     .map_err(|e| store_error("locating a log position failed", e))?;
+    let found = found.and_then(|pair| {
+        let (transaction_id, position) = pair.split_once(',')?;
+        Some((
+            transaction_id.parse::<i64>().ok()?,
+            position.parse::<i64>().ok()?,
+        ))
+    });
     Ok(match found {
         // Just before it in log order: the same transaction, the position before.
-        Some((transaction_id, position)) => LogPosition {
-            transaction_id,
-            global_position: position - 1,
+        Some((transaction_id, position)) => StartPoint {
+            after: LogPosition {
+                transaction_id,
+                global_position: position - 1,
+            },
+            min_global_position: 0,
         },
-        None => LogPosition::START,
+        None => StartPoint {
+            after: LogPosition {
+                transaction_id: xmin - 1,
+                global_position: i64::MAX,
+            },
+            min_global_position: global_position,
+        },
     })
+}
+
+/// The current snapshot's bounds: every transaction below `xmin` has ended; every one that had
+/// started by now is below `xmax`.
+pub(crate) async fn snapshot_bounds(pool: &PgPool) -> Result<(i64, i64), StoreError> {
+    sqlx::query_as(
+        "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint \
+         FROM pg_current_snapshot() AS s",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| store_error("reading the snapshot failed", e))
 }
 
 /// One stream's events with versions in `(after_version, up_to_version]`, in version order.

@@ -101,7 +101,7 @@ impl StoredContact {
 enum StoredOutcome {
     Added {
         request_id: String,
-        contact: StoredContact,
+        contact: Box<StoredContact>,
     },
     Updated {
         request_id: String,
@@ -115,7 +115,7 @@ pub(crate) fn outcome_to_json(outcome: &Outcome) -> serde_json::Value {
             contact,
         } => StoredOutcome::Added {
             request_id: request_id.clone(),
-            contact: contact.as_ref().into(),
+            contact: Box::new(contact.as_ref().into()),
         },
         Outcome::Updated { request_id } => StoredOutcome::Updated {
             request_id: request_id.clone(),

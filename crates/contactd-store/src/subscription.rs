@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::PgStore;
-use crate::log::read_log;
+use crate::log::{StartPoint, read_log};
 
 /// The `LISTEN`/`NOTIFY` channel on which processes announce appends.
 pub(crate) const CHANNEL: &str = "contactd_events";
@@ -29,18 +29,20 @@ pub struct Subscription {
     store: PgStore,
     account: Option<AccountId>,
     after: LogPosition,
+    min_global_position: i64,
     batch_size: u32,
     poll_interval: Duration,
     changes: watch::Receiver<u64>,
 }
 
 impl Subscription {
-    pub(crate) fn new(store: PgStore, account: Option<AccountId>, after: LogPosition) -> Self {
+    pub(crate) fn new(store: PgStore, account: Option<AccountId>, start: StartPoint) -> Self {
         let changes = store.log_changes.subscribe();
         Self {
             store,
             account,
-            after,
+            after: start.after,
+            min_global_position: start.min_global_position,
             batch_size: 1000,
             poll_interval: DEFAULT_POLL_INTERVAL,
             changes,
@@ -70,7 +72,7 @@ impl Subscription {
             // Mark the changes seen before reading, so that one arriving during the read wakes
             // the next wait instead of being lost.
             self.changes.borrow_and_update();
-            let batch = read_log(
+            let mut batch = read_log(
                 self.store.pool(),
                 self.after,
                 self.account.as_ref(),
@@ -79,6 +81,11 @@ impl Subscription {
             .await?;
             if let Some(last) = batch.last() {
                 self.after = last.position;
+                let min = self.min_global_position;
+                batch.retain(|event| event.position.global_position >= min);
+                if batch.is_empty() {
+                    continue;
+                }
                 return Ok(batch);
             }
             tokio::select! {

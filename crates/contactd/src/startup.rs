@@ -142,8 +142,9 @@ pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow:
     Ok(())
 }
 
-/// `contactd events replay`: events in log order as JSON lines on stdout, up to the newest
-/// event that every earlier transaction has committed before.
+/// `contactd events replay`: events in log order as JSON lines on stdout: every event committed
+/// before the command started (it waits for the transactions running then to end), none after
+/// an event of a transaction that started later.
 pub async fn replay(
     contact: Option<&str>,
     from: i64,
@@ -152,17 +153,45 @@ pub async fn replay(
     use std::io::Write;
 
     let store = PgStore::new(connect(settings, false).await?);
-    let mut after = store.position_before(from).await?;
+    let start = store.start_at(from).await?;
+    // Every transaction that had started by now is below this; the replay is complete once
+    // they have all ended and the log has been read to its readable end.
+    let (_, horizon) = store.snapshot_bounds().await?;
+    let mut after = start.after;
+    let mut horizon_readable = false;
+    let mut waiting_said = false;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    loop {
+    'read: loop {
         let batch = match contact {
             Some(contact) => store.read_stream_log(contact, after, 1000).await?,
             None => store.read_log(after, None, 1000).await?,
         };
-        let Some(last) = batch.last() else { break };
+        let Some(last) = batch.last() else {
+            if horizon_readable {
+                break;
+            }
+            // Read once more after the transactions before the horizon have all ended.
+            let (readable_below, _) = store.snapshot_bounds().await?;
+            horizon_readable = readable_below >= horizon;
+            if !horizon_readable {
+                if !waiting_said {
+                    tracing::warn!(
+                        "waiting for transactions that were running at the start to end"
+                    );
+                    waiting_said = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            continue;
+        };
         after = last.position;
         for event in &batch {
-            writeln!(out, "{}", contactd_store::event_json_line(event))?;
+            if event.position.transaction_id >= horizon {
+                break 'read;
+            }
+            if event.position.global_position >= start.min_global_position {
+                writeln!(out, "{}", contactd_store::event_json_line(event))?;
+            }
         }
     }
     out.flush()?;

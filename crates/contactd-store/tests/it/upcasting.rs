@@ -62,8 +62,8 @@ fn added_v1(account: &str) -> Value {
 
 fn types() -> MessageTypes {
     MessageTypes::parse(["FaultMessage", "ServiceMessage"])
-        .unwrap()
-        .unwrap()
+        .expect("known message types")
+        .expect("at least one")
 }
 
 fn times() -> (DateTime<Utc>, DateTime<Utc>) {

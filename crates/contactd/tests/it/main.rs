@@ -1,7 +1,13 @@
 //! End-to-end tests: the real server on port 0, a fresh PostgreSQL database per test, called
 //! over gRPC with the generated client.
 
+// Test helpers unwrap freely: a failed setup step is a failed test, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod audit;
 mod contacts;
 mod errors;
 mod grpcurl;
+mod offline;
+mod processes;
 mod support;

@@ -185,3 +185,18 @@ pub fn assert_request_id(request_id: &str) {
         "request id is upper-case"
     );
 }
+
+pub type AuditClient =
+    contactd_grpc::proto::message_contact_audit_service_client::MessageContactAuditServiceClient<
+        Channel,
+    >;
+
+/// A client of `MessageContactAuditService` on the test server.
+pub async fn audit_client(server: &TestServer) -> AuditClient {
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to the test server");
+    AuditClient::new(channel)
+}

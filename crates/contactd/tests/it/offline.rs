@@ -1,0 +1,500 @@
+//! The operator's offline commands, run as the real binary against the test's database:
+//! `contactd events replay` and `contactd projections rebuild`.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use sqlx::types::JsonValue;
+
+use crate::support::*;
+
+/// The test's own database, as a URL the binary can connect to.
+async fn database_url(pool: &PgPool) -> String {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .expect("current database");
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
+    let (base, query) = match base.split_once('?') {
+        Some((base, query)) => (base.to_owned(), format!("?{query}")),
+        None => (base, String::new()),
+    };
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL ends with a database name");
+    format!("{server}/{name}{query}")
+}
+
+/// Runs `contactd <args>` to its end.
+async fn contactd(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_contactd"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .output()
+    })
+    .await
+    .expect("the command's task")
+    .expect("contactd runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "contactd failed ({}): stdout {:?}, stderr {:?}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+/// Waits until every transaction that may have written an event of this database has ended.
+/// The log is read only below the oldest transaction still running anywhere on the cluster
+/// (transaction ids are cluster-wide), so a transaction open in another database — another
+/// test, a benchmark — holds back what a replay prints until it ends.
+async fn log_settled(pool: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let settled: bool = sqlx::query_scalar(
+            "SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), true) \
+             FROM events",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("compare the log with the oldest running transaction");
+        if settled {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a transaction elsewhere on the cluster held the log back for 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `contactd events replay <args> --database-url <url>`, each line parsed, once every event
+/// written so far can be read.
+async fn replay(pool: &PgPool, args: &[&str]) -> Vec<JsonValue> {
+    log_settled(pool).await;
+    let url = database_url(pool).await;
+    let mut all = vec!["events", "replay"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--database-url", &url]);
+    let output = contactd(&all).await;
+    assert_success(&output);
+    text(&output.stdout)
+        .lines()
+        .map(|line| {
+            line.parse::<JsonValue>()
+                .unwrap_or_else(|e| panic!("{line:?} is one JSON value: {e}"))
+        })
+        .collect()
+}
+
+fn positions(lines: &[JsonValue]) -> Vec<i64> {
+    lines
+        .iter()
+        .map(|line| line["global_position"].as_i64().expect("global_position"))
+        .collect()
+}
+
+/// A change made to an update request.
+type Change = fn(&mut contactd_grpc::proto::UpdateMessageContactRequest);
+
+/// Adds and updates contacts of three accounts; returns the ids of the contacts added.
+async fn populate(client: &mut Client) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (account, name) in [
+        (ACCOUNT, "Tom"),
+        (ACCOUNT, "Ann"),
+        (OTHER_ACCOUNT, "Tom"),
+        (ACCOUNT, "Bob"),
+        ("42", "Eve"),
+    ] {
+        ids.push(add(client, account, name).await.contact_id);
+    }
+    let changes: [(&str, usize, Change); 5] = [
+        (ACCOUNT, 0, |u| {
+            u.name = Some("Thomas".into());
+            u.email_address = Some("thomas@example.com".into());
+        }),
+        (ACCOUNT, 1, |u| u.phone_number = Some(String::new())),
+        (OTHER_ACCOUNT, 2, |u| u.title = Some("CEO".into())),
+        (ACCOUNT, 3, |u| {
+            u.message_types = vec!["ServiceMessage".into(), "FaultMessage".into()]
+        }),
+        (ACCOUNT, 0, |u| u.title = Some("Other".into())),
+    ];
+    for (account, index, change) in changes {
+        let mut request = update_request(&ids[index]);
+        change(&mut request);
+        client
+            .update_message_contact(as_account(account, request))
+            .await
+            .expect("update");
+    }
+    ids
+}
+
+async fn event_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await
+        .expect("count events")
+}
+
+/// Waits until the `account_activity` projection has counted every event of the log.
+async fn projection_caught_up(pool: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let events = event_count(pool).await;
+    loop {
+        let counted: i64 =
+            sqlx::query_scalar("SELECT coalesce(sum(events), 0)::bigint FROM account_activity")
+                .fetch_one(pool)
+                .await
+                .expect("read account_activity");
+        if counted == events {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "account_activity counted {counted} of {events} events in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A checksum of each read-model table, every column of every row in a fixed order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Checksums {
+    contacts: String,
+    contact_names: String,
+    contact_quotas: String,
+    account_activity: String,
+}
+
+async fn checksums(pool: &PgPool) -> Checksums {
+    let sum = |table: &'static str, order: &'static str| async move {
+        let sql = format!(
+            "SELECT md5(string_agg(row_to_json(t)::text, '|' ORDER BY {order})) FROM {table} t"
+        );
+        let sum: Option<String> = sqlx::query_scalar(&sql)
+            .fetch_one(pool)
+            .await
+            .expect("checksum");
+        sum.unwrap_or_else(|| format!("{table} is empty"))
+    };
+    Checksums {
+        contacts: sum("contacts", "contact_id").await,
+        contact_names: sum("contact_names", "account_id, name_key").await,
+        contact_quotas: sum("contact_quotas", "account_id").await,
+        account_activity: sum("account_activity", "account_id").await,
+    }
+}
+
+/// Spoils the inline read model so that only a real rebuild gives it back.
+async fn spoil_contacts(pool: &PgPool) {
+    for statement in [
+        "UPDATE contacts SET title = 'Other', version = version + 10, name = upper(name)",
+        "DELETE FROM contact_names WHERE account_id = '6543210987654321'",
+        "UPDATE contact_quotas SET contacts = 0",
+        "DELETE FROM contacts WHERE account_id = '42'",
+    ] {
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .expect("spoil the read model");
+    }
+}
+
+/// Spoils the `account_activity` projection's table.
+async fn spoil_activity(pool: &PgPool) {
+    for statement in [
+        "DELETE FROM account_activity WHERE account_id = '42'",
+        "UPDATE account_activity SET events = events * 2, last_position = 0",
+    ] {
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .expect("spoil account_activity");
+    }
+}
+
+/// A live server's read models over several accounts, caught up; the server then stopped so
+/// that nothing writes any more. Returns the checksums of the live read models.
+async fn live_read_models(pool: &PgPool) -> Checksums {
+    let mut server = TestServer::start(pool.clone()).await;
+    populate(&mut server.client).await;
+    projection_caught_up(pool).await;
+    server.stop().await;
+    let live = checksums(pool).await;
+    for sum in [
+        &live.contacts,
+        &live.contact_names,
+        &live.contact_quotas,
+        &live.account_activity,
+    ] {
+        assert!(!sum.ends_with("is empty"), "{sum}");
+    }
+    live
+}
+
+/// `contactd projections rebuild [name] --database-url <url>`, once every event written so
+/// far can be read (an asynchronous projection is rebuilt up to there).
+async fn rebuild(pool: &PgPool, name: Option<&str>) -> Output {
+    log_settled(pool).await;
+    let url = database_url(pool).await;
+    let mut args = vec!["projections", "rebuild"];
+    args.extend(name);
+    args.extend_from_slice(&["--database-url", &url]);
+    contactd(&args).await
+}
+
+// ---------------------------------------------------------------- events replay
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn replay_prints_every_event_as_a_json_line_in_log_order(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    populate(&mut server.client).await;
+    server.stop().await;
+
+    let lines = replay(&pool, &[]).await;
+    assert_eq!(lines.len() as i64, event_count(&pool).await);
+    let in_log_order: Vec<(i64, String, i64, String, i32, String)> = sqlx::query_as(
+        "SELECT global_position, stream_id, stream_version, event_type, schema_version, payload::text \
+         FROM events ORDER BY transaction_id, global_position",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        positions(&lines),
+        in_log_order.iter().map(|row| row.0).collect::<Vec<_>>()
+    );
+    for (line, (position, stream_id, version, event_type, schema_version, payload)) in
+        lines.iter().zip(&in_log_order)
+    {
+        assert_eq!(
+            line["stream_id"].as_str(),
+            Some(stream_id.as_str()),
+            "{line}"
+        );
+        assert_eq!(line["stream_version"].as_i64(), Some(*version), "{line}");
+        assert_eq!(
+            line["event_type"].as_str(),
+            Some(event_type.as_str()),
+            "{line}"
+        );
+        assert_eq!(
+            line["schema_version"].as_i64(),
+            Some(i64::from(*schema_version)),
+            "{line}"
+        );
+        assert_eq!(
+            line["payload"],
+            payload.parse::<JsonValue>().unwrap(),
+            "event {position}: the payload as stored"
+        );
+    }
+    let accounts: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .filter_map(|line| line["account_id"].as_str())
+        .collect();
+    assert_eq!(
+        accounts,
+        ["1234567890123456", "42", "6543210987654321"].into(),
+        "offline, every account's events"
+    );
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn replay_of_one_contact_prints_only_its_events(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    let ids = populate(&mut server.client).await;
+    server.stop().await;
+
+    let tom = &ids[0];
+    let lines = replay(&pool, &["--contact", tom]).await;
+    let expected: Vec<i64> = sqlx::query_scalar(
+        "SELECT global_position FROM events WHERE stream_id = $1 ORDER BY stream_version",
+    )
+    .bind(tom)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(expected.len(), 4);
+    assert_eq!(positions(&lines), expected);
+    assert!(lines.iter().all(|line| line["stream_id"] == tom.as_str()));
+    assert_eq!(
+        lines
+            .iter()
+            .map(|line| line["stream_version"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+
+    let nobody = replay(&pool, &["--contact", "c-0000000000000000"]).await;
+    assert!(nobody.is_empty(), "{nobody:?}");
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn replay_from_a_position_starts_at_that_event(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    let ids = populate(&mut server.client).await;
+    server.stop().await;
+
+    let all = positions(&replay(&pool, &[]).await);
+    let third = all[2].to_string();
+    assert_eq!(
+        positions(&replay(&pool, &["--from", &third]).await),
+        all[2..]
+    );
+    let last = all[all.len() - 1].to_string();
+    assert_eq!(
+        positions(&replay(&pool, &["--from", &last]).await),
+        all[all.len() - 1..]
+    );
+
+    // Both at once: that contact's events from the position on.
+    let tom = &ids[0];
+    let toms: Vec<i64> = sqlx::query_scalar(
+        "SELECT global_position FROM events WHERE stream_id = $1 ORDER BY stream_version",
+    )
+    .bind(tom)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let from = toms[1].to_string();
+    assert_eq!(
+        positions(&replay(&pool, &["--contact", tom, "--from", &from]).await),
+        toms[1..]
+    );
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn replay_from_past_the_last_event_prints_nothing(pool: PgPool) {
+    let mut server = TestServer::start(pool.clone()).await;
+    populate(&mut server.client).await;
+    server.stop().await;
+
+    let newest: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let past = (newest + 1).to_string();
+    let lines = replay(&pool, &["--from", &past]).await;
+    assert_eq!(
+        positions(&lines),
+        Vec::<i64>::new(),
+        "no event has a position at or after {past}"
+    );
+}
+
+// ---------------------------------------------------------------- projections rebuild
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn rebuilding_every_read_model_gives_back_the_live_ones_exactly(pool: PgPool) {
+    let live = live_read_models(&pool).await;
+
+    // Unchanged by a rebuild of intact models...
+    let output = rebuild(&pool, None).await;
+    assert_success(&output);
+    assert_eq!(checksums(&pool).await, live);
+    let stdout = text(&output.stdout);
+    let events = event_count(&pool).await;
+    assert!(
+        stdout.contains(&format!("rebuilt contacts: {events} events")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("rebuilt account_activity: {events} events")),
+        "{stdout}"
+    );
+
+    // ...and restored from the log once spoiled.
+    spoil_contacts(&pool).await;
+    spoil_activity(&pool).await;
+    assert_ne!(checksums(&pool).await, live);
+    assert_success(&rebuild(&pool, None).await);
+    assert_eq!(checksums(&pool).await, live);
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn rebuilding_contacts_restores_the_inline_read_model_and_nothing_else(pool: PgPool) {
+    let live = live_read_models(&pool).await;
+
+    assert_success(&rebuild(&pool, Some("contacts")).await);
+    assert_eq!(checksums(&pool).await, live);
+
+    spoil_contacts(&pool).await;
+    spoil_activity(&pool).await;
+    let spoiled = checksums(&pool).await;
+    assert_ne!(spoiled.contacts, live.contacts);
+    assert_ne!(spoiled.contact_names, live.contact_names);
+    assert_ne!(spoiled.contact_quotas, live.contact_quotas);
+    let output = rebuild(&pool, Some("contacts")).await;
+    assert_success(&output);
+    assert!(
+        !text(&output.stdout).contains("account_activity"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(
+        checksums(&pool).await,
+        Checksums {
+            account_activity: spoiled.account_activity,
+            ..live
+        },
+        "the inline read model is back; account_activity was left alone"
+    );
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn rebuilding_account_activity_restores_it_and_nothing_else(pool: PgPool) {
+    let live = live_read_models(&pool).await;
+
+    assert_success(&rebuild(&pool, Some("account_activity")).await);
+    assert_eq!(checksums(&pool).await, live);
+
+    spoil_contacts(&pool).await;
+    spoil_activity(&pool).await;
+    let spoiled = checksums(&pool).await;
+    assert_ne!(spoiled.account_activity, live.account_activity);
+    assert_success(&rebuild(&pool, Some("account_activity")).await);
+    assert_eq!(
+        checksums(&pool).await,
+        Checksums {
+            account_activity: live.account_activity,
+            ..spoiled
+        },
+        "account_activity is back; the inline read model was left alone"
+    );
+
+    // A server started after the rebuild goes on from the rebuilt checkpoint: it neither
+    // counts the log again nor misses what comes next.
+    let mut server = TestServer::start(pool.clone()).await;
+    add(&mut server.client, ACCOUNT, "Zed").await;
+    projection_caught_up(&pool).await;
+    server.stop().await;
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn rebuilding_an_unknown_read_model_fails_and_names_the_valid_ones(pool: PgPool) {
+    let live = live_read_models(&pool).await;
+
+    let output = rebuild(&pool, Some("nope")).await;
+    assert!(!output.status.success(), "exit status {}", output.status);
+    let stderr = text(&output.stderr);
+    for word in ["nope", "contacts", "account_activity"] {
+        assert!(stderr.contains(word), "{word:?} in {stderr:?}");
+    }
+    assert_eq!(checksums(&pool).await, live, "nothing was touched");
+}
