@@ -18,6 +18,11 @@ pub(crate) fn append_error(error: sqlx::Error) -> AppendError {
     AppendError::Store(store_error("appending events failed", error))
 }
 
+/// `store_error` with its context bound, for `map_err(failed("..."))`.
+pub(crate) fn failed(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| store_error(context, error)
+}
+
 pub(crate) fn store_error(context: &str, error: sqlx::Error) -> StoreError {
     if is_transient(&error) {
         StoreError::transient(context, error)

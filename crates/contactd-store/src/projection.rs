@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::PgStore;
-use crate::error::store_error;
+use crate::error::{failed, store_error};
 use crate::log::read_log;
 
 /// A named consumer of the log.
@@ -158,18 +158,17 @@ async fn lead<P: Projection>(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Lead, StoreError> {
     let name = projection.name();
-    let fail = |context: &'static str| move |e: sqlx::Error| store_error(context, e);
     let mut conn = store
         .pool()
         .acquire()
         .await
-        .map_err(fail("acquiring a projection connection failed"))?
+        .map_err(failed("acquiring a projection connection failed"))?
         .detach();
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
         .bind(lock_key(name))
         .fetch_one(&mut conn)
         .await
-        .map_err(fail("taking a projection lock failed"))?;
+        .map_err(failed("taking a projection lock failed"))?;
     if !locked {
         return Ok(Lead::Elsewhere);
     }
@@ -257,18 +256,17 @@ pub(crate) async fn apply_batch<P: Projection>(
     to: LogPosition,
     batch: &[RecordedEvent],
 ) -> Result<(), StoreError> {
-    let fail = |context: &'static str| move |e: sqlx::Error| store_error(context, e);
     let mut tx = conn
         .begin()
         .await
-        .map_err(fail("beginning a projection batch failed"))?;
+        .map_err(failed("beginning a projection batch failed"))?;
     let current: (i64, i64) = sqlx::query_as(
         "SELECT transaction_id::text::bigint, global_position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
     )
     .bind(projection.name())
     .fetch_one(&mut *tx)
     .await
-    .map_err(fail("locking a projection checkpoint failed"))?;
+    .map_err(failed("locking a projection checkpoint failed"))?;
     if current != (from.transaction_id, from.global_position) {
         return Err(StoreError::internal(
             format!(
@@ -281,11 +279,11 @@ pub(crate) async fn apply_batch<P: Projection>(
     projection
         .apply(&mut tx, batch)
         .await
-        .map_err(fail("applying a projection batch failed"))?;
+        .map_err(failed("applying a projection batch failed"))?;
     save_checkpoint(&mut tx, projection.name(), to).await?;
     tx.commit()
         .await
-        .map_err(fail("committing a projection batch failed"))
+        .map_err(failed("committing a projection batch failed"))
 }
 
 pub(crate) async fn save_checkpoint(

@@ -10,7 +10,7 @@ use sqlx::{Acquire, PgConnection};
 use tokio_stream::StreamExt;
 
 use crate::PgStore;
-use crate::error::store_error;
+use crate::error::{failed, store_error};
 use crate::log::{EVENT_COLUMNS, EventRow, read_log};
 use crate::projection::{Projection, save_checkpoint};
 use crate::rows::StoredContact;
@@ -33,20 +33,19 @@ const INSERT_BATCH: usize = 5000;
 /// Appends wait while it runs: they write these tables in the statement that appends, so the
 /// tables' lock keeps the log still until the new model commits.
 pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreError> {
-    let fail = |context: &'static str| move |e: sqlx::Error| store_error(context, e);
     let mut conn = store
         .pool()
         .acquire()
         .await
-        .map_err(fail("acquiring a connection failed"))?;
+        .map_err(failed("acquiring a connection failed"))?;
     let mut tx = conn
         .begin()
         .await
-        .map_err(fail("beginning the rebuild failed"))?;
+        .map_err(failed("beginning the rebuild failed"))?;
     sqlx::query("LOCK TABLE contacts, contact_names, contact_quotas IN EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await
-        .map_err(fail("locking the read model failed"))?;
+        .map_err(failed("locking the read model failed"))?;
 
     let mut contacts: HashMap<String, Contact> = HashMap::new();
     let mut events = 0_u64;
@@ -55,7 +54,7 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
         let mut rows = sqlx::query_as::<_, EventRow>(&sql).fetch(&mut *tx);
         while let Some(row) = rows.next().await {
             let recorded = row
-                .map_err(fail("reading the log failed"))?
+                .map_err(failed("reading the log failed"))?
                 .into_recorded()?;
             events += 1;
             let at = recorded.metadata.recorded_at;
@@ -80,18 +79,18 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
     sqlx::query("TRUNCATE contacts, contact_names")
         .execute(&mut *tx)
         .await
-        .map_err(fail("emptying the read model failed"))?;
+        .map_err(failed("emptying the read model failed"))?;
     sqlx::query("UPDATE contact_quotas SET contacts = 0")
         .execute(&mut *tx)
         .await
-        .map_err(fail("resetting the quota counters failed"))?;
+        .map_err(failed("resetting the quota counters failed"))?;
     let all: Vec<&Contact> = contacts.values().collect();
     for chunk in all.chunks(INSERT_BATCH) {
         insert_contacts(&mut tx, chunk).await?;
     }
     tx.commit()
         .await
-        .map_err(fail("committing the rebuild failed"))?;
+        .map_err(failed("committing the rebuild failed"))?;
     Ok(RebuildReport {
         events,
         rows: Some(contacts.len() as u64),
@@ -153,29 +152,28 @@ pub async fn rebuild_projection<P: Projection>(
     projection: &P,
     batch_size: u32,
 ) -> Result<RebuildReport, StoreError> {
-    let fail = |context: &'static str| move |e: sqlx::Error| store_error(context, e);
     let name = projection.name();
     let mut conn = store
         .pool()
         .acquire()
         .await
-        .map_err(fail("acquiring a connection failed"))?;
+        .map_err(failed("acquiring a connection failed"))?;
     let mut tx = conn
         .begin()
         .await
-        .map_err(fail("beginning the rebuild failed"))?;
+        .map_err(failed("beginning the rebuild failed"))?;
     sqlx::query(
         "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
     )
     .bind(name)
     .execute(&mut *tx)
     .await
-    .map_err(fail("creating the checkpoint failed"))?;
+    .map_err(failed("creating the checkpoint failed"))?;
     sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
         .bind(name)
         .execute(&mut *tx)
         .await
-        .map_err(fail("locking the checkpoint failed"))?;
+        .map_err(failed("locking the checkpoint failed"))?;
     let Some(clear) = projection.clear(&mut tx) else {
         return Err(StoreError::internal(
             format!("{name} has side effects outside the database: it is never rebuilt"),
@@ -184,11 +182,14 @@ pub async fn rebuild_projection<P: Projection>(
     };
     clear
         .await
-        .map_err(fail("emptying the projection failed"))?;
+        .map_err(failed("emptying the projection failed"))?;
     let mut after = LogPosition::START;
     let mut events = 0_u64;
     loop {
-        let conn = tx.acquire().await.map_err(fail("reading the log failed"))?;
+        let conn = tx
+            .acquire()
+            .await
+            .map_err(failed("reading the log failed"))?;
         let batch = read_log(&mut *conn, after, None, batch_size).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
@@ -196,11 +197,11 @@ pub async fn rebuild_projection<P: Projection>(
         projection
             .apply(conn, &batch)
             .await
-            .map_err(fail("replaying into the projection failed"))?;
+            .map_err(failed("replaying into the projection failed"))?;
     }
     save_checkpoint(&mut tx, name, after).await?;
     tx.commit()
         .await
-        .map_err(fail("committing the rebuild failed"))?;
+        .map_err(failed("committing the rebuild failed"))?;
     Ok(RebuildReport { events, rows: None })
 }
