@@ -108,6 +108,7 @@ fn settings() -> RunnerSettings {
         batch_size: 500,
         poll_interval: Duration::from_millis(20),
         takeover_interval: Duration::from_millis(50),
+        gather_interval: Duration::from_millis(5),
         holder: "test".into(),
     }
 }
