@@ -7,7 +7,7 @@ use std::time::Duration;
 use contactd_app::{AuditLog, AuditService, ContactService, ContactStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -85,13 +85,17 @@ impl<S: ContactStore, L: AuditLog> Server<S, L> {
         set_serving(&health_reporter).await;
         tonic::transport::Server::builder()
             .timeout(self.settings.call_timeout)
-            .tcp_nodelay(true)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(contacts)
             .add_service(audit)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            // The builder's `tcp_nodelay` applies only to listeners it binds itself; without
+            // NODELAY on accepted sockets, small replies wait ~40 ms for delayed ACKs.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            )
             .await?;
         Ok(())
     }

@@ -11,11 +11,16 @@ use crate::error::{append_error, store_error};
 use crate::rows::{StoredContact, outcome_to_json};
 use crate::schema::encode_event;
 
+/// The statement is composed of the parts an append needs: an update carries no quota and
+/// usually no name claim or remembered call, and every part left out is work PostgreSQL does
+/// not plan or run. The composed texts are few, and each is prepared once per connection.
+///
 /// The data-modifying CTEs all run, whatever the final SELECT reads. The conflict guard is the
 /// events' unique `(stream_id, stream_version)`: versions are dense, so an append decided on a
-/// stale version always collides with the event that moved the stream on.
-const APPEND: &str = r#"
-WITH appended AS (
+/// stale version always collides with the event that moved the stream on. Parameters keep
+/// their numbers in every variant (the ones a variant leaves out are bound but unused).
+const APPEND_EVENTS: &str = r#"
+appended AS (
     INSERT INTO events (event_id, account_id, stream_id, stream_version, event_type, schema_version,
                         payload, request_id, caller, correlation_id, causation_id, recorded_at)
     SELECT e.event_id, $1, $2, e.stream_version, e.event_type, e.schema_version,
@@ -23,48 +28,76 @@ WITH appended AS (
     FROM UNNEST($8::uuid[], $9::bigint[], $10::text[], $11::int[], $12::jsonb[])
          AS e(event_id, stream_version, event_type, schema_version, payload)
     RETURNING 1
-),
+)"#;
+
+const INSERT_CONTACT: &str = r#"
 projected AS (
     INSERT INTO contacts (contact_id, account_id, name, email_address, active_email_address,
                           phone_number, active_phone_number, title, message_types, status,
                           created_at, updated_at, version)
     VALUES ($2, $1, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
-    ON CONFLICT (contact_id) DO UPDATE SET
-        name = EXCLUDED.name,
-        email_address = EXCLUDED.email_address,
-        active_email_address = EXCLUDED.active_email_address,
-        phone_number = EXCLUDED.phone_number,
-        active_phone_number = EXCLUDED.active_phone_number,
-        title = EXCLUDED.title,
-        message_types = EXCLUDED.message_types,
-        status = EXCLUDED.status,
-        updated_at = EXCLUDED.updated_at,
-        version = EXCLUDED.version
-    WHERE contacts.version = $24 AND contacts.account_id = EXCLUDED.account_id
     RETURNING 1
-),
+)"#;
+
+const UPDATE_CONTACT: &str = r#"
+projected AS (
+    UPDATE contacts SET
+        name = $13, email_address = $14, active_email_address = $15, phone_number = $16,
+        active_phone_number = $17, title = $18, message_types = $19, status = $20,
+        updated_at = $22, version = $23
+    WHERE contact_id = $2 AND account_id = $1 AND version = $24::bigint
+    RETURNING 1
+)"#;
+
+const RELEASE_NAME: &str = r#"
 released AS (
-    DELETE FROM contact_names
-    WHERE account_id = $1 AND name_key = $25::text AND contact_id = $2
-),
+    DELETE FROM contact_names WHERE account_id = $1 AND name_key = $25::text AND contact_id = $2
+)"#;
+
+const CLAIM_NAME: &str = r#"
 claimed AS (
-    INSERT INTO contact_names (account_id, name_key, contact_id)
-    SELECT $1, $26::text, $2 WHERE $26::text IS NOT NULL
-),
+    INSERT INTO contact_names (account_id, name_key, contact_id) VALUES ($1, $26::text, $2)
+)"#;
+
+const COUNT_CONTACT: &str = r#"
 counted AS (
-    INSERT INTO contact_quotas (account_id, contacts, max_contacts)
-    SELECT $1, 1, $27::int WHERE $27::int IS NOT NULL
+    INSERT INTO contact_quotas (account_id, contacts, max_contacts) VALUES ($1, 1, $27::int)
     ON CONFLICT (account_id) DO UPDATE
         SET contacts = contact_quotas.contacts + 1, max_contacts = EXCLUDED.max_contacts
-),
+)"#;
+
+const REMEMBER_CALL: &str = r#"
 remembered AS (
     INSERT INTO idempotency_records (account_id, operation, client_token, fingerprint, outcome, recorded_at)
-    SELECT $1, $28::text, $29::bytea, $30::bytea, $31::jsonb, $7 WHERE $28::text IS NOT NULL
-)
-SELECT (SELECT count(*) FROM appended) AS appended, (SELECT count(*) FROM projected) AS projected
-"#;
+    VALUES ($1, $28::text, $29::bytea, $30::bytea, $31::jsonb, $7)
+)"#;
+
+const COUNTS: &str = "\nSELECT (SELECT count(*) FROM appended), (SELECT count(*) FROM projected)";
+
+/// The append statement for this kind of append.
+fn append_sql(append: &Append<'_>) -> String {
+    let mut parts = vec![APPEND_EVENTS];
+    parts.push(if append.expected_version == 0 {
+        INSERT_CONTACT
+    } else {
+        UPDATE_CONTACT
+    });
+    match append.name_claim {
+        NameClaim::Keep => {}
+        NameClaim::Claim { .. } => parts.push(CLAIM_NAME),
+        NameClaim::Move { .. } => parts.extend([RELEASE_NAME, CLAIM_NAME]),
+    }
+    if append.quota_limit.is_some() {
+        parts.push(COUNT_CONTACT);
+    }
+    if append.remember.is_some() {
+        parts.push(REMEMBER_CALL);
+    }
+    format!("WITH{}{COUNTS}", parts.join(","))
+}
 
 pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), AppendError> {
+    let sql = append_sql(&append);
     let metadata = append.metadata;
     let first_version = append.expected_version as i64 + 1;
     let mut event_ids = Vec::with_capacity(append.events.len());
@@ -89,7 +122,7 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
     let remember = append.remember;
 
     let claimed_key = claim.clone();
-    let outcome: Result<(i64, i64), AppendError> = sqlx::query_as(APPEND)
+    let outcome: Result<(i64, i64), AppendError> = sqlx::query_as(&sql)
         .bind(metadata.account_id.as_str())
         .bind(append.contact.contact_id.as_str())
         .bind(&metadata.request_id)

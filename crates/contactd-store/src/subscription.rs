@@ -20,8 +20,9 @@ pub(crate) const CHANNEL: &str = "contactd_events";
 /// How often a waiting reader looks at the log when nothing woke it.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The shortest time between two `NOTIFY`s of one process: appends in between share one.
-const NOTIFY_DEBOUNCE: Duration = Duration::from_millis(10);
+/// The shortest time between two `NOTIFY`s of one process: appends in between share one. (A
+/// notifying transaction takes an xid and commits with an fsync of its own.)
+const NOTIFY_DEBOUNCE: Duration = Duration::from_millis(25);
 
 /// A reader that follows the log (or one account's part of it) from a position on, in batches.
 #[derive(Debug)]

@@ -1,0 +1,409 @@
+//! The scenarios and the runner: C tasks, each looping one call at a time, so C calls are in
+//! flight; a warm-up, then a fixed-time measurement of every call that starts inside it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::ValueEnum;
+use contactd_grpc::proto::{GetMessageContactRequest, ListMessageContactsRequest};
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tonic::Status;
+
+use crate::client::{Account, Client, ContactRef, Fleet, add_request, letters_name};
+use crate::dbstats::{self, DbCost, DbStats};
+use crate::procfs::{CpuSnapshot, CpuSplit, Memory};
+use crate::seed::{ADDED_FAMILY, Seeded, fresh_email_update};
+use crate::stats::{Latencies, Rng};
+
+/// What the calls of a run do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
+pub enum Scenario {
+    /// `UpdateMessageContact` on a random seeded contact; each call a new email address, so
+    /// each appends exactly one event.
+    Update,
+    /// `AddMessageContact` on fresh accounts (never more than the quota of 20 per account).
+    Add,
+    /// `GetMessageContact` of a random seeded contact.
+    Get,
+    /// `ListMessageContacts` of a random seeded account (page of 10).
+    List,
+    /// `UpdateMessageContact`, every call on the one contact whose stream already holds the
+    /// long history (10,000 events).
+    UpdateLong,
+    /// The same on a contact with a short history (10 events at the start of the run): the
+    /// comparison for `update-long`.
+    UpdateShort,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Update,
+        Scenario::Add,
+        Scenario::Get,
+        Scenario::List,
+        Scenario::UpdateLong,
+        Scenario::UpdateShort,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Update => "update",
+            Scenario::Add => "add",
+            Scenario::Get => "get",
+            Scenario::List => "list",
+            Scenario::UpdateLong => "update-long",
+            Scenario::UpdateShort => "update-short",
+        }
+    }
+
+    pub fn rpc(self) -> &'static str {
+        match self {
+            Scenario::Update | Scenario::UpdateLong | Scenario::UpdateShort => {
+                "UpdateMessageContact"
+            }
+            Scenario::Add => "AddMessageContact",
+            Scenario::Get => "GetMessageContact",
+            Scenario::List => "ListMessageContacts",
+        }
+    }
+
+    /// Whether each successful call appends exactly one event.
+    fn appends_one_event(self) -> bool {
+        !matches!(self, Scenario::Get | Scenario::List)
+    }
+
+    /// Errors the contract allows for this call under load (anything else is a failure):
+    /// only the conflict answer of a racing update.
+    fn is_expected(self, status: &Status, error_code: &str) -> bool {
+        matches!(
+            self,
+            Scenario::Update | Scenario::UpdateLong | Scenario::UpdateShort
+        ) && status.code() == tonic::Code::Aborted
+            && error_code == "ConcurrentCallNotSupported"
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Accounts per block of the add scenario: consecutive adds go to different accounts, so that
+/// they do not queue on one account's quota row; each account gets at most `ADDS_PER_ACCOUNT`.
+const ADD_BLOCK_ACCOUNTS: u64 = 512;
+const ADDS_PER_ACCOUNT: u64 = 20;
+
+/// The state the runs share: the seeded data and the counters that keep every call fresh.
+#[derive(Debug)]
+pub struct Workload {
+    pub seeded: Seeded,
+    email_serial: AtomicU64,
+    add_serial: AtomicU64,
+}
+
+impl Workload {
+    pub fn new(seeded: Seeded) -> Self {
+        Self {
+            seeded,
+            email_serial: AtomicU64::new(0),
+            add_serial: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One run's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSettings {
+    pub scenario: Scenario,
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Which short-history contact `update-short` uses (one per run, so each starts short).
+    pub short_stream: usize,
+    pub seed: u64,
+    /// Checkpoint before the run and leave the database idle for [`dbstats::SETTLE`] after it,
+    /// so that runs do not pay for each other and the statistics are complete. Off for a
+    /// quick smoke run (whose database figures are then approximate).
+    pub settle: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub scenario: Scenario,
+    pub concurrency: usize,
+    pub measured: Duration,
+    /// Successful calls that started within the measured time.
+    pub ok: u64,
+    pub latencies: Latencies,
+    /// Failed calls of the whole run (warm-up included) by `gRPC code / x-acs-error-code`.
+    pub errors: BTreeMap<String, u64>,
+    pub unexpected_errors: u64,
+    /// Server memory after the run (peak since the server started), when it is a child.
+    pub server_memory: Option<Memory>,
+    pub cpu: CpuSplit,
+    /// For writes: events appended during the run (warm-up included) and successful calls;
+    /// they are equal when every call appended exactly one event and none was lost.
+    pub events_appended: Option<(i64, u64)>,
+    /// Events in the stream of the contact a single-contact run updated, at its start.
+    pub stream_events_at_start: Option<i64>,
+    /// What the database did per call (warm-up included).
+    pub db: DbCost,
+}
+
+impl RunReport {
+    pub fn calls_per_second(&self) -> f64 {
+        self.ok as f64 / self.measured.as_secs_f64().max(1e-9)
+    }
+
+    /// Every write appended exactly one event.
+    pub fn writes_add_up(&self) -> bool {
+        self.events_appended
+            .is_none_or(|(events, ok)| u64::try_from(events).is_ok_and(|e| e == ok))
+    }
+}
+
+/// What one task saw.
+#[derive(Debug, Default)]
+struct TaskOutcome {
+    latencies: Vec<u64>,
+    ok_measured: u64,
+    ok_total: u64,
+    errors: BTreeMap<String, u64>,
+    unexpected: u64,
+}
+
+/// The server as a runner sees it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub fleet: Fleet,
+    pub pool: PgPool,
+    /// The server's pid when it runs as a child process (for its CPU and memory).
+    pub server_pid: Option<u32>,
+}
+
+async fn count_events(pool: &PgPool, stream: Option<&str>) -> anyhow::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE $1::text IS NULL OR stream_id = $1")
+        .bind(stream)
+        .fetch_one(pool)
+        .await
+        .context("counting events")
+}
+
+/// Runs one scenario at one concurrency: warm-up, then the measured time.
+pub async fn run(
+    target: &Target,
+    workload: &Arc<Workload>,
+    settings: RunSettings,
+) -> anyhow::Result<RunReport> {
+    let scenario = settings.scenario;
+    let single_contact = match scenario {
+        Scenario::UpdateLong => Some(workload.seeded.long_stream.clone()),
+        Scenario::UpdateShort => Some(
+            workload
+                .seeded
+                .short_streams
+                .get(settings.short_stream)
+                .context("no short-history contact left for this run")?
+                .clone(),
+        ),
+        _ => None,
+    };
+    let stream_events_at_start = match &single_contact {
+        Some(contact) => Some(count_events(&target.pool, Some(&contact.contact_id)).await?),
+        None => None,
+    };
+    if settings.settle {
+        // Start each run from a clean slate of dirty pages, so no run pays for another's.
+        sqlx::query("CHECKPOINT").execute(&target.pool).await?;
+    }
+    let events_before = if scenario.appends_one_event() {
+        Some(count_events(&target.pool, None).await?)
+    } else {
+        None
+    };
+    let database = target
+        .pool
+        .connect_options()
+        .get_database()
+        .unwrap_or("postgres")
+        .to_owned();
+    let db_before = DbStats::take(&target.pool, &database).await?;
+
+    let start = Instant::now();
+    let measure_from = start + settings.warmup;
+    let end = measure_from + settings.duration;
+    let mut tasks = JoinSet::new();
+    for task in 0..settings.concurrency {
+        let client = target.fleet.client(task);
+        let workload = workload.clone();
+        let contact = single_contact.clone();
+        let rng = Rng::new(settings.seed ^ ((task as u64 + 1) << 32) ^ scenario as u64);
+        tasks.spawn(drive(
+            client,
+            workload,
+            scenario,
+            contact,
+            rng,
+            measure_from,
+            end,
+        ));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_at_measure_start =
+        CpuSnapshot::take(target.server_pid, std::slice::from_ref(&database));
+    tokio::time::sleep_until(end.into()).await;
+    let cpu = CpuSnapshot::take(target.server_pid, std::slice::from_ref(&database))
+        .since(&cpu_at_measure_start);
+
+    let mut all = TaskOutcome::default();
+    let mut calls = 0;
+    while let Some(task) = tasks.join_next().await {
+        let outcome = task.context("a load task panicked")?;
+        all.latencies.extend(outcome.latencies);
+        all.ok_measured += outcome.ok_measured;
+        all.ok_total += outcome.ok_total;
+        all.unexpected += outcome.unexpected;
+        calls += outcome.ok_total;
+        for (key, n) in outcome.errors {
+            calls += n;
+            *all.errors.entry(key).or_default() += n;
+        }
+    }
+    if settings.settle {
+        tokio::time::sleep(dbstats::SETTLE).await;
+    }
+    let db = DbStats::take(&target.pool, &database)
+        .await?
+        .per(&db_before, calls);
+    let events_appended = match events_before {
+        Some(before) => Some((
+            count_events(&target.pool, None).await? - before,
+            all.ok_total,
+        )),
+        None => None,
+    };
+    Ok(RunReport {
+        scenario,
+        concurrency: settings.concurrency,
+        measured: settings.duration,
+        ok: all.ok_measured,
+        latencies: Latencies::new(all.latencies),
+        errors: all.errors,
+        unexpected_errors: all.unexpected,
+        server_memory: target.server_pid.and_then(Memory::of),
+        cpu,
+        events_appended,
+        stream_events_at_start,
+        db,
+    })
+}
+
+/// One task: one call at a time until `end`; calls that start at or after `measure_from`
+/// are measured.
+async fn drive(
+    mut client: Client,
+    workload: Arc<Workload>,
+    scenario: Scenario,
+    contact: Option<ContactRef>,
+    mut rng: Rng,
+    measure_from: Instant,
+    end: Instant,
+) -> TaskOutcome {
+    let mut outcome = TaskOutcome {
+        latencies: Vec::with_capacity(16 * 1024),
+        ..TaskOutcome::default()
+    };
+    loop {
+        let started = Instant::now();
+        if started >= end {
+            return outcome;
+        }
+        let result = call(&mut client, &workload, scenario, contact.as_ref(), &mut rng).await;
+        let took = started.elapsed();
+        let measured = started >= measure_from;
+        match result {
+            Ok(()) => {
+                outcome.ok_total += 1;
+                if measured {
+                    outcome.ok_measured += 1;
+                    outcome.latencies.push(took.as_nanos() as u64);
+                }
+            }
+            Err(status) => {
+                let error_code = status
+                    .metadata()
+                    .get("x-acs-error-code")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned();
+                if !scenario.is_expected(&status, &error_code) {
+                    outcome.unexpected += 1;
+                }
+                let key = format!("{:?} / {error_code}", status.code());
+                *outcome.errors.entry(key).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// One call of `scenario`.
+async fn call(
+    client: &mut Client,
+    workload: &Workload,
+    scenario: Scenario,
+    contact: Option<&ContactRef>,
+    rng: &mut Rng,
+) -> Result<(), Status> {
+    let seeded = &workload.seeded;
+    let random_contact = |rng: &mut Rng| &seeded.contacts[rng.below(seeded.contacts.len())];
+    match scenario {
+        Scenario::Update | Scenario::UpdateLong | Scenario::UpdateShort => {
+            let contact = contact.unwrap_or_else(|| random_contact(rng));
+            let serial = workload.email_serial.fetch_add(1, Ordering::Relaxed);
+            client
+                .update_message_contact(
+                    contact.account.request(fresh_email_update(contact, serial)),
+                )
+                .await?;
+        }
+        Scenario::Add => {
+            let n = workload.add_serial.fetch_add(1, Ordering::Relaxed);
+            let block = n / (ADD_BLOCK_ACCOUNTS * ADDS_PER_ACCOUNT);
+            let within = n % (ADD_BLOCK_ACCOUNTS * ADDS_PER_ACCOUNT);
+            let account = Account::numbered(
+                ADDED_FAMILY,
+                block * ADD_BLOCK_ACCOUNTS + within % ADD_BLOCK_ACCOUNTS + 1,
+            );
+            let slot = (within / ADD_BLOCK_ACCOUNTS) as usize;
+            let request = add_request(letters_name("Add", slot), format!("a{n}@bench.example"));
+            client.add_message_contact(account.request(request)).await?;
+        }
+        Scenario::Get => {
+            let contact = random_contact(rng);
+            let request = GetMessageContactRequest {
+                contact_id: contact.contact_id.clone(),
+            };
+            client
+                .get_message_contact(contact.account.request(request))
+                .await?;
+        }
+        Scenario::List => {
+            let account = &seeded.accounts[rng.below(seeded.accounts.len())];
+            let request = ListMessageContactsRequest {
+                page_size: 10,
+                ..Default::default()
+            };
+            client
+                .list_message_contacts(account.request(request))
+                .await?;
+        }
+    }
+    Ok(())
+}

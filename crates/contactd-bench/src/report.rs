@@ -1,0 +1,318 @@
+//! The report, in Markdown: the machine, a table per scenario, pgbench's figures, the ratios
+//! with the issue's targets, and the verdict.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::dbstats::DbCost;
+use crate::load::{RunReport, Scenario};
+use crate::pgbench::{PgbenchReport, Workload};
+use crate::service::{ServiceReport, Verdict};
+
+/// The machine and the PostgreSQL settings that bound the figures.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_mib: u64,
+    /// `(name, value)` of `SHOW` for the settings that matter.
+    pub postgres: Vec<(String, String)>,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+pub fn machine(machine: &Machine) -> String {
+    let mut out = String::from("## Machine\n\n");
+    let _ = writeln!(out, "- cores: {}", machine.cores);
+    let _ = writeln!(out, "- memory: {} MiB", machine.memory_mib);
+    for (name, value) in &machine.postgres {
+        let _ = writeln!(out, "- PostgreSQL `{name}`: {value}");
+    }
+    out
+}
+
+fn db_cost(cost: &DbCost) -> String {
+    format!(
+        "{:.2} / {:.2} / {:.0} B",
+        cost.transactions, cost.wal_syncs, cost.wal_bytes
+    )
+}
+
+fn errors(run: &RunReport) -> String {
+    if run.errors.is_empty() {
+        return "0".into();
+    }
+    run.errors
+        .iter()
+        .map(|(key, n)| format!("{n} {key}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A table per scenario: one row per concurrency.
+pub fn service(report: &ServiceReport, cores: usize) -> String {
+    let mut out = format!(
+        "## The service over gRPC\n\nSeeding took {:.1} s. Latency is per successful call, from the \
+         generator; CPU is in cores (1.0 = one core busy) during the measured time; \"other\" is \
+         the rest of the machine's busy time (another user's work: a noisy neighbour); \"CPU per \
+         call\" is server / PostgreSQL microseconds per successful call; the generator's share \
+         is of the whole machine ({cores} cores). \"DB per call\" is, from PostgreSQL's statistics, \
+         transactions of the database (each autocommit statement is one; the asynchronous \
+         projection's batches count too) / WAL syncs (fsyncs; group commit shares them) / WAL \
+         bytes, per call of the run (warm-up included).\n",
+        report.seeding.as_secs_f64()
+    );
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    for run in &report.runs {
+        if !scenarios.contains(&run.scenario) {
+            scenarios.push(run.scenario);
+        }
+    }
+    for scenario in scenarios {
+        let _ = write!(
+            out,
+            "\n### `{scenario}` ({})\n\n| C | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server RSS MiB (peak) | CPU server / postgres / generator / other | CPU per call µs | generator share | DB per call |\n| --: | --: | --: | --: | --: | --: | --: | --- | --: | --- | --- | --: | --- |\n",
+            scenario.rpc()
+        );
+        for run in report.runs.iter().filter(|r| r.scenario == scenario) {
+            let l = &run.latencies;
+            let rate = run.calls_per_second().max(1e-9);
+            let server = run.cpu.server;
+            let per_call = |cores: f64| format!("{:.0}", cores * 1e6 / rate);
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} / {:.2} / {:.2} / {:.2} | {} / {} | {:.0}% | {} |",
+                run.concurrency,
+                run.calls_per_second(),
+                ms(l.percentile(50.0)),
+                ms(l.percentile(90.0)),
+                ms(l.percentile(99.0)),
+                ms(l.percentile(99.9)),
+                ms(l.max()),
+                errors(run),
+                run.server_memory.map_or("-".into(), |m| format!(
+                    "{} ({})",
+                    mib(m.rss_kib),
+                    mib(m.peak_kib)
+                )),
+                server.map_or("-".into(), |s| format!("{s:.2}")),
+                run.cpu.postgres,
+                run.cpu.generator,
+                run.cpu.other(),
+                server.map_or("-".into(), per_call),
+                per_call(run.cpu.postgres),
+                100.0 * run.cpu.generator / cores.max(1) as f64,
+                db_cost(&run.db),
+            );
+        }
+        let starts: Vec<String> = report
+            .runs
+            .iter()
+            .filter(|r| r.scenario == scenario)
+            .filter_map(|r| {
+                Some(format!(
+                    "C={}: {}",
+                    r.concurrency, r.stream_events_at_start?
+                ))
+            })
+            .collect();
+        if !starts.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nEvents in the updated contact's stream when each run started: {}.",
+                starts.join(", ")
+            );
+        }
+    }
+    out
+}
+
+pub fn pgbench(runs: &[PgbenchReport]) -> String {
+    let mut out = String::from(
+        "## The database's limit: pgbench on the same server\n\nCPU is in cores; \"DB per transaction\" as above: transactions / WAL syncs / WAL bytes per \
+         pgbench transaction.\n\n| workload | clients | tps | latency avg ms | failed | CPU postgres / pgbench / other | postgres CPU per transaction µs | DB per transaction |\n| --- | --: | --: | --: | --: | --- | --: | --- |\n",
+    );
+    for run in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.2} | {} | {:.2} / {:.2} / {:.2} | {:.0} | {} |",
+            run.workload,
+            run.clients,
+            run.tps,
+            run.latency_average_ms,
+            run.failed,
+            run.postgres_cores,
+            run.pgbench_cores,
+            run.other_cores,
+            run.postgres_cores * 1e6 / run.tps.max(1e-9),
+            run.db.as_ref().map_or("-".into(), db_cost),
+        );
+    }
+    out.push_str("\nCommands:\n\n```sh\n");
+    for run in runs {
+        let _ = writeln!(out, "{}", run.command);
+    }
+    out.push_str("```\n");
+    out
+}
+
+/// One of the issue's targets, judged.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub what: String,
+    pub measured: String,
+    pub wanted: String,
+    pub met: Option<bool>,
+}
+
+fn tps(runs: &[PgbenchReport], workload: Workload) -> Vec<(u32, f64)> {
+    runs.iter()
+        .filter(|r| r.workload == workload)
+        .map(|r| (r.clients, r.tps))
+        .collect()
+}
+
+/// The ratios of the service to pgbench and the issue's targets. Where pgbench ran at several
+/// client counts, a target is judged against the highest figure (the strictest).
+pub fn targets(service: &ServiceReport, pgbench: &[PgbenchReport], at: usize) -> Vec<Target> {
+    let mut targets = Vec::new();
+    let mut versus = |rpc: Scenario, workload: Workload, wanted: Option<f64>, label: &str| {
+        let Some(run) = service.run(rpc, at) else {
+            return;
+        };
+        let figures = tps(pgbench, workload);
+        if figures.is_empty() {
+            return;
+        }
+        let rate = run.calls_per_second();
+        let parts: Vec<String> = figures
+            .iter()
+            .map(|(clients, tps)| format!("{:.2}× ({clients} clients: {tps:.0} tps)", rate / tps))
+            .collect();
+        let best = figures.iter().map(|(_, tps)| *tps).fold(0.0, f64::max);
+        targets.push(Target {
+            what: format!("`{rpc}` at C={at} ({rate:.0}/s) vs pgbench {workload}"),
+            measured: parts.join("; "),
+            wanted: wanted.map_or(label.to_owned(), |w| format!("≥ {w:.2}× {label}")),
+            met: wanted.map(|w| rate >= w * best),
+        });
+    };
+    versus(Scenario::Update, Workload::UpdateNaive, Some(1.3), "");
+    versus(
+        Scenario::Update,
+        Workload::UpdateSingle,
+        Some(1.0),
+        "(stretch)",
+    );
+    versus(
+        Scenario::Update,
+        Workload::UpdateAsService,
+        None,
+        "none: the service's own SQL without the service, for the profile",
+    );
+    versus(Scenario::Get, Workload::SelectOnly, Some(0.35), "");
+
+    if let Some(run) = service.run(Scenario::Update, at) {
+        let p99 = run.latencies.percentile(99.0);
+        targets.push(Target {
+            what: format!("`update` p99 at C={at}"),
+            measured: format!("{} ms", ms(p99)),
+            wanted: "≤ 10 ms".into(),
+            met: Some(p99 <= Duration::from_millis(10)),
+        });
+    }
+
+    let pairs: Vec<(usize, f64, f64)> = service
+        .runs
+        .iter()
+        .filter(|r| r.scenario == Scenario::UpdateLong)
+        .filter_map(|long| {
+            let short = service.run(Scenario::UpdateShort, long.concurrency)?;
+            Some((
+                long.concurrency,
+                long.calls_per_second(),
+                short.calls_per_second(),
+            ))
+        })
+        .collect();
+    if !pairs.is_empty() {
+        let worst = pairs
+            .iter()
+            .map(|(_, long, short)| long / short.max(1e-9))
+            .fold(f64::INFINITY, f64::min);
+        targets.push(Target {
+            what: "`update-long` (≥ 10,000 events) vs `update-short` (10 events), calls/s".into(),
+            measured: pairs
+                .iter()
+                .map(|(c, long, short)| format!("C={c}: {:.2}×", long / short.max(1e-9)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            wanted: "within 10% (≥ 0.90×)".into(),
+            met: Some(worst >= 0.9),
+        });
+    }
+
+    let peak = service
+        .runs
+        .iter()
+        .filter_map(|r| r.server_memory.map(|m| m.peak_kib))
+        .max();
+    if let Some(peak) = peak {
+        targets.push(Target {
+            what: "server peak RSS over every scenario".into(),
+            measured: format!("{} MiB", mib(peak)),
+            wanted: "≤ 32 MiB".into(),
+            met: Some(peak <= 32 * 1024),
+        });
+    }
+    targets
+}
+
+pub fn targets_table(targets: &[Target]) -> String {
+    let mut out = String::from(
+        "## Ratios and targets\n\n| what | measured | target | met |\n| --- | --- | --- | --- |\n",
+    );
+    for t in targets {
+        let met = match t.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "-",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {met} |",
+            t.what, t.measured, t.wanted
+        );
+    }
+    out
+}
+
+pub fn verdict(verdict: &Verdict) -> String {
+    let a = &verdict.agreement;
+    let mut out = format!(
+        "## Verdict: {}\n\n- log and read model: {} contacts, {} events; {} version mismatches, {} \
+         streams without a row, {} name-claim mismatches, {} quota mismatches\n- calls failed with \
+         an unexpected code: {}\n",
+        if verdict.passed() { "PASS" } else { "FAIL" },
+        a.contacts,
+        a.events,
+        a.version_mismatches,
+        a.orphan_streams,
+        a.name_mismatches,
+        a.quota_mismatches,
+        verdict.unexpected_errors
+    );
+    if verdict.runs_not_adding_up.is_empty() {
+        out.push_str("- every successful write appended exactly one event\n");
+    } else {
+        for line in &verdict.runs_not_adding_up {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+    out
+}

@@ -1,0 +1,142 @@
+//! The server under test as a child process: the release `contactd serve` binary, built if
+//! needed, on a free loopback port, against the benchmark's database.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::procfs::Memory;
+
+/// The repository's root (this crate is `crates/contactd-bench`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds the release `contactd` binary with cargo and returns its path: `target/release/`
+/// beside this program's own profile folder.
+pub fn build_release_server() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "contactd",
+            "--bin",
+            "contactd",
+        ])
+        .current_dir(workspace_root())
+        .status()
+        .context("running cargo build --release -p contactd")?;
+    if !status.success() {
+        bail!("cargo build --release -p contactd failed");
+    }
+    let exe = std::env::current_exe().context("locating this program")?;
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("this program is not in a cargo target folder; pass --server-bin")?;
+    let server = target.join("release").join("contactd");
+    if !server.is_file() {
+        bail!("{} was not built; pass --server-bin", server.display());
+    }
+    Ok(server)
+}
+
+/// A free port on loopback (bound, then released for the server to bind).
+pub fn free_loopback_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A running `contactd serve`, stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    pub endpoint: String,
+    pub log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `program serve --listen 127.0.0.1:<port> --database-url <url> <extra>`, logging
+    /// to `log`.
+    pub fn start(
+        program: &Path,
+        database_url: &str,
+        extra_args: &[String],
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let port = free_loopback_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        if let Some(folder) = log.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        let log_file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(program)
+            .args(["serve", "--listen", &listen, "--database-url", database_url])
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        Ok(Self {
+            child,
+            endpoint: format!("http://{listen}"),
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn memory(&self) -> Option<Memory> {
+        Memory::of(self.pid())
+    }
+
+    /// Fails if the server has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("the server exited ({status}); see {}", self.log.display());
+        }
+        Ok(())
+    }
+
+    /// Stops the server as an operator would (SIGTERM), waiting up to `patience`; kills it
+    /// after that. Returns whether it exited cleanly.
+    pub fn stop(&mut self, patience: Duration) -> anyhow::Result<bool> {
+        if self.child.try_wait()?.is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.success());
+            }
+            if Instant::now() >= deadline {
+                self.child.kill()?;
+                self.child.wait()?;
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The service half of the benchmark: seed, then every scenario at every concurrency, and the
+//! verdict on what the calls left behind.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::load::{self, RunReport, RunSettings, Scenario, Target, Workload};
+use crate::seed::{self, SeedPlan};
+use crate::verify::{self, Agreement};
+
+/// What to run against the server.
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub seed: SeedPlan,
+    pub scenarios: Vec<Scenario>,
+    pub concurrency: Vec<usize>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub rng_seed: u64,
+    /// See [`RunSettings::settle`].
+    pub settle: bool,
+}
+
+/// What the service half measured.
+#[derive(Debug, Clone)]
+pub struct ServiceReport {
+    pub seeding: Duration,
+    pub runs: Vec<RunReport>,
+}
+
+impl ServiceReport {
+    pub fn run(&self, scenario: Scenario, concurrency: usize) -> Option<&RunReport> {
+        self.runs
+            .iter()
+            .find(|r| r.scenario == scenario && r.concurrency == concurrency)
+    }
+
+    pub fn unexpected_errors(&self) -> u64 {
+        self.runs.iter().map(|r| r.unexpected_errors).sum()
+    }
+
+    /// Runs in which the events appended differ from the successful writes.
+    pub fn writes_not_adding_up(&self) -> Vec<&RunReport> {
+        self.runs.iter().filter(|r| !r.writes_add_up()).collect()
+    }
+}
+
+/// Seeds, then runs every scenario at every concurrency; `progress` sees each run as it ends.
+pub async fn run(
+    target: &Target,
+    plan: &ServicePlan,
+    mut progress: impl FnMut(&RunReport),
+) -> anyhow::Result<ServiceReport> {
+    let mut seed_plan = plan.seed.clone();
+    seed_plan.short_streams = if plan.scenarios.contains(&Scenario::UpdateShort) {
+        plan.concurrency.len()
+    } else {
+        0
+    };
+    let started = Instant::now();
+    let seeded = seed::seed(&target.fleet, &target.pool, &seed_plan).await?;
+    let seeding = started.elapsed();
+    let workload = Arc::new(Workload::new(seeded));
+
+    let mut runs = Vec::new();
+    for (scenario, level) in order(plan) {
+        let settings = RunSettings {
+            scenario,
+            concurrency: plan.concurrency[level],
+            warmup: plan.warmup,
+            duration: plan.duration,
+            short_stream: level,
+            seed: plan.rng_seed,
+            settle: plan.settle,
+        };
+        let report = load::run(target, &workload, settings).await?;
+        progress(&report);
+        runs.push(report);
+    }
+    Ok(ServiceReport { seeding, runs })
+}
+
+/// The runs in order: each scenario at each concurrency (as an index into the plan's), except
+/// that `update-long` and `update-short` alternate at each concurrency, so that a change of the
+/// machine's load during the benchmark does not fall on one side of their comparison.
+fn order(plan: &ServicePlan) -> Vec<(Scenario, usize)> {
+    let levels = 0..plan.concurrency.len();
+    let paired = plan.scenarios.contains(&Scenario::UpdateLong)
+        && plan.scenarios.contains(&Scenario::UpdateShort);
+    let mut order = Vec::new();
+    for &scenario in &plan.scenarios {
+        match scenario {
+            Scenario::UpdateLong | Scenario::UpdateShort if paired => {
+                if order.iter().any(|(s, _)| *s == Scenario::UpdateLong) {
+                    continue;
+                }
+                for level in levels.clone() {
+                    order.push((Scenario::UpdateLong, level));
+                    order.push((Scenario::UpdateShort, level));
+                }
+            }
+            _ => order.extend(levels.clone().map(|level| (scenario, level))),
+        }
+    }
+    order
+}
+
+/// The end-of-run verdict: the log and the read model agree, no call failed with an
+/// unexpected code, and every write appended exactly one event.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub agreement: Agreement,
+    pub unexpected_errors: u64,
+    pub runs_not_adding_up: Vec<String>,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.agreement.holds() && self.unexpected_errors == 0 && self.runs_not_adding_up.is_empty()
+    }
+}
+
+pub async fn verdict(target: &Target, report: &ServiceReport) -> anyhow::Result<Verdict> {
+    Ok(Verdict {
+        agreement: verify::check(&target.pool).await?,
+        unexpected_errors: report.unexpected_errors(),
+        runs_not_adding_up: report
+            .writes_not_adding_up()
+            .iter()
+            .map(|r| {
+                let (events, ok) = r.events_appended.unwrap_or_default();
+                format!(
+                    "{} at C={}: {ok} successful calls appended {events} events",
+                    r.scenario, r.concurrency
+                )
+            })
+            .collect(),
+    })
+}

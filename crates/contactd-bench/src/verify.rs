@@ -1,0 +1,62 @@
+//! The end-of-run check that the log and the read model agree: for every contact, its row's
+//! version = the number of events in its stream = the stream's highest version; no stream
+//! without a row; every contact's name claimed by it; every quota counter equal to the count.
+
+use anyhow::Context;
+use sqlx::PgPool;
+
+/// What the check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Agreement {
+    pub contacts: i64,
+    pub events: i64,
+    /// Contacts whose version differs from their stream's count or highest version.
+    pub version_mismatches: i64,
+    /// Streams in the log without a read-model row.
+    pub orphan_streams: i64,
+    /// Contacts whose name is not claimed by them, and claims of no contact.
+    pub name_mismatches: i64,
+    /// Accounts whose quota counter differs from their number of contacts.
+    pub quota_mismatches: i64,
+}
+
+impl Agreement {
+    pub fn holds(&self) -> bool {
+        self.version_mismatches == 0
+            && self.orphan_streams == 0
+            && self.name_mismatches == 0
+            && self.quota_mismatches == 0
+    }
+}
+
+const CHECK: &str = r#"
+WITH streams AS (
+    SELECT stream_id, count(*) AS events, max(stream_version) AS last_version
+    FROM events GROUP BY stream_id
+),
+per_account AS (
+    SELECT account_id, count(*) AS contacts FROM contacts GROUP BY account_id
+)
+SELECT
+    (SELECT count(*) FROM contacts) AS contacts,
+    (SELECT coalesce(sum(events), 0)::bigint FROM streams) AS events,
+    (SELECT count(*) FROM contacts c LEFT JOIN streams s ON s.stream_id = c.contact_id
+      WHERE s.events IS DISTINCT FROM c.version OR s.last_version IS DISTINCT FROM c.version)
+        AS version_mismatches,
+    (SELECT count(*) FROM streams s WHERE NOT EXISTS
+        (SELECT 1 FROM contacts c WHERE c.contact_id = s.stream_id)) AS orphan_streams,
+    (SELECT count(*) FROM contacts c WHERE NOT EXISTS
+        (SELECT 1 FROM contact_names n WHERE n.account_id = c.account_id
+            AND n.name_key = lower(c.name) AND n.contact_id = c.contact_id))
+     + (SELECT count(*) FROM contact_names n WHERE NOT EXISTS
+        (SELECT 1 FROM contacts c WHERE c.contact_id = n.contact_id)) AS name_mismatches,
+    (SELECT count(*) FROM per_account p FULL JOIN contact_quotas q ON q.account_id = p.account_id
+      WHERE q.contacts IS DISTINCT FROM p.contacts) AS quota_mismatches
+"#;
+
+pub async fn check(pool: &PgPool) -> anyhow::Result<Agreement> {
+    sqlx::query_as(CHECK)
+        .fetch_one(pool)
+        .await
+        .context("checking that the log and the read model agree")
+}

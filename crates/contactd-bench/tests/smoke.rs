@@ -1,0 +1,132 @@
+//! A short run of the benchmark's every scenario at C=4 against the real server (in-process on
+//! port 0, on a fresh database), then the pgbench scripts for a second each: calls are made,
+//! none fails with an unexpected code, every write appends one event, and the log and the read
+//! model agree. No speed is asserted.
+
+use std::time::Duration;
+
+use clap::Parser;
+use contactd::settings::{Cli, Command};
+use contactd_bench::client::{Fleet, wait_until_serving};
+use contactd_bench::load::{Scenario, Target};
+use contactd_bench::pgbench::{Pgbench, Workload};
+use contactd_bench::seed::SeedPlan;
+use contactd_bench::service::{self, ServicePlan};
+use contactd_bench::verify;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(pool: PgPool) {
+    let Command::Serve(settings) = Cli::parse_from(["contactd", "serve"]).command else {
+        unreachable!("`serve` parses as the serve command")
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server_pool = pool.clone();
+    let server = tokio::spawn(async move {
+        contactd::startup::run(listener, server_pool, &settings, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    wait_until_serving(&endpoint, Duration::from_secs(20))
+        .await
+        .expect("the server answers");
+
+    let target = Target {
+        fleet: Fleet::connect(&endpoint, 2).await.expect("connect"),
+        pool: pool.clone(),
+        server_pid: None,
+    };
+    let contacts_per_account = 10;
+    let plan = ServicePlan {
+        seed: SeedPlan {
+            accounts: 20,
+            contacts_per_account,
+            long_stream_events: 200,
+            short_stream_events: 10,
+            short_streams: 0,
+            concurrency: 8,
+        },
+        scenarios: Scenario::ALL.to_vec(),
+        concurrency: vec![4],
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_secs(1),
+        rng_seed: 7,
+        settle: false,
+    };
+    let report = service::run(&target, &plan, |_| {})
+        .await
+        .expect("the scenarios run");
+
+    assert_eq!(report.runs.len(), Scenario::ALL.len());
+    for run in &report.runs {
+        assert!(run.ok > 0, "{} made no successful call", run.scenario);
+        assert_eq!(
+            run.unexpected_errors, 0,
+            "{} failed unexpectedly: {:?}",
+            run.scenario, run.errors
+        );
+        assert!(
+            run.writes_add_up(),
+            "{}: {:?} (events appended, successful calls)",
+            run.scenario,
+            run.events_appended
+        );
+        assert!(run.latencies.percentile(99.0) > Duration::ZERO);
+    }
+    let long = report
+        .run(Scenario::UpdateLong, 4)
+        .expect("update-long ran");
+    assert_eq!(long.stream_events_at_start, Some(200));
+    let short = report
+        .run(Scenario::UpdateShort, 4)
+        .expect("update-short ran");
+    assert_eq!(short.stream_events_at_start, Some(10));
+    let verdict = service::verdict(&target, &report).await.expect("verdict");
+    assert!(verdict.passed(), "{verdict:?}");
+    let added = report
+        .run(Scenario::Add, 4)
+        .and_then(|run| run.events_appended)
+        .map_or(0, |(events, _)| events);
+    // The seeded contacts, the long and the short stream's, and those the add scenario made.
+    assert_eq!(verdict.agreement.contacts, 20 * 10 + 2 + added);
+
+    // The committed pgbench scripts run on the seeded tables and keep them in agreement.
+    let pgbench = Pgbench {
+        program: "pgbench".into(),
+        threads: 1,
+        duration: Duration::from_secs(1),
+    };
+    if pgbench.available() {
+        let database = pool.connect_options().as_ref().clone();
+        for workload in [
+            Workload::UpdateNaive,
+            Workload::UpdateSingle,
+            Workload::UpdateAsService,
+        ] {
+            let pgbench = pgbench.clone();
+            let database = database.clone();
+            let run = tokio::task::spawn_blocking(move || {
+                pgbench.run(&database, workload, 4, 20 * contacts_per_account)
+            })
+            .await
+            .expect("pgbench task")
+            .expect("pgbench runs the script");
+            assert!(run.transactions > 0 && run.failed == 0, "{run:?}");
+        }
+        let agreement = verify::check(&pool).await.expect("check");
+        assert!(agreement.holds(), "after pgbench: {agreement:?}");
+    } else {
+        eprintln!("pgbench is not installed: its scripts were not run");
+    }
+
+    stop.send(()).expect("the server is running");
+    server
+        .await
+        .expect("server task")
+        .expect("the server ran cleanly");
+}
