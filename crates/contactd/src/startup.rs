@@ -8,7 +8,8 @@ use anyhow::Context;
 use contactd_app::{AuditService, ContactService, Policy};
 use contactd_grpc::{Server, ServerSettings};
 use contactd_store::{
-    AccountActivity, INLINE_READ_MODEL, PgStore, PoolSettings, ProjectionMetrics, RunnerSettings,
+    AccountActivity, INLINE_READ_MODEL, PgStore, PoolSettings, Projection, ProjectionMetrics,
+    RunnerSettings,
 };
 use sqlx::PgPool;
 use sqlx::migrate::MigrateDatabase;
@@ -18,9 +19,6 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::settings::{DatabaseSettings, ServeSettings};
-
-/// The asynchronous projections' names, as `contactd projections rebuild` takes them.
-const ACCOUNT_ACTIVITY: &str = "account_activity";
 
 /// `contactd serve`.
 pub async fn serve(
@@ -111,7 +109,7 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
 /// `contactd projections rebuild [NAME]`.
 pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow::Result<()> {
     let store = PgStore::new(connect(settings, false).await?);
-    let names = [INLINE_READ_MODEL, ACCOUNT_ACTIVITY];
+    let names = [INLINE_READ_MODEL, AccountActivity.name()];
     let chosen: Vec<&str> = match name {
         None => names.to_vec(),
         Some(name) if names.contains(&name) => vec![name],
