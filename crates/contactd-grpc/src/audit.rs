@@ -107,6 +107,8 @@ impl<L: AuditLog> MessageContactAuditService for AuditGrpc<L> {
                 let batch = tokio::select! {
                     batch = subscription.next_batch() => batch,
                     _ = stopping.wait_for(|stop| *stop) => return,
+                    // The client went away while nothing new came: stop following for it.
+                    () = sender.closed() => return,
                 };
                 match batch {
                     Ok(events) => {
