@@ -130,6 +130,22 @@ async fn update_fails(client: &mut Client, request: UpdateMessageContactRequest)
         .expect_err("the update is refused")
 }
 
+/// Sends one bad field in an Add and in an Update of `contact_id` (`set` puts it in both
+/// requests); both must be refused with `error` about `field`.
+async fn assert_refused_on_add_and_update(
+    client: &mut Client,
+    contact_id: &str,
+    set: impl FnOnce(&mut AddMessageContactRequest, &mut UpdateMessageContactRequest),
+    error: Error,
+    field: &str,
+) {
+    let mut add = add_with(|_| {});
+    let mut update = update_with(contact_id, |_| {});
+    set(&mut add, &mut update);
+    assert_invalid(&add_fails(client, add).await, error, field);
+    assert_invalid(&update_fails(client, update).await, error, field);
+}
+
 async fn update_succeeds(client: &mut Client, request: UpdateMessageContactRequest) {
     client
         .update_message_contact(as_account(ACCOUNT, request))
@@ -356,14 +372,17 @@ async fn a_name_with_a_character_outside_the_set_is_invalid(pool: PgPool) {
         "Ｔom",
         too_long_and_wrong.as_str(),
     ] {
-        let status = add_fails(&mut server.client, add_with(|r| r.name = bad.into())).await;
-        assert_invalid(&status, INVALID_NAME, "name");
-        let status = update_fails(
+        assert_refused_on_add_and_update(
             &mut server.client,
-            update_with(&added.contact_id, |r| r.name = Some(bad.into())),
+            &added.contact_id,
+            |add, update| {
+                add.name = bad.into();
+                update.name = Some(bad.into());
+            },
+            INVALID_NAME,
+            "name",
         )
         .await;
-        assert_invalid(&status, INVALID_NAME, "name");
     }
 }
 
@@ -374,14 +393,17 @@ async fn a_name_of_the_wrong_length_exceeds_the_limit(pool: PgPool) {
     let thirteen = "abcdefghijklm";
     let ideographs = "雷".repeat(13);
     for bad in ["a", "张", thirteen, ideographs.as_str()] {
-        let status = add_fails(&mut server.client, add_with(|r| r.name = bad.into())).await;
-        assert_invalid(&status, NAME_LENGTH, "name");
-        let status = update_fails(
+        assert_refused_on_add_and_update(
             &mut server.client,
-            update_with(&added.contact_id, |r| r.name = Some(bad.into())),
+            &added.contact_id,
+            |add, update| {
+                add.name = bad.into();
+                update.name = Some(bad.into());
+            },
+            NAME_LENGTH,
+            "name",
         )
         .await;
-        assert_invalid(&status, NAME_LENGTH, "name");
     }
     // Present but empty on Update is a length error too.
     let status = update_fails(
@@ -484,18 +506,17 @@ async fn a_malformed_email_address_is_invalid(pool: PgPool) {
         long_local.as_str(),
         long_label.as_str(),
     ] {
-        let status = add_fails(
+        assert_refused_on_add_and_update(
             &mut server.client,
-            add_with(|r| r.email_address = bad.into()),
+            &added.contact_id,
+            |add, update| {
+                add.email_address = bad.into();
+                update.email_address = Some(bad.into());
+            },
+            INVALID_EMAIL,
+            "email_address",
         )
         .await;
-        assert_invalid(&status, INVALID_EMAIL, "email_address");
-        let status = update_fails(
-            &mut server.client,
-            update_with(&added.contact_id, |r| r.email_address = Some(bad.into())),
-        )
-        .await;
-        assert_invalid(&status, INVALID_EMAIL, "email_address");
     }
     let status = update_fails(
         &mut server.client,
@@ -558,18 +579,17 @@ async fn a_phone_number_of_the_wrong_shape_is_invalid(pool: PgPool) {
         "86-1391234567x",
         "８６-13912345678",
     ] {
-        let status = add_fails(
+        assert_refused_on_add_and_update(
             &mut server.client,
-            add_with(|r| r.phone_number = Some(bad.into())),
+            &added.contact_id,
+            |add, update| {
+                add.phone_number = Some(bad.into());
+                update.phone_number = Some(bad.into());
+            },
+            INVALID_PHONE,
+            "phone_number",
         )
         .await;
-        assert_invalid(&status, INVALID_PHONE, "phone_number");
-        let status = update_fails(
-            &mut server.client,
-            update_with(&added.contact_id, |r| r.phone_number = Some(bad.into())),
-        )
-        .await;
-        assert_invalid(&status, INVALID_PHONE, "phone_number");
     }
 }
 
@@ -584,18 +604,17 @@ async fn a_number_that_is_not_a_mobile_number_of_the_country_is_invalid(pool: Pg
         "86-1012345678",
         "86-2012345678",
     ] {
-        let status = add_fails(
+        assert_refused_on_add_and_update(
             &mut server.client,
-            add_with(|r| r.phone_number = Some(bad.into())),
+            &added.contact_id,
+            |add, update| {
+                add.phone_number = Some(bad.into());
+                update.phone_number = Some(bad.into());
+            },
+            INVALID_PHONE,
+            "phone_number",
         )
         .await;
-        assert_invalid(&status, INVALID_PHONE, "phone_number");
-        let status = update_fails(
-            &mut server.client,
-            update_with(&added.contact_id, |r| r.phone_number = Some(bad.into())),
-        )
-        .await;
-        assert_invalid(&status, INVALID_PHONE, "phone_number");
     }
 }
 
@@ -604,18 +623,17 @@ async fn a_country_code_outside_the_configured_list_is_not_supported(pool: PgPoo
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     for bad in ["1-2025550123", "44-7911123456", "860-13912345678"] {
-        let status = add_fails(
+        assert_refused_on_add_and_update(
             &mut server.client,
-            add_with(|r| r.phone_number = Some(bad.into())),
+            &added.contact_id,
+            |add, update| {
+                add.phone_number = Some(bad.into());
+                update.phone_number = Some(bad.into());
+            },
+            COUNTRY_CODE,
+            "phone_number",
         )
         .await;
-        assert_invalid(&status, COUNTRY_CODE, "phone_number");
-        let status = update_fails(
-            &mut server.client,
-            update_with(&added.contact_id, |r| r.phone_number = Some(bad.into())),
-        )
-        .await;
-        assert_invalid(&status, COUNTRY_CODE, "phone_number");
     }
 }
 
@@ -627,14 +645,17 @@ async fn a_title_outside_the_list_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     for bad in ["Boss", "ceo", "CEO ", "Finance Director"] {
-        let status = add_fails(&mut server.client, add_with(|r| r.title = bad.into())).await;
-        assert_invalid(&status, INVALID_TITLE, "title");
-        let status = update_fails(
+        assert_refused_on_add_and_update(
             &mut server.client,
-            update_with(&added.contact_id, |r| r.title = Some(bad.into())),
+            &added.contact_id,
+            |add, update| {
+                add.title = bad.into();
+                update.title = Some(bad.into());
+            },
+            INVALID_TITLE,
+            "title",
         )
         .await;
-        assert_invalid(&status, INVALID_TITLE, "title");
     }
     let status = update_fails(
         &mut server.client,
@@ -653,18 +674,17 @@ async fn a_message_type_outside_the_list_is_invalid(pool: PgPool) {
         vec!["ServiceMessage".to_owned(), "serviceMessage".to_owned()],
         vec![String::new()],
     ] {
-        let status = add_fails(
+        assert_refused_on_add_and_update(
             &mut server.client,
-            add_with(|r| r.message_types = bad.clone()),
+            &added.contact_id,
+            |add, update| {
+                add.message_types = bad.clone();
+                update.message_types = bad;
+            },
+            INVALID_TYPES,
+            "message_types",
         )
         .await;
-        assert_invalid(&status, INVALID_TYPES, "message_types");
-        let status = update_fails(
-            &mut server.client,
-            update_with(&added.contact_id, |r| r.message_types = bad),
-        )
-        .await;
-        assert_invalid(&status, INVALID_TYPES, "message_types");
     }
 }
 
