@@ -2,6 +2,8 @@
 //! at the expected version, the read-model row, the name claims, the quota counter and the
 //! remembered call. Any rule the database refuses aborts all of it.
 
+use std::sync::LazyLock;
+
 use contactd_app::{Append, AppendError, IDEMPOTENCY_WINDOW, NameClaim, RememberedCall};
 use sqlx::PgPool;
 
@@ -74,26 +76,47 @@ remembered AS (
 
 const COUNTS: &str = "\nSELECT (SELECT count(*) FROM appended), (SELECT count(*) FROM projected)";
 
-/// The append statement for this kind of append.
-fn append_sql(append: &Append<'_>) -> String {
+/// The parts an append needs, as bits: a new contact (1), the name claim kept, claimed or
+/// moved (0, 2 or 4), the quota counted (8), the call remembered (16).
+fn shape(append: &Append<'_>) -> usize {
+    let claim = match append.name_claim {
+        NameClaim::Keep => 0,
+        NameClaim::Claim { .. } => 2,
+        NameClaim::Move { .. } => 4,
+    };
+    usize::from(append.expected_version == 0)
+        | claim
+        | if append.quota_limit.is_some() { 8 } else { 0 }
+        | if append.remember.is_some() { 16 } else { 0 }
+}
+
+fn compose(shape: usize) -> String {
     let mut parts = vec![APPEND_EVENTS];
-    parts.push(if append.expected_version == 0 {
+    parts.push(if shape & 1 != 0 {
         INSERT_CONTACT
     } else {
         UPDATE_CONTACT
     });
-    match append.name_claim {
-        NameClaim::Keep => {}
-        NameClaim::Claim { .. } => parts.push(CLAIM_NAME),
-        NameClaim::Move { .. } => parts.extend([RELEASE_NAME, CLAIM_NAME]),
+    match shape & 6 {
+        2 => parts.push(CLAIM_NAME),
+        4 => parts.extend([RELEASE_NAME, CLAIM_NAME]),
+        _ => {}
     }
-    if append.quota_limit.is_some() {
+    if shape & 8 != 0 {
         parts.push(COUNT_CONTACT);
     }
-    if append.remember.is_some() {
+    if shape & 16 != 0 {
         parts.push(REMEMBER_CALL);
     }
     format!("WITH{}{COUNTS}", parts.join(","))
+}
+
+/// Every composed text, built once: the hot path only picks one.
+static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| (0..32).map(compose).collect());
+
+/// The append statement for this kind of append.
+fn append_sql(append: &Append<'_>) -> &'static str {
+    &STATEMENTS[shape(append)]
 }
 
 pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), AppendError> {
@@ -122,7 +145,7 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
     let remember = append.remember;
 
     let claimed_key = claim.clone();
-    let outcome: Result<(i64, i64), AppendError> = sqlx::query_as(&sql)
+    let outcome: Result<(i64, i64), AppendError> = sqlx::query_as(sql)
         .bind(metadata.account_id.as_str())
         .bind(append.contact.contact_id.as_str())
         .bind(&metadata.request_id)

@@ -33,12 +33,8 @@ const INSERT_BATCH: usize = 5000;
 /// Appends wait while it runs: they write these tables in the statement that appends, so the
 /// tables' lock keeps the log still until the new model commits.
 pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreError> {
-    let mut conn = store
+    let mut tx = store
         .pool()
-        .acquire()
-        .await
-        .map_err(failed("acquiring a connection failed"))?;
-    let mut tx = conn
         .begin()
         .await
         .map_err(failed("beginning the rebuild failed"))?;
@@ -153,12 +149,8 @@ pub async fn rebuild_projection<P: Projection>(
     batch_size: u32,
 ) -> Result<RebuildReport, StoreError> {
     let name = projection.name();
-    let mut conn = store
+    let mut tx = store
         .pool()
-        .acquire()
-        .await
-        .map_err(failed("acquiring a connection failed"))?;
-    let mut tx = conn
         .begin()
         .await
         .map_err(failed("beginning the rebuild failed"))?;
