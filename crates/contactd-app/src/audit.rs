@@ -61,7 +61,7 @@ impl<L: AuditLog> AuditService<L> {
     }
 
     /// A page of the contact's events and the token of the next page, if there is one.
-    #[instrument(skip_all, fields(request_id = %ctx.request_id, contact_id = %contact_id))]
+    #[instrument(level = "debug", skip_all, fields(request_id = %ctx.request_id, contact_id = %contact_id))]
     pub async fn contact_events(
         &self,
         ctx: &CallContext,
@@ -98,7 +98,7 @@ impl<L: AuditLog> AuditService<L> {
     }
 
     /// The contact as it was at `as_of`: the fold of its events up to there.
-    #[instrument(skip_all, fields(request_id = %ctx.request_id, contact_id = %contact_id))]
+    #[instrument(level = "debug", skip_all, fields(request_id = %ctx.request_id, contact_id = %contact_id))]
     pub async fn contact_as_of(
         &self,
         ctx: &CallContext,

@@ -18,4 +18,6 @@ pub use port::{
     IdempotencyKey, LogPosition, LogSubscription, NameClaim, NewEvent, Operation, Outcome,
     RecordedEvent, RememberedCall, StoreError,
 };
-pub use service::{ContactService, Idempotency, ListQuery, NewContact, Policy};
+pub use service::{
+    ContactService, DEFAULT_DECIDED_CONTACTS, Idempotency, ListQuery, NewContact, Policy,
+};

@@ -6,6 +6,7 @@
 mod activity;
 mod append;
 mod error;
+mod group_commit;
 mod log;
 mod projection;
 mod read;
@@ -26,6 +27,8 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::watch;
+
+use crate::group_commit::GroupCommit;
 
 pub use activity::AccountActivity;
 pub use log::{StartPoint, event_json_line};
@@ -72,10 +75,16 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
-/// The event store on a PostgreSQL pool. Clones share the pool and the signals.
+/// How many groups of updates are written at once, by default (see [`PgStore::group_commit`]).
+pub const DEFAULT_GROUP_WRITERS: usize = 2;
+
+/// The event store on a PostgreSQL pool. Clones share the pool, the signals and the group
+/// commit.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Concurrent updates written together; `None` writes each append on its own.
+    group_commit: Option<Arc<GroupCommit>>,
     /// Bumped when this process's appends end: the relay announces them to other processes.
     local_appends: Arc<watch::Sender<u64>>,
     /// Bumped when the log may have grown, here or elsewhere: wakes this process's readers.
@@ -85,10 +94,18 @@ pub struct PgStore {
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
+            group_commit: Some(GroupCommit::new(pool.clone(), DEFAULT_GROUP_WRITERS)),
             pool,
             local_appends: Arc::new(watch::Sender::new(0)),
             log_changes: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// Writes concurrent updates in groups, at most `writers` groups at once, each in one
+    /// statement and one transaction; 0 writes every append on its own.
+    pub fn group_commit(mut self, writers: usize) -> Self {
+        self.group_commit = (writers > 0).then(|| GroupCommit::new(self.pool.clone(), writers));
+        self
     }
 
     /// Follows the log (or one account's part of it) from `start`.
@@ -192,7 +209,10 @@ impl ContactStore for PgStore {
     }
 
     async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
-        let result = append::append(&self.pool, append).await;
+        let result = match &self.group_commit {
+            Some(group) if group_commit::groupable(&append) => group.append(&append).await,
+            _ => append::append(&self.pool, append).await,
+        };
         // Failed appends wake readers too: a transaction that ended, even by rolling back, may
         // have been what held back other transactions' events.
         self.appended();

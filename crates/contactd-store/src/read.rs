@@ -1,5 +1,7 @@
 //! Reads of the read model: a contact's state, pages of contacts, remembered calls.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use contactd_app::{IdempotencyKey, Page, PageRequest, RememberedCall, StoreError};
 use contactd_domain::{AccountId, Contact, ContactId};
@@ -13,9 +15,10 @@ pub(crate) async fn load_contact(
     account_id: &AccountId,
     contact_id: &ContactId,
 ) -> Result<Option<Contact>, StoreError> {
-    let sql =
-        format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE contact_id = $1 AND account_id = $2");
-    sqlx::query_as::<_, StoredContact>(&sql)
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE contact_id = $1 AND account_id = $2")
+    });
+    sqlx::query_as::<_, StoredContact>(SQL.as_str())
         .bind(contact_id.as_str())
         .bind(account_id.as_str())
         .fetch_optional(pool)

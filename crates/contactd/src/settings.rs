@@ -107,6 +107,16 @@ pub struct ServeSettings {
     #[arg(long, env = "CONTACTD_NO_MIGRATE")]
     pub no_migrate: bool,
 
+    /// Contacts kept in memory as this process last wrote them, so that updating one again
+    /// skips reading it back (the store's version check still decides). 0 turns it off.
+    #[arg(long, env = "CONTACTD_DECIDED_CONTACTS", default_value_t = contactd_app::DEFAULT_DECIDED_CONTACTS)]
+    pub decided_contacts: usize,
+
+    /// Groups of concurrent updates written at once, each in one statement and transaction.
+    /// 0 writes every update on its own.
+    #[arg(long, env = "CONTACTD_GROUP_WRITERS", default_value_t = contactd_store::DEFAULT_GROUP_WRITERS)]
+    pub group_writers: usize,
+
     /// The longest a call may run, in seconds.
     #[arg(long, env = "CONTACTD_CALL_TIMEOUT_SECS", default_value_t = 30)]
     pub call_timeout_secs: u64,

@@ -62,7 +62,7 @@ pub async fn run(
     settings: &ServeSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let store = PgStore::new(pool);
+    let store = PgStore::new(pool).group_commit(settings.group_writers);
     let (stop_workers, stopping) = watch::channel(false);
     let mut workers = JoinSet::new();
     workers.spawn(contactd_store::relay_log_notifications(
@@ -83,6 +83,7 @@ pub async fn run(
     let policy = Policy {
         max_contacts: settings.max_contacts,
         country_codes: settings.country_codes.clone(),
+        decided_contacts: settings.decided_contacts,
         ..Policy::default()
     };
     let app = Arc::new(ContactService::new(store.clone(), policy));

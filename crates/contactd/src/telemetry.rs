@@ -1,5 +1,7 @@
 //! Logging: human-readable lines on stderr, filtered by `RUST_LOG` (default `info`). Email
-//! addresses, phone numbers and codes are never logged; spans carry request and contact ids.
+//! addresses, phone numbers and codes are never logged. Each call has a span with its request and
+//! contact ids at `debug` (at `info` a span per call would cost every call for nothing shown);
+//! a failed call is logged at `error` with its request id.
 
 use tracing_subscriber::EnvFilter;
 

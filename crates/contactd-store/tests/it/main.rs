@@ -4,6 +4,7 @@
 // Test helpers unwrap freely: a failed setup step is a failed test, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod group_commit;
 mod log;
 mod ordering;
 mod races;
