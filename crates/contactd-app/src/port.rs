@@ -2,6 +2,7 @@
 //! the embedded one) implements it; conformance tests hold every implementation to it.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use contactd_domain::{AccountId, ClientToken, Contact, ContactEvent, ContactId};
@@ -119,13 +120,14 @@ pub enum AppendError {
 }
 
 /// A technical failure of the store, with its cause kept for the logs (never for clients).
-#[derive(Debug, thiserror::Error)]
+/// Cloning shares the cause: one failed statement may answer several grouped calls.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct StoreError {
     message: String,
     transient: bool,
     #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl StoreError {
@@ -137,7 +139,7 @@ impl StoreError {
         Self {
             message: message.into(),
             transient: true,
-            source: Some(Box::new(source)),
+            source: Some(Arc::new(source)),
         }
     }
 
@@ -149,7 +151,7 @@ impl StoreError {
         Self {
             message: message.into(),
             transient: false,
-            source,
+            source: source.map(Arc::from),
         }
     }
 

@@ -214,7 +214,13 @@ impl<S: ContactStore> ContactService<S> {
             remember: remember.as_ref(),
         };
         match self.store.append(append).await {
-            Ok(()) => Ok(outcome),
+            Ok(()) => {
+                self.stripe(&contact.contact_id)
+                    .lock()
+                    .await
+                    .keep(contact, self.decided_per_stripe);
+                Ok(outcome)
+            }
             Err(error) => self.answer_refused_append(ctx, remember, error).await,
         }
     }

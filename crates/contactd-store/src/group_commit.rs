@@ -10,26 +10,20 @@
 //! database refuses (a write behind the service's back, a deadlock with another process's
 //! group) aborts the group; each of its updates is then appended on its own, which answers it
 //! exactly as if it had never been grouped.
-//!
-//! There is no timer: a group is whatever arrived while the previous ones were being written,
-//! so a lone call goes straight through and a busy server writes larger groups.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use contactd_app::{Append, AppendError, NameClaim, StoreError};
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::oneshot;
 use tracing::debug;
 use uuid::Uuid;
 
 use crate::error::append_error;
+use crate::grouping::{GroupWork, Grouped};
 use crate::rows::StoredContact;
 use crate::schema::encode_event;
-
-/// The most updates written by one statement.
-const MAX_GROUP: usize = 128;
 
 /// `input` has one row per update: the row's new values, the version it was decided on and the
 /// metadata its events carry. Rows are locked in `contact_id` order (the input is sorted) so
@@ -83,7 +77,7 @@ pub(crate) fn groupable(append: &Append<'_>) -> bool {
 
 /// An update copied out of its call, so that a group outlives any one caller: a client that
 /// hangs up does not cancel the writes of the others.
-struct Update {
+pub(crate) struct Update {
     row: StoredContact,
     expected_version: i64,
     events: Vec<(Uuid, i64, &'static str, i32, Value)>,
@@ -95,7 +89,7 @@ struct Update {
 }
 
 impl Update {
-    fn copy(append: &Append<'_>) -> Self {
+    pub(crate) fn copy(append: &Append<'_>) -> Self {
         let first_version = append.expected_version as i64 + 1;
         let metadata = append.metadata;
         Self {
@@ -123,148 +117,76 @@ impl Update {
     }
 }
 
-struct Waiting {
-    update: Update,
-    answer: oneshot::Sender<Result<(), AppendError>>,
-}
-
-#[derive(Default)]
-struct Queue {
-    waiting: Vec<Waiting>,
-    writers: usize,
-}
-
-/// The queue of updates waiting for a group, and the writers draining it.
-pub(crate) struct GroupCommit {
+/// The group commit of updates, run by [`Grouped`].
+#[derive(Debug)]
+pub(crate) struct UpdateGroups {
     pool: PgPool,
-    /// How many groups may be written at once (each on its own connection).
-    max_writers: usize,
-    queue: Mutex<Queue>,
 }
 
-impl std::fmt::Debug for GroupCommit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupCommit")
-            .field("max_writers", &self.max_writers)
-            .finish_non_exhaustive()
+impl UpdateGroups {
+    pub(crate) fn new(pool: PgPool, writers: usize) -> Arc<Grouped<Self>> {
+        Grouped::new(Self { pool }, writers)
     }
 }
 
-impl GroupCommit {
-    pub(crate) fn new(pool: PgPool, max_writers: usize) -> Arc<Self> {
-        Arc::new(Self {
-            pool,
-            max_writers: max_writers.max(1),
-            queue: Mutex::new(Queue::default()),
-        })
+impl GroupWork for UpdateGroups {
+    type Request = Update;
+    type Answer = Result<(), AppendError>;
+
+    const MAX_GROUP: usize = 128;
+
+    /// One statement cannot move a row twice: a second update of a stream waits for the next
+    /// group.
+    fn fits(group: &[Update], update: &Update) -> bool {
+        !group
+            .iter()
+            .any(|other| other.row.contact_id == update.row.contact_id)
     }
 
-    /// Appends the update with the next group, and answers when that group has committed.
-    pub(crate) async fn append(self: &Arc<Self>, append: &Append<'_>) -> Result<(), AppendError> {
-        let (answer, answered) = oneshot::channel();
-        let start_writer = {
-            let mut queue = self.lock();
-            queue.waiting.push(Waiting {
-                update: Update::copy(append),
-                answer,
-            });
-            let start = queue.writers < self.max_writers;
-            if start {
-                queue.writers += 1;
-            }
-            start
-        };
-        if start_writer {
-            tokio::spawn(Arc::clone(self).write_groups());
-        }
-        answered.await.unwrap_or_else(|_| {
-            Err(AppendError::Store(StoreError::internal(
-                "the group writing an update was lost before it answered",
-                None,
-            )))
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        // The queue is left consistent at every point a panic could occur.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Writes groups while updates are waiting, then retires.
-    async fn write_groups(self: Arc<Self>) {
-        loop {
-            let group = {
-                let mut queue = self.lock();
-                if queue.waiting.is_empty() {
-                    queue.writers -= 1;
-                    return;
-                }
-                take_group(&mut queue.waiting)
-            };
-            self.write(group).await;
-        }
-    }
-
-    async fn write(&self, mut group: Vec<Waiting>) {
-        group.sort_by(|a, b| a.update.row.contact_id.cmp(&b.update.row.contact_id));
+    async fn run(&self, group: &[Update]) -> Vec<Self::Answer> {
         debug!(updates = group.len(), "writing a group of updates");
-        let outcomes = match write_group(&self.pool, &group).await {
-            Ok(written) => group.iter().map(|w| answer(&written, w)).collect(),
+        match write_group(&self.pool, group).await {
+            Ok(written) => group.iter().map(|u| answer(&written, u)).collect(),
             Err(error) if group.len() == 1 => vec![Err(append_error(error))],
             Err(error) => {
                 debug!(%error, "a group of updates was refused; writing each on its own");
-                let mut outcomes = Vec::with_capacity(group.len());
-                for waiting in &group {
-                    outcomes.push(
-                        match write_group(&self.pool, std::slice::from_ref(waiting)).await {
-                            Ok(written) => answer(&written, waiting),
+                let mut answers = Vec::with_capacity(group.len());
+                for update in group {
+                    answers.push(
+                        match write_group(&self.pool, std::slice::from_ref(update)).await {
+                            Ok(written) => answer(&written, update),
                             Err(error) => Err(append_error(error)),
                         },
                     );
                 }
-                outcomes
+                answers
             }
-        };
-        for (waiting, outcome) in group.into_iter().zip(outcomes) {
-            // A caller that has gone away no longer needs its answer.
-            let _ = waiting.answer.send(outcome);
         }
+    }
+
+    fn lost() -> Self::Answer {
+        Err(AppendError::Store(StoreError::internal(
+            "the group writing an update ended before it answered",
+            None,
+        )))
     }
 }
 
 /// An update of a group that committed is written unless its row had moved on.
-fn answer(written: &[String], waiting: &Waiting) -> Result<(), AppendError> {
-    if written.contains(&waiting.update.row.contact_id) {
+fn answer(written: &[String], update: &Update) -> Result<(), AppendError> {
+    if written.contains(&update.row.contact_id) {
         Ok(())
     } else {
         Err(AppendError::VersionConflict)
     }
 }
 
-/// Takes the next group off the queue, oldest first. A second update of a stream already in the
-/// group waits for the next one: one statement cannot move a row twice.
-fn take_group(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
-    let mut group: Vec<Waiting> = Vec::with_capacity(waiting.len().min(MAX_GROUP));
-    let mut left = Vec::new();
-    for next in waiting.drain(..) {
-        let taken = group.len() < MAX_GROUP
-            && !group
-                .iter()
-                .any(|w| w.update.row.contact_id == next.update.row.contact_id);
-        if taken {
-            group.push(next);
-        } else {
-            left.push(next);
-        }
-    }
-    *waiting = left;
-    group
-}
-
 /// Writes the group in one statement; answers the contacts whose update committed.
-async fn write_group(pool: &PgPool, group: &[Waiting]) -> Result<Vec<String>, sqlx::Error> {
+async fn write_group(pool: &PgPool, group: &[Update]) -> Result<Vec<String>, sqlx::Error> {
     let n = group.len();
-    let events = group.iter().map(|w| w.update.events.len()).sum();
+    let events = group.iter().map(|u| u.events.len()).sum();
+    let mut in_order: Vec<&Update> = group.iter().collect();
+    in_order.sort_unstable_by(|a, b| a.row.contact_id.cmp(&b.row.contact_id));
     let mut contact_ids = Vec::with_capacity(n);
     let mut account_ids = Vec::with_capacity(n);
     let mut expected = Vec::with_capacity(n);
@@ -289,7 +211,7 @@ async fn write_group(pool: &PgPool, group: &[Waiting]) -> Result<Vec<String>, sq
     let mut event_types = Vec::with_capacity(events);
     let mut schema_versions = Vec::with_capacity(events);
     let mut payloads = Vec::with_capacity(events);
-    for Waiting { update: u, .. } in group {
+    for u in in_order {
         let row = &u.row;
         contact_ids.push(row.contact_id.as_str());
         account_ids.push(row.account_id.as_str());

@@ -7,6 +7,8 @@ mod activity;
 mod append;
 mod error;
 mod group_commit;
+mod group_read;
+mod grouping;
 mod log;
 mod projection;
 mod read;
@@ -28,7 +30,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::watch;
 
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{Update, UpdateGroups};
+use crate::group_read::{Load, LoadGroups};
+use crate::grouping::Grouped;
 
 pub use activity::AccountActivity;
 pub use log::{StartPoint, event_json_line};
@@ -60,13 +64,22 @@ impl Default for PoolSettings {
 
 /// Opens a pool on `database_url`. Connections are not pinged on checkout: a broken one fails
 /// its statement, which the caller sees as a transient error, and the pool replaces it.
+///
+/// Prepared statements always run their generic plan. Every statement of this crate finds its
+/// rows by key or key range, so the best plan does not depend on the values; but the grouped
+/// statements take arrays whose length changes with every call, which made PostgreSQL plan
+/// them afresh each time (about a millisecond each) instead of reusing the plan.
 pub async fn connect(database_url: &str, settings: &PoolSettings) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = database_url.parse()?;
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
         .test_before_acquire(false)
-        .connect_with(options.application_name("contactd"))
+        .connect_with(
+            options
+                .application_name("contactd")
+                .options([("plan_cache_mode", "force_generic_plan")]),
+        )
         .await
 }
 
@@ -76,15 +89,22 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 }
 
 /// How many groups of updates are written at once, by default (see [`PgStore::group_commit`]).
-pub const DEFAULT_GROUP_WRITERS: usize = 2;
+/// One: while a group commits the next one gathers, and a larger group costs PostgreSQL less
+/// per update than two smaller ones written side by side (BENCHMARKS.md).
+pub const DEFAULT_GROUP_WRITERS: usize = 1;
 
-/// The event store on a PostgreSQL pool. Clones share the pool, the signals and the group
-/// commit.
+/// How many groups of reads run at once, by default (see [`PgStore::group_reads`]). One, for
+/// the same reason as [`DEFAULT_GROUP_WRITERS`].
+pub const DEFAULT_GROUP_READERS: usize = 1;
+
+/// The event store on a PostgreSQL pool. Clones share the pool, the signals and the groups.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
     /// Concurrent updates written together; `None` writes each append on its own.
-    group_commit: Option<Arc<GroupCommit>>,
+    update_groups: Option<Arc<Grouped<UpdateGroups>>>,
+    /// Concurrent reads of contacts answered together; `None` reads each on its own.
+    load_groups: Option<Arc<Grouped<LoadGroups>>>,
     /// Bumped when this process's appends end: the relay announces them to other processes.
     local_appends: Arc<watch::Sender<u64>>,
     /// Bumped when the log may have grown, here or elsewhere: wakes this process's readers.
@@ -94,7 +114,8 @@ pub struct PgStore {
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
-            group_commit: Some(GroupCommit::new(pool.clone(), DEFAULT_GROUP_WRITERS)),
+            update_groups: Some(UpdateGroups::new(pool.clone(), DEFAULT_GROUP_WRITERS)),
+            load_groups: Some(LoadGroups::new(pool.clone(), DEFAULT_GROUP_READERS)),
             pool,
             local_appends: Arc::new(watch::Sender::new(0)),
             log_changes: Arc::new(watch::Sender::new(0)),
@@ -104,7 +125,14 @@ impl PgStore {
     /// Writes concurrent updates in groups, at most `writers` groups at once, each in one
     /// statement and one transaction; 0 writes every append on its own.
     pub fn group_commit(mut self, writers: usize) -> Self {
-        self.group_commit = (writers > 0).then(|| GroupCommit::new(self.pool.clone(), writers));
+        self.update_groups = (writers > 0).then(|| UpdateGroups::new(self.pool.clone(), writers));
+        self
+    }
+
+    /// Answers concurrent reads of contacts together, at most `readers` groups at once, each
+    /// with one `SELECT`; 0 reads every contact on its own.
+    pub fn group_reads(mut self, readers: usize) -> Self {
+        self.load_groups = (readers > 0).then(|| LoadGroups::new(self.pool.clone(), readers));
         self
     }
 
@@ -205,12 +233,24 @@ impl ContactStore for PgStore {
         account_id: &AccountId,
         contact_id: &ContactId,
     ) -> Result<Option<Contact>, StoreError> {
-        read::load_contact(&self.pool, account_id, contact_id).await
+        match &self.load_groups {
+            Some(groups) => {
+                groups
+                    .submit(Load {
+                        account_id: account_id.clone(),
+                        contact_id: contact_id.clone(),
+                    })
+                    .await
+            }
+            None => read::load_contact(&self.pool, account_id, contact_id).await,
+        }
     }
 
     async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
-        let result = match &self.group_commit {
-            Some(group) if group_commit::groupable(&append) => group.append(&append).await,
+        let result = match &self.update_groups {
+            Some(groups) if group_commit::groupable(&append) => {
+                groups.submit(Update::copy(&append)).await
+            }
             _ => append::append(&self.pool, append).await,
         };
         // Failed appends wake readers too: a transaction that ended, even by rolling back, may

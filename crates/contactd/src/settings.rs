@@ -117,6 +117,11 @@ pub struct ServeSettings {
     #[arg(long, env = "CONTACTD_GROUP_WRITERS", default_value_t = contactd_store::DEFAULT_GROUP_WRITERS)]
     pub group_writers: usize,
 
+    /// Groups of concurrent contact reads run at once, each one `SELECT`. 0 reads every
+    /// contact on its own.
+    #[arg(long, env = "CONTACTD_GROUP_READERS", default_value_t = contactd_store::DEFAULT_GROUP_READERS)]
+    pub group_readers: usize,
+
     /// The longest a call may run, in seconds.
     #[arg(long, env = "CONTACTD_CALL_TIMEOUT_SECS", default_value_t = 30)]
     pub call_timeout_secs: u64,

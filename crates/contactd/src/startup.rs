@@ -62,7 +62,9 @@ pub async fn run(
     settings: &ServeSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let store = PgStore::new(pool).group_commit(settings.group_writers);
+    let store = PgStore::new(pool)
+        .group_commit(settings.group_writers)
+        .group_reads(settings.group_readers);
     let (stop_workers, stopping) = watch::channel(false);
     let mut workers = JoinSet::new();
     workers.spawn(contactd_store::relay_log_notifications(

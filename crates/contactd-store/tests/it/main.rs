@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod group_commit;
+mod group_read;
 mod log;
 mod ordering;
 mod races;
