@@ -75,7 +75,7 @@ pub struct Idempotency {
 /// store's version check and retried.
 const LOCK_STRIPES: usize = 1024;
 
-/// Enough for every contact of 800 full accounts, about 5 MiB.
+/// Enough for every contact of 800 full accounts, about 7 MiB (some 450 bytes a contact).
 pub const DEFAULT_DECIDED_CONTACTS: usize = 16 * 1024;
 
 /// The contacts of one lock stripe as this process last wrote them, least recently used first.
@@ -319,8 +319,10 @@ impl<S: ContactStore> ContactService<S> {
                         "the contact changed under the call; deciding again"
                     );
                 }
+                // A refusal is an answer that writes nothing: never given on remembered state.
+                Err(AppendError::NameAlreadyUsed | AppendError::QuotaExceeded) if remembered => {}
                 Err(error @ (AppendError::NameAlreadyUsed | AppendError::QuotaExceeded)) => {
-                    // Refused as a whole: the contact is still as it was decided on.
+                    // Refused as a whole: the contact is still as it was read.
                     stripe.keep(state, self.decided_per_stripe);
                     return self.answer_refused_append(ctx, remember, error).await;
                 }

@@ -90,11 +90,18 @@ impl<W: GroupWork> Grouped<W> {
 
     /// Runs groups while requests are waiting, then retires.
     async fn run_groups(self: Arc<Self>) {
+        let mut shift = Shift {
+            grouped: &self,
+            over: false,
+        };
         loop {
             let (requests, answers): (Vec<_>, Vec<_>) = {
                 let mut queue = self.lock();
                 if queue.waiting.is_empty() {
+                    // Retiring under the lock that queued the last request: a request queued
+                    // after this sees one runner fewer and starts its own.
                     queue.runners -= 1;
+                    shift.over = true;
                     return;
                 }
                 take_group::<W>(&mut queue.waiting).into_iter().unzip()
@@ -104,6 +111,36 @@ impl<W: GroupWork> Grouped<W> {
                 // A caller that has gone away no longer needs its answer.
                 let _ = answer.send(outcome);
             }
+        }
+    }
+}
+
+/// A runner's shift. Should it end early (the group's work panicked: the group's callers are
+/// answered `lost` as their senders drop), the runner still retires, and hands the queue on to a
+/// fresh runner, so that one failure never leaves requests waiting for nobody.
+struct Shift<'a, W: GroupWork> {
+    grouped: &'a Arc<Grouped<W>>,
+    over: bool,
+}
+
+impl<W: GroupWork> Drop for Shift<'_, W> {
+    fn drop(&mut self) {
+        if self.over {
+            return;
+        }
+        // Outside a runtime (it is shutting down) nothing can run; the next request starts a
+        // runner of its own.
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let restart = {
+            let mut queue = self.grouped.lock();
+            let restart = runtime.is_some() && !queue.waiting.is_empty();
+            if !restart {
+                queue.runners -= 1;
+            }
+            restart
+        };
+        if let (true, Some(runtime)) = (restart, runtime) {
+            runtime.spawn(Arc::clone(self.grouped).run_groups());
         }
     }
 }
@@ -125,4 +162,92 @@ fn take_group<W: GroupWork>(
     }
     *waiting = left;
     requests.into_iter().zip(group).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Doubles numbers, recording the size of each group; its first group panics if asked to.
+    struct Doubling {
+        groups: Mutex<Vec<usize>>,
+        panic_first: bool,
+    }
+
+    impl Doubling {
+        fn new(panic_first: bool) -> Self {
+            Self {
+                groups: Mutex::new(Vec::new()),
+                panic_first,
+            }
+        }
+    }
+
+    impl GroupWork for Doubling {
+        type Request = u32;
+        type Answer = Option<u32>;
+
+        const MAX_GROUP: usize = 4;
+
+        fn fits(group: &[u32], request: &u32) -> bool {
+            !group.contains(request)
+        }
+
+        async fn run(&self, group: &[u32]) -> Vec<Option<u32>> {
+            let first = {
+                let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+                groups.push(group.len());
+                groups.len() == 1
+            };
+            assert!(!(first && self.panic_first), "the first group fails");
+            group.iter().map(|n| Some(n * 2)).collect()
+        }
+
+        fn lost() -> Option<u32> {
+            None
+        }
+    }
+
+    async fn submit_together(
+        grouped: &Arc<Grouped<Doubling>>,
+        requests: &[u32],
+    ) -> Vec<Option<u32>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, &request) in requests.iter().enumerate() {
+            let grouped = Arc::clone(grouped);
+            tasks.spawn(async move { (index, grouped.submit(request).await) });
+        }
+        let mut answers = tasks.join_all().await;
+        answers.sort_by_key(|(index, _)| *index);
+        answers.into_iter().map(|(_, answer)| answer).collect()
+    }
+
+    #[tokio::test]
+    async fn requests_queued_together_run_in_groups_of_at_most_the_limit_each_answered() {
+        let grouped = Grouped::new(Doubling::new(false), 1);
+        // 3 appears twice: its second request waits for a later group.
+        let answers = submit_together(&grouped, &[1, 2, 3, 3, 4, 5, 6, 7, 8]).await;
+        assert_eq!(
+            answers,
+            [1, 2, 3, 3, 4, 5, 6, 7, 8].map(|n| Some(n * 2)).to_vec()
+        );
+        let groups = grouped.work.groups.lock().unwrap().clone();
+        assert_eq!(groups, [4, 4, 1], "queued before the first group was taken");
+        assert_eq!(grouped.lock().runners, 0, "the runner retired");
+    }
+
+    #[tokio::test]
+    async fn a_group_that_panics_answers_lost_and_the_queue_goes_on() {
+        let grouped = Grouped::new(Doubling::new(true), 1);
+        let answers = submit_together(&grouped, &[1, 2, 3, 4, 5, 6]).await;
+        assert_eq!(answers, [None, None, None, None, Some(10), Some(12)]);
+        assert_eq!(
+            grouped.submit(7).await,
+            Some(14),
+            "a later request is served"
+        );
+        assert_eq!(grouped.lock().runners, 0);
+    }
 }
