@@ -28,35 +28,54 @@ pub(crate) async fn load_contact(
         .transpose()
 }
 
+/// A page's row with the count of every contact the filter matches, computed by the same
+/// statement (a window over the filter, before `LIMIT`), so page and count agree.
+#[derive(sqlx::FromRow)]
+struct PageRow {
+    #[sqlx(flatten)]
+    contact: StoredContact,
+    total_count: i64,
+}
+
 pub(crate) async fn list_contacts(
     pool: &PgPool,
     account_id: &AccountId,
     only: Option<&ContactId>,
     page: PageRequest,
 ) -> Result<Page<Contact>, StoreError> {
+    const FILTER: &str =
+        "FROM contacts WHERE account_id = $1 AND ($2::text IS NULL OR contact_id = $2)";
+    static PAGE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {CONTACT_COLUMNS}, count(*) OVER () AS total_count {FILTER} \
+             ORDER BY created_at, contact_id LIMIT $3 OFFSET $4"
+        )
+    });
+    static COUNT: LazyLock<String> = LazyLock::new(|| format!("SELECT count(*) {FILTER}"));
     let only = only.map(ContactId::as_str);
-    let total_count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM contacts WHERE account_id = $1 AND ($2::text IS NULL OR contact_id = $2)",
-    )
-    .bind(account_id.as_str())
-    .bind(only)
-    .fetch_one(pool)
-    .await
-    .map_err(|e| store_error("counting contacts failed", e))?;
-    let sql = format!(
-        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = $1 AND ($2::text IS NULL OR contact_id = $2) \
-         ORDER BY created_at, contact_id LIMIT $3 OFFSET $4"
-    );
-    let items = sqlx::query_as::<_, StoredContact>(&sql)
+    let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
+    let rows = sqlx::query_as::<_, PageRow>(PAGE.as_str())
         .bind(account_id.as_str())
         .bind(only)
         .bind(i64::from(page.size))
-        .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX))
+        .bind(offset)
         .fetch_all(pool)
         .await
-        .map_err(|e| store_error("listing contacts failed", e))?
+        .map_err(|e| store_error("listing contacts failed", e))?;
+    let total_count = match rows.first() {
+        Some(row) => row.total_count,
+        None if offset == 0 => 0,
+        // A page past the end has no row to carry the count: ask for it.
+        None => sqlx::query_scalar(COUNT.as_str())
+            .bind(account_id.as_str())
+            .bind(only)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| store_error("counting contacts failed", e))?,
+    };
+    let items = rows
         .into_iter()
-        .map(StoredContact::into_contact)
+        .map(|row| row.contact.into_contact())
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page {
         request: page,
