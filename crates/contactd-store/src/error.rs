@@ -32,19 +32,23 @@ pub(crate) fn store_error(context: &str, error: sqlx::Error) -> StoreError {
 }
 
 fn is_transient(error: &sqlx::Error) -> bool {
+    out_of_reach(error)
+        || matches!(error, sqlx::Error::Database(db)
+            // serialization failures and deadlocks
+            if db.code().is_some_and(|code| code == "40001" || code == "40P01"))
+}
+
+/// The database could not be reached or could not serve: lost connections, an exhausted pool,
+/// insufficient resources, an operator's intervention. Trying again at once would only wait
+/// again.
+pub(crate) fn out_of_reach(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // connection exceptions, insufficient resources, operator intervention,
-            // serialization failures and deadlocks
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57")
-                || code == "40001"
-                || code == "40P01"
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
         }),
         _ => false,
     }

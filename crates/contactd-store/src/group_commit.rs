@@ -9,7 +9,8 @@
 //! `VersionConflict` on its own, while the others of its group commit. Anything else the
 //! database refuses (a write behind the service's back, a deadlock with another process's
 //! group) aborts the group; each of its updates is then appended on its own, which answers it
-//! exactly as if it had never been grouped.
+//! exactly as if it had never been grouped. Only when the database is out of reach do all the
+//! updates of a group fail together, as each would have alone.
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use sqlx::PgPool;
 use tracing::debug;
 use uuid::Uuid;
 
-use crate::error::append_error;
+use crate::error::{append_error, out_of_reach, store_error};
 use crate::grouping::{GroupWork, Grouped};
 use crate::rows::StoredContact;
 use crate::schema::encode_event;
@@ -148,6 +149,15 @@ impl GroupWork for UpdateGroups {
         match write_group(&self.pool, group).await {
             Ok(written) => group.iter().map(|u| answer(&written, u)).collect(),
             Err(error) if group.len() == 1 => vec![Err(append_error(error))],
+            // Written one by one, each would wait for the database again: all fail alike,
+            // and since the group's outcome is unknown, the callers read the rows afresh.
+            Err(error) if out_of_reach(&error) => {
+                let error = store_error("writing a group of updates failed", error);
+                group
+                    .iter()
+                    .map(|_| Err(AppendError::Store(error.clone())))
+                    .collect()
+            }
             Err(error) => {
                 debug!(%error, "a group of updates was refused; writing each on its own");
                 let mut answers = Vec::with_capacity(group.len());

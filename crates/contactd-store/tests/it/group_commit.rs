@@ -236,3 +236,32 @@ async fn a_group_the_database_refuses_is_written_update_by_update(pool: PgPool) 
         .unwrap();
     assert_eq!(first, contacts[0], "the refused update changed nothing");
 }
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_group_that_cannot_reach_the_database_fails_each_update_as_transient(pool: PgPool) {
+    let store = PgStore::new(pool.clone()).group_commit(1);
+    let contacts = stored_contacts(&store, 3).await;
+    pool.close().await;
+
+    let at = metadata();
+    let updates = contacts
+        .iter()
+        .map(|contact| {
+            let (events, after) = decided(
+                contact,
+                vec![ContactEvent::TitleChanged { title: Title::Ceo }],
+                &at,
+            );
+            (1, events, after)
+        })
+        .collect();
+    let answers = append_together(&store, &at, updates).await;
+
+    assert_eq!(answers.len(), 3);
+    for answer in answers {
+        match answer {
+            Err(AppendError::Store(error)) => assert!(error.is_transient(), "{error}"),
+            other => panic!("expected a transient store error, got {other:?}"),
+        }
+    }
+}
