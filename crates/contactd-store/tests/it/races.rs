@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use contactd_app::{AppError, ContactService, Policy};
+use contactd_app::{AppError, ContactService, ContactStore, Policy};
 use contactd_domain::{EmailAddress, UpdateMessageContact};
 use contactd_store::PgStore;
 use sqlx::PgPool;
@@ -30,7 +30,22 @@ fn email_update(i: usize) -> UpdateMessageContact {
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn fifty_concurrent_updates_of_one_contact_lose_none(pool: PgPool) {
-    let app = service(&pool, 20);
+    fifty_updates_of_one_contact_lose_none(service(&pool, 20)).await;
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn fifty_concurrent_updates_of_one_contact_lose_none_ungrouped_and_unremembered(
+    pool: PgPool,
+) {
+    let store = PgStore::new(pool.clone()).group_commit(0).group_reads(0);
+    let policy = Policy {
+        decided_contacts: 0,
+        ..Policy::default()
+    };
+    fifty_updates_of_one_contact_lose_none(Arc::new(ContactService::new(store, policy))).await;
+}
+
+async fn fifty_updates_of_one_contact_lose_none(app: Arc<ContactService<PgStore>>) {
     let contact = match app
         .add_contact(&ctx(), new_contact("Tom"), None)
         .await
@@ -202,4 +217,69 @@ async fn thirty_concurrent_adds_against_a_quota_of_twenty_leave_exactly_twenty(p
         .await
         .unwrap();
     assert_eq!((contacts, events, counted), (20, 20, 20));
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn two_processes_updating_many_contacts_in_groups_lose_nothing_they_acknowledged(
+    pool: PgPool,
+) {
+    let processes = [service(&pool, 20), service(&pool, 20)];
+    let mut contacts = Vec::new();
+    for i in 0..10 {
+        match processes[0]
+            .add_contact(&ctx(), new_contact(&letters(i)), None)
+            .await
+            .unwrap()
+        {
+            contactd_app::Outcome::Added { contact, .. } => contacts.push(contact.contact_id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut writers = JoinSet::new();
+    for i in 0..200 {
+        let (app, id) = (processes[i % 2].clone(), contacts[i % 10].clone());
+        writers.spawn(async move {
+            (
+                i,
+                app.update_contact(&ctx(), &id, &email_update(i), None)
+                    .await,
+            )
+        });
+    }
+    let mut acknowledged = Vec::new();
+    for (i, result) in writers.join_all().await {
+        match result {
+            Ok(_) => acknowledged.push(i),
+            Err(AppError::ConcurrentCall) => {}
+            Err(other) => panic!("update {i} failed with {other:?}"),
+        }
+    }
+    assert!(
+        acknowledged.len() >= 100,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+
+    let store = processes[0].store();
+    for (n, id) in contacts.iter().enumerate() {
+        let stream = store.read_stream(&account(), id.as_str()).await.unwrap();
+        let versions: Vec<u64> = stream.iter().map(|e| e.stream_version).collect();
+        assert_eq!(versions, (1..=stream.len() as u64).collect::<Vec<_>>());
+        for i in acknowledged.iter().filter(|i| *i % 10 == n) {
+            let email = format!("\"writer{i}@example.com\"");
+            assert!(
+                stream.iter().any(|e| e.payload_json.contains(&email)),
+                "acknowledged update {i} is in the log of contact {n}"
+            );
+        }
+        let folded = contactd_domain::Contact::fold(
+            stream.iter().map(|e| (&e.event, e.metadata.recorded_at)),
+        )
+        .unwrap();
+        let row = store.load_contact(&account(), id).await.unwrap().unwrap();
+        assert_eq!(
+            row, folded,
+            "contact {n}: the row is the fold of its stream"
+        );
+    }
 }
