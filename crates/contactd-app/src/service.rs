@@ -449,50 +449,6 @@ mod tests {
     use super::*;
     use crate::port::StoreError;
 
-    /// A store whose contact always moves on before the append lands.
-    struct AlwaysMoving {
-        contact: Contact,
-        loads: AtomicU32,
-        appends: AtomicU32,
-    }
-
-    impl ContactStore for AlwaysMoving {
-        async fn load_contact(
-            &self,
-            _: &AccountId,
-            _: &ContactId,
-        ) -> Result<Option<Contact>, StoreError> {
-            self.loads.fetch_add(1, Ordering::SeqCst);
-            Ok(Some(self.contact.clone()))
-        }
-        async fn append(&self, _: Append<'_>) -> Result<(), AppendError> {
-            self.appends.fetch_add(1, Ordering::SeqCst);
-            Err(AppendError::VersionConflict)
-        }
-        async fn list_contacts(
-            &self,
-            _: &AccountId,
-            _: Option<&ContactId>,
-            page: PageRequest,
-        ) -> Result<Page<Contact>, StoreError> {
-            Ok(Page {
-                request: page,
-                total_count: 0,
-                items: vec![],
-            })
-        }
-        async fn recall(
-            &self,
-            _: &IdempotencyKey,
-            _: DateTime<Utc>,
-        ) -> Result<Option<RememberedCall>, StoreError> {
-            Ok(None)
-        }
-        async fn remember(&self, _: &RememberedCall) -> Result<(), AppendError> {
-            Ok(())
-        }
-    }
-
     fn contact() -> Contact {
         let event = Contact::add(AddMessageContact {
             contact_id: ContactId::generate(),
@@ -508,44 +464,13 @@ mod tests {
         contact
     }
 
-    #[tokio::test]
-    async fn a_conflict_that_persists_is_answered_with_concurrent_call_after_deciding_afresh_each_time()
-     {
-        let store = AlwaysMoving {
-            contact: contact(),
-            loads: AtomicU32::new(0),
-            appends: AtomicU32::new(0),
-        };
-        let id = store.contact.contact_id.clone();
-        let service = ContactService::new(
-            store,
-            Policy {
-                max_attempts: 3,
-                ..Policy::default()
-            },
-        );
-        let ctx = CallContext::new(AccountId::parse("1").unwrap(), None);
-        let command = UpdateMessageContact {
-            title: Some(Title::Ceo),
-            ..Default::default()
-        };
-        let result = service.update_contact(&ctx, &id, &command, None).await;
-        assert!(
-            matches!(result, Err(AppError::ConcurrentCall)),
-            "{result:?}"
-        );
-        assert_eq!(
-            service.store().loads.load(Ordering::SeqCst),
-            3,
-            "state reloaded for each attempt"
-        );
-        assert_eq!(service.store().appends.load(Ordering::SeqCst), 3);
-    }
-
-    /// One contact that other processes may move on behind the service's back.
+    /// One contact that other processes may move on behind the service's back, or (`racing`)
+    /// move on before every append lands.
     struct OneContact {
         contact: std::sync::Mutex<Contact>,
+        racing: bool,
         loads: AtomicU32,
+        appends: AtomicU32,
     }
 
     impl OneContact {
@@ -571,8 +496,9 @@ mod tests {
             Ok(Some(self.current()).filter(|c| &c.account_id == account_id))
         }
         async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
+            self.appends.fetch_add(1, Ordering::SeqCst);
             let mut contact = self.contact.lock().unwrap();
-            if contact.version != append.expected_version {
+            if self.racing || contact.version != append.expected_version {
                 return Err(AppendError::VersionConflict);
             }
             *contact = append.contact.clone();
@@ -602,18 +528,24 @@ mod tests {
         }
     }
 
-    fn service_of_one(decided_contacts: usize) -> (ContactService<OneContact>, ContactId) {
+    fn service_of_one(policy: Policy, racing: bool) -> (ContactService<OneContact>, ContactId) {
         let contact = contact();
         let id = contact.contact_id.clone();
         let store = OneContact {
             contact: std::sync::Mutex::new(contact),
+            racing,
             loads: AtomicU32::new(0),
+            appends: AtomicU32::new(0),
         };
+        (ContactService::new(store, policy), id)
+    }
+
+    fn remembering(decided_contacts: usize) -> (ContactService<OneContact>, ContactId) {
         let policy = Policy {
             decided_contacts,
             ..Policy::default()
         };
-        (ContactService::new(store, policy), id)
+        service_of_one(policy, false)
     }
 
     fn retitle(title: Title) -> UpdateMessageContact {
@@ -624,8 +556,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_conflict_that_persists_is_answered_with_concurrent_call_after_deciding_afresh_each_time()
+     {
+        let policy = Policy {
+            max_attempts: 3,
+            ..Policy::default()
+        };
+        let (service, id) = service_of_one(policy, true);
+        let ctx = CallContext::new(AccountId::parse("1").unwrap(), None);
+        let result = service
+            .update_contact(&ctx, &id, &retitle(Title::Ceo), None)
+            .await;
+        assert!(
+            matches!(result, Err(AppError::ConcurrentCall)),
+            "{result:?}"
+        );
+        assert_eq!(
+            service.store().loads.load(Ordering::SeqCst),
+            3,
+            "state read afresh for each attempt"
+        );
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
     async fn the_next_update_is_decided_on_the_state_this_process_wrote_without_reading_it() {
-        let (service, id) = service_of_one(DEFAULT_DECIDED_CONTACTS);
+        let (service, id) = remembering(DEFAULT_DECIDED_CONTACTS);
         let ctx = CallContext::new(AccountId::parse("1").unwrap(), None);
         for title in [Title::Ceo, Title::ProjectDirector, Title::FinanceDirector] {
             service
@@ -643,7 +599,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_contact_moved_on_by_another_process_is_read_again_and_decided_afresh() {
-        let (service, id) = service_of_one(DEFAULT_DECIDED_CONTACTS);
+        let (service, id) = remembering(DEFAULT_DECIDED_CONTACTS);
         let ctx = CallContext::new(AccountId::parse("1").unwrap(), None);
         service
             .update_contact(&ctx, &id, &retitle(Title::Ceo), None)
@@ -664,7 +620,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_account_never_gets_a_remembered_contact() {
-        let (service, id) = service_of_one(DEFAULT_DECIDED_CONTACTS);
+        let (service, id) = remembering(DEFAULT_DECIDED_CONTACTS);
         let owner = CallContext::new(AccountId::parse("1").unwrap(), None);
         service
             .update_contact(&owner, &id, &retitle(Title::Ceo), None)
@@ -687,7 +643,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_no_room_every_update_reads_the_contact() {
-        let (service, id) = service_of_one(0);
+        let (service, id) = remembering(0);
         let ctx = CallContext::new(AccountId::parse("1").unwrap(), None);
         for title in [Title::Ceo, Title::ProjectDirector] {
             service

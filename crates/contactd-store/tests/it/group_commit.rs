@@ -9,21 +9,6 @@ use tokio::task::JoinSet;
 
 use crate::support::*;
 
-/// Stores `n` new contacts (each at version 1), one append each.
-async fn stored_contacts(store: &PgStore, n: usize) -> Vec<Contact> {
-    let metadata = metadata();
-    let mut contacts = Vec::with_capacity(n);
-    for i in 0..n {
-        let (added, contact) = created(&letters(i), &metadata);
-        store
-            .append(creation(&contact, std::slice::from_ref(&added), &metadata))
-            .await
-            .unwrap();
-        contacts.push(contact);
-    }
-    contacts
-}
-
 /// An update decided on `state`: its events and the state after them.
 fn decided(
     state: &Contact,
@@ -42,6 +27,21 @@ fn decided(
         })
         .collect();
     (events, after)
+}
+
+/// For each contact, a title change decided on it at version 1.
+fn retitled_all(
+    contacts: &[Contact],
+    title: Title,
+    at: &EventMetadata,
+) -> Vec<(u64, Vec<NewEvent>, Contact)> {
+    contacts
+        .iter()
+        .map(|contact| {
+            let (events, after) = decided(contact, vec![ContactEvent::TitleChanged { title }], at);
+            (1, events, after)
+        })
+        .collect()
 }
 
 /// Appends every update at once, each from its own task, with the metadata they were decided
@@ -148,19 +148,7 @@ async fn a_stale_update_is_refused_alone_and_the_rest_of_its_group_commits(pool:
     );
     assert!(append_together(&store, &at, vec![(1, events, moved.clone())]).await[0].is_ok());
 
-    let updates = contacts
-        .iter()
-        .map(|contact| {
-            let (events, after) = decided(
-                contact,
-                vec![ContactEvent::TitleChanged {
-                    title: Title::FinanceDirector,
-                }],
-                &at,
-            );
-            (1, events, after)
-        })
-        .collect();
+    let updates = retitled_all(&contacts, Title::FinanceDirector, &at);
     let answers = append_together(&store, &at, updates).await;
 
     assert!(
@@ -205,17 +193,7 @@ async fn a_group_the_database_refuses_is_written_update_by_update(pool: PgPool) 
     .unwrap();
 
     let at = metadata();
-    let updates = contacts
-        .iter()
-        .map(|contact| {
-            let (events, after) = decided(
-                contact,
-                vec![ContactEvent::TitleChanged { title: Title::Ceo }],
-                &at,
-            );
-            (1, events, after)
-        })
-        .collect();
+    let updates = retitled_all(&contacts, Title::Ceo, &at);
     let answers = append_together(&store, &at, updates).await;
 
     assert!(
@@ -244,17 +222,7 @@ async fn a_group_that_cannot_reach_the_database_fails_each_update_as_transient(p
     pool.close().await;
 
     let at = metadata();
-    let updates = contacts
-        .iter()
-        .map(|contact| {
-            let (events, after) = decided(
-                contact,
-                vec![ContactEvent::TitleChanged { title: Title::Ceo }],
-                &at,
-            );
-            (1, events, after)
-        })
-        .collect();
+    let updates = retitled_all(&contacts, Title::Ceo, &at);
     let answers = append_together(&store, &at, updates).await;
 
     assert_eq!(answers.len(), 3);

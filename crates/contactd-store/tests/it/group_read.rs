@@ -28,16 +28,7 @@ async fn load_together(
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn each_read_of_a_group_gets_its_own_contact_and_only_in_its_own_account(pool: PgPool) {
     let store = PgStore::new(pool).group_reads(1);
-    let metadata = metadata();
-    let mut contacts = Vec::new();
-    for i in 0..6 {
-        let (added, contact) = created(&letters(i), &metadata);
-        store
-            .append(creation(&contact, std::slice::from_ref(&added), &metadata))
-            .await
-            .unwrap();
-        contacts.push(contact);
-    }
+    let contacts = stored_contacts(&store, 6).await;
     let stranger = AccountId::parse("999").unwrap();
     let mut loads: Vec<_> = contacts
         .iter()

@@ -21,6 +21,21 @@ fn service(pool: &PgPool, max_contacts: u32) -> Arc<ContactService<PgStore>> {
     ))
 }
 
+/// The updates that succeeded; the others may only have given up on the race.
+async fn acknowledged(
+    writers: JoinSet<(usize, Result<contactd_app::Outcome, AppError>)>,
+) -> Vec<usize> {
+    let mut acknowledged = Vec::new();
+    for (i, result) in writers.join_all().await {
+        match result {
+            Ok(_) => acknowledged.push(i),
+            Err(AppError::ConcurrentCall) => {}
+            Err(other) => panic!("update {i} failed with {other:?}"),
+        }
+    }
+    acknowledged
+}
+
 fn email_update(i: usize) -> UpdateMessageContact {
     UpdateMessageContact {
         email_address: Some(EmailAddress::parse(&format!("writer{i}@example.com")).unwrap()),
@@ -123,14 +138,7 @@ async fn two_processes_updating_one_contact_lose_nothing_that_they_acknowledged(
             )
         });
     }
-    let mut acknowledged = Vec::new();
-    for (i, result) in writers.join_all().await {
-        match result {
-            Ok(_) => acknowledged.push(i),
-            Err(AppError::ConcurrentCall) => {}
-            Err(other) => panic!("update {i} failed with {other:?}"),
-        }
-    }
+    let acknowledged = acknowledged(writers).await;
     assert!(
         acknowledged.len() >= 20,
         "most calls get through: {}",
@@ -246,14 +254,7 @@ async fn two_processes_updating_many_contacts_in_groups_lose_nothing_they_acknow
             )
         });
     }
-    let mut acknowledged = Vec::new();
-    for (i, result) in writers.join_all().await {
-        match result {
-            Ok(_) => acknowledged.push(i),
-            Err(AppError::ConcurrentCall) => {}
-            Err(other) => panic!("update {i} failed with {other:?}"),
-        }
-    }
+    let acknowledged = acknowledged(writers).await;
     assert!(
         acknowledged.len() >= 100,
         "{} acknowledged",

@@ -1,11 +1,14 @@
 //! Building contacts, commands and appends for the store tests.
 
 use chrono::{SubsecRound, Utc};
-use contactd_app::{Append, CallContext, EventMetadata, NameClaim, NewContact, NewEvent};
+use contactd_app::{
+    Append, CallContext, ContactStore, EventMetadata, NameClaim, NewContact, NewEvent,
+};
 use contactd_domain::{
     AccountId, AddMessageContact, Contact, ContactEvent, ContactId, ContactName, EmailAddress,
     MessageTypes, Title,
 };
+use contactd_store::PgStore;
 
 pub const ACCOUNT: &str = "1234567890123456";
 
@@ -97,4 +100,19 @@ pub fn retitled(state: &Contact, title: Title, metadata: &EventMetadata) -> (New
         },
         after,
     )
+}
+
+/// Stores `n` new contacts (each at version 1), one append each.
+pub async fn stored_contacts(store: &PgStore, n: usize) -> Vec<Contact> {
+    let metadata = metadata();
+    let mut contacts = Vec::with_capacity(n);
+    for i in 0..n {
+        let (added, contact) = created(&letters(i), &metadata);
+        store
+            .append(creation(&contact, std::slice::from_ref(&added), &metadata))
+            .await
+            .unwrap();
+        contacts.push(contact);
+    }
+    contacts
 }
