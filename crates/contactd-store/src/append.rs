@@ -5,7 +5,9 @@
 use std::sync::LazyLock;
 
 use contactd_app::{Append, AppendError, IDEMPOTENCY_WINDOW, NameClaim, RememberedCall};
+use serde_json::Value;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use contactd_domain::Contact;
 
@@ -119,23 +121,42 @@ fn append_sql(append: &Append<'_>) -> &'static str {
     &STATEMENTS[shape(append)]
 }
 
+/// An event as stored: its id, its version in the stream and its persisted payload.
+pub(crate) struct EncodedEvent {
+    pub event_id: Uuid,
+    pub stream_version: i64,
+    pub event_type: &'static str,
+    pub schema_version: i32,
+    pub payload: Value,
+}
+
+/// The append's events as stored, numbered on from the expected version.
+pub(crate) fn encode_events(append: &Append<'_>) -> Vec<EncodedEvent> {
+    let first_version = append.expected_version as i64 + 1;
+    (0_i64..)
+        .zip(append.events)
+        .map(|(offset, new)| {
+            let (event_type, schema_version, payload) = encode_event(&new.event);
+            EncodedEvent {
+                event_id: new.event_id,
+                stream_version: first_version + offset,
+                event_type,
+                schema_version,
+                payload,
+            }
+        })
+        .collect()
+}
+
 pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), AppendError> {
     let sql = append_sql(&append);
     let metadata = append.metadata;
-    let first_version = append.expected_version as i64 + 1;
-    let mut event_ids = Vec::with_capacity(append.events.len());
-    let mut versions = Vec::with_capacity(append.events.len());
-    let mut types = Vec::with_capacity(append.events.len());
-    let mut schema_versions = Vec::with_capacity(append.events.len());
-    let mut payloads = Vec::with_capacity(append.events.len());
-    for (offset, new) in (0_i64..).zip(append.events) {
-        let (event_type, schema_version, payload) = encode_event(&new.event);
-        event_ids.push(new.event_id);
-        versions.push(first_version + offset);
-        types.push(event_type);
-        schema_versions.push(schema_version);
-        payloads.push(payload);
-    }
+    let encoded = encode_events(&append);
+    let event_ids: Vec<_> = encoded.iter().map(|e| e.event_id).collect();
+    let versions: Vec<_> = encoded.iter().map(|e| e.stream_version).collect();
+    let types: Vec<_> = encoded.iter().map(|e| e.event_type).collect();
+    let schema_versions: Vec<_> = encoded.iter().map(|e| e.schema_version).collect();
+    let payloads: Vec<_> = encoded.iter().map(|e| &e.payload).collect();
     let row = StoredContact::from(append.contact);
     let (release, claim) = match append.name_claim {
         NameClaim::Keep => (None, None),

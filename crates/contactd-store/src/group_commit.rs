@@ -16,15 +16,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use contactd_app::{Append, AppendError, NameClaim, StoreError};
-use serde_json::Value;
 use sqlx::PgPool;
 use tracing::debug;
-use uuid::Uuid;
 
+use crate::append::{EncodedEvent, encode_events};
 use crate::error::{append_error, out_of_reach, store_error};
 use crate::grouping::{GroupWork, Grouped};
 use crate::rows::StoredContact;
-use crate::schema::encode_event;
 
 /// `input` has one row per update: the row's new values, the version it was decided on and the
 /// metadata its events carry. Rows are locked in `contact_id` order (the input is sorted) so
@@ -81,7 +79,7 @@ pub(crate) fn groupable(append: &Append<'_>) -> bool {
 pub(crate) struct Update {
     row: StoredContact,
     expected_version: i64,
-    events: Vec<(Uuid, i64, &'static str, i32, Value)>,
+    events: Vec<EncodedEvent>,
     request_id: String,
     caller: String,
     correlation_id: String,
@@ -91,24 +89,11 @@ pub(crate) struct Update {
 
 impl Update {
     pub(crate) fn copy(append: &Append<'_>) -> Self {
-        let first_version = append.expected_version as i64 + 1;
         let metadata = append.metadata;
         Self {
             row: StoredContact::from(append.contact),
             expected_version: append.expected_version as i64,
-            events: (0_i64..)
-                .zip(append.events)
-                .map(|(offset, new)| {
-                    let (event_type, schema_version, payload) = encode_event(&new.event);
-                    (
-                        new.event_id,
-                        first_version + offset,
-                        event_type,
-                        schema_version,
-                        payload,
-                    )
-                })
-                .collect(),
+            events: encode_events(append),
             request_id: metadata.request_id.clone(),
             caller: metadata.caller.clone(),
             correlation_id: metadata.correlation_id.clone(),
@@ -242,13 +227,13 @@ async fn write_group(pool: &PgPool, group: &[Update]) -> Result<Vec<String>, sql
         correlation_ids.push(u.correlation_id.as_str());
         causation_ids.push(u.causation_id.as_str());
         recorded.push(u.recorded_at);
-        for (event_id, version, event_type, schema_version, payload) in &u.events {
+        for event in &u.events {
             stream_ids.push(row.contact_id.as_str());
-            event_ids.push(*event_id);
-            stream_versions.push(*version);
-            event_types.push(*event_type);
-            schema_versions.push(*schema_version);
-            payloads.push(payload);
+            event_ids.push(event.event_id);
+            stream_versions.push(event.stream_version);
+            event_types.push(event.event_type);
+            schema_versions.push(event.schema_version);
+            payloads.push(&event.payload);
         }
     }
     sqlx::query_scalar(UPDATE_GROUP)
