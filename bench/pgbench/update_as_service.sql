@@ -10,9 +10,8 @@
 -- version check, where the service decides again).
 \set n 1 + :client_id + :clients * random(0, :contacts / :clients - 1)
 \set r random(1, 1000000000)
-SELECT contact_id AS cid, account_id AS aid, name AS cname, email_address, active_email_address,
-       phone_number AS phone, active_phone_number, title, message_types AS types, status,
-       created_at, updated_at, version AS v, upper(gen_random_uuid()::text) AS rid
+SELECT contact_id AS cid, account_id AS aid, created_at, version AS v, state::text AS st,
+       upper(gen_random_uuid()::text) AS rid
   FROM contacts
  WHERE contact_id = (SELECT contact_id FROM bench_contacts WHERE n = :n) AND account_id <> '' \gset
 WITH appended AS (
@@ -28,9 +27,9 @@ WITH appended AS (
 ),
 projected AS (
     UPDATE contacts SET
-        name = :cname, email_address = 'pgb' || :r || '@bench.example', active_email_address = NULL,
-        phone_number = :phone, active_phone_number = NULL, title = :title, message_types = :types,
-        status = :status, updated_at = now(), version = :v::bigint + 1
+        state = jsonb_set(jsonb_set(:st::jsonb, '{email_address}', to_jsonb('pgb' || :r || '@bench.example')),
+                          '{updated_at}', to_jsonb(now())),
+        version = :v::bigint + 1
     WHERE contact_id = :cid AND account_id = :aid AND version = :v::bigint
     RETURNING 1
 )

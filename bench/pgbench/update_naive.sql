@@ -15,6 +15,8 @@ VALUES (gen_random_uuid(), :aid, :cid, :v::bigint + 1, 'EmailAddressChangeReques
         jsonb_build_object('email_address', 'pgb' || :r || '@bench.example'),
         :rid, 'account:' || :aid, :rid, :rid, now());
 UPDATE contacts
-   SET email_address = 'pgb' || :r || '@bench.example', updated_at = now(), version = :v::bigint + 1
+   SET state = jsonb_set(jsonb_set(state, '{email_address}', to_jsonb('pgb' || :r || '@bench.example')),
+                         '{updated_at}', to_jsonb(now())),
+       version = :v::bigint + 1
  WHERE contact_id = :cid;
 COMMIT;

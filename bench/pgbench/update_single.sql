@@ -6,9 +6,11 @@
 \set r random(1, 1000000000)
 WITH bumped AS (
     UPDATE contacts
-       SET email_address = 'pgb' || :r || '@bench.example', updated_at = now(), version = version + 1
+       SET state = jsonb_set(jsonb_set(state, '{email_address}', to_jsonb('pgb' || :r || '@bench.example')),
+                             '{updated_at}', to_jsonb(now())),
+           version = version + 1
      WHERE contact_id = (SELECT contact_id FROM bench_contacts WHERE n = :n)
- RETURNING contact_id, account_id, version, email_address
+ RETURNING contact_id, account_id, version, state->>'email_address' AS email_address
 ), call AS (
     SELECT upper(gen_random_uuid()::text) AS request_id
 )

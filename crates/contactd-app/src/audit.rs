@@ -7,7 +7,7 @@ use tracing::instrument;
 
 use crate::context::CallContext;
 use crate::error::AppError;
-use crate::port::{AsOf, AuditLog, RecordedEvent};
+use crate::port::{AsOf, AuditLog, RecordedEvent, contact_history};
 
 const DEFAULT_EVENT_PAGE: u32 = 100;
 const MAX_EVENT_PAGE: u32 = 1000;
@@ -109,8 +109,7 @@ impl<L: AuditLog> AuditService<L> {
             .log
             .stream_as_of(&ctx.account_id, contact_id.as_str(), as_of)
             .await?;
-        Contact::fold(events.iter().map(|e| (&e.event, e.metadata.recorded_at)))
-            .ok_or(AppError::ContactNotFound)
+        Contact::fold(contact_history(&events)).ok_or(AppError::ContactNotFound)
     }
 
     /// The account's events from `from_position` on, then live ones.

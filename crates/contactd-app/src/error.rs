@@ -1,6 +1,6 @@
 //! Why a use case failed: a rejection the contract names, or a technical failure.
 
-use contactd_domain::{ContactRejection, ParameterError};
+use contactd_domain::{ContactRejection, Field, ParameterError};
 
 use crate::port::StoreError;
 
@@ -16,6 +16,12 @@ pub enum AppError {
     MemberNotFound,
     #[error("the contact's status does not allow this change")]
     StatusMismatch,
+    #[error("the target is not pending verification on the contact")]
+    VerificationNotFound,
+    #[error(
+        "the send limit of the account or the target is reached, or the code's tries are spent"
+    )]
+    SendLimitExceeded,
     #[error("the name is already used by another contact of the account")]
     NameAlreadyUsed,
     #[error("the account has reached its contact quota")]
@@ -32,6 +38,11 @@ impl From<ContactRejection> for AppError {
     fn from(rejection: ContactRejection) -> Self {
         match rejection {
             ContactRejection::StatusMismatch => AppError::StatusMismatch,
+            ContactRejection::NotPending => AppError::VerificationNotFound,
+            // No code, an expired one or a replaced one: the code given is not valid.
+            ContactRejection::NoLiveCode => {
+                AppError::Parameter(ParameterError::Invalid(Field::VerificationCode))
+            }
         }
     }
 }

@@ -3,21 +3,28 @@
 //! here: the store and the front end are adapters plugged in by the binary.
 
 mod audit;
+mod codes;
 mod context;
+mod dispatch;
 mod error;
 mod paging;
 mod port;
 mod service;
+mod verification;
 
 pub use audit::{AuditService, EventPage};
+pub use codes::{CodeSecret, LinkToken, MIN_SECRET_BYTES, ShortSecret};
 pub use context::{CallContext, RequestId};
+pub use dispatch::{DispatchCounts, DispatchMetrics, DispatchSettings, Dispatcher};
 pub use error::AppError;
 pub use paging::{Page, PageRequest};
 pub use port::{
-    Append, AppendError, AsOf, AuditLog, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW,
-    IdempotencyKey, LogPosition, LogSubscription, NameClaim, NewEvent, Operation, Outcome,
-    RecordedEvent, RememberedCall, StoreError,
+    Append, AppendError, AsOf, AuditLog, CodeIssue, ContactStore, Delivered, DeliveryError,
+    EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey, LinkedCode, LogPosition, LogSubscription,
+    NameClaim, NewEvent, Notification, Notifier, Operation, Outbox, OutboxMessage, Outcome,
+    RecordedEvent, RememberedCall, SendLimits, StoreError, contact_history,
 };
 pub use service::{
     ContactService, DEFAULT_DECIDED_CONTACTS, Idempotency, ListQuery, NewContact, Policy,
 };
+pub use verification::{LinkStatus, VerificationPolicy};

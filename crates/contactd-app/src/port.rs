@@ -1,11 +1,16 @@
-//! The store port: what the use cases need from persistence. The PostgreSQL adapter (and later
-//! the embedded one) implements it; conformance tests hold every implementation to it.
+//! The ports: what the use cases need from persistence (the store, the audit log, the outbox
+//! of verification messages) and from the world outside (the notifier that sends them). The
+//! PostgreSQL adapter implements the store's; the delivery adapter the notifier.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use contactd_domain::{AccountId, ClientToken, Contact, ContactEvent, ContactId};
+use chrono::{DateTime, NaiveDate, Utc};
+use contactd_domain::{
+    AccountId, Channel, ClientToken, Contact, ContactEvent, ContactId, DeliveryEvent, DomainEvent,
+    VerificationCode, VerificationId, VerificationTarget,
+};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::paging::{Page, PageRequest};
@@ -45,6 +50,10 @@ pub enum NameClaim {
 pub enum Operation {
     AddMessageContact,
     UpdateMessageContact,
+    SendEmailVerificationForMessageContact,
+    SendPhoneVerificationForMessageContact,
+    CancelMessageContactUpdate,
+    ConfirmMessageContactVerification,
 }
 
 impl Operation {
@@ -52,6 +61,14 @@ impl Operation {
         match self {
             Operation::AddMessageContact => "AddMessageContact",
             Operation::UpdateMessageContact => "UpdateMessageContact",
+            Operation::SendEmailVerificationForMessageContact => {
+                "SendEmailVerificationForMessageContact"
+            }
+            Operation::SendPhoneVerificationForMessageContact => {
+                "SendPhoneVerificationForMessageContact"
+            }
+            Operation::CancelMessageContactUpdate => "CancelMessageContactUpdate",
+            Operation::ConfirmMessageContactVerification => "ConfirmMessageContactVerification",
         }
     }
 }
@@ -71,9 +88,8 @@ pub enum Outcome {
         request_id: String,
         contact: Box<Contact>,
     },
-    Updated {
-        request_id: String,
-    },
+    /// A call whose response is only its request id (Update, the sends, Cancel, Confirm).
+    Acknowledged { request_id: String },
 }
 
 /// How long a client token keeps its call's response.
@@ -102,6 +118,31 @@ pub struct Append<'a> {
     /// For a new contact: the account's quota of contacts not deleted.
     pub quota_limit: Option<u32>,
     pub remember: Option<&'a RememberedCall>,
+    /// For a send: the code issued, and the limits its send counts against.
+    pub code: Option<&'a CodeIssue>,
+}
+
+/// A code issued by a send, with what commits with its event: the row that counts its tries
+/// and finds it by its link, and the send limits it counts against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeIssue {
+    pub verification_id: VerificationId,
+    pub channel: Channel,
+    /// The SHA-256 of the confirmation link's token: the token itself is never stored.
+    pub link_hash: [u8; 32],
+    pub expires_at: DateTime<Utc>,
+    pub limits: SendLimits,
+}
+
+/// The limits a send counts against, enforced by the database in the append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendLimits {
+    /// The UTC day the send counts in, for the account.
+    pub day: NaiveDate,
+    pub per_account_day: u32,
+    /// A keyed digest of the target: the window of its sends is kept without the address.
+    pub target_digest: [u8; 32],
+    pub per_target_minute: u32,
 }
 
 /// Why an append did not commit. Nothing of it is stored in any of these cases.
@@ -115,6 +156,8 @@ pub enum AppendError {
     QuotaExceeded,
     #[error("another call already used the client token")]
     ClientTokenTaken,
+    #[error("the send exceeds the account's or the target's limit")]
+    SendLimitExceeded,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -189,8 +232,24 @@ pub struct RecordedEvent {
     pub schema_version: i32,
     /// The payload exactly as stored, in its own schema version.
     pub payload_json: String,
-    pub event: ContactEvent,
+    pub event: DomainEvent,
     pub metadata: EventMetadata,
+}
+
+impl RecordedEvent {
+    /// The contact event, if this is one (and not, say, a delivery's).
+    pub fn contact_event(&self) -> Option<&ContactEvent> {
+        self.event.as_contact()
+    }
+}
+
+/// A stream's contact events with the times they were recorded: what `Contact::fold` takes.
+pub fn contact_history(
+    events: &[RecordedEvent],
+) -> impl Iterator<Item = (&ContactEvent, DateTime<Utc>)> {
+    events
+        .iter()
+        .filter_map(|e| Some((e.contact_event()?, e.metadata.recorded_at)))
 }
 
 /// A point in a stream's history.
@@ -274,4 +333,117 @@ pub trait ContactStore: Send + Sync + 'static {
         &self,
         call: &RememberedCall,
     ) -> impl Future<Output = Result<(), AppendError>> + Send;
+
+    /// Counts one try of a code against `max_tries`, whichever process makes it: `false` when
+    /// the code has been tried that often already (it is burned).
+    fn claim_code_try(
+        &self,
+        account_id: &AccountId,
+        verification_id: VerificationId,
+        max_tries: u32,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The code a confirmation link was issued for, found by the hash of its token.
+    fn find_link(
+        &self,
+        link_hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<LinkedCode>, StoreError>> + Send;
+}
+
+/// What a confirmation link confirms: a code of a contact's pending target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedCode {
+    pub account_id: AccountId,
+    pub contact_id: ContactId,
+    pub channel: Channel,
+    pub verification_id: VerificationId,
+}
+
+/// A verification message waiting in the outbox, claimed by one dispatcher for one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// The id of the event that asked for it: the idempotency key of its send.
+    pub message_id: Uuid,
+    pub account_id: AccountId,
+    pub contact_id: ContactId,
+    /// The contact's name when the message was recorded, for the greeting.
+    pub contact_name: String,
+    pub recipient: VerificationTarget,
+    pub verification_id: VerificationId,
+    pub expires_at: DateTime<Utc>,
+    /// This attempt's number: 1 for the first.
+    pub attempt: u32,
+    /// Outcomes recorded so far: the version of the message's delivery stream.
+    pub recorded: u64,
+    /// The correlation id of the request that asked for it, carried on to its outcomes.
+    pub correlation_id: String,
+}
+
+/// The messages the dispatcher sends: recorded by a projection, claimed with a lease that is
+/// committed at once, so that no transaction is open while a message is sent.
+pub trait Outbox: Send + Sync + 'static {
+    /// Up to `limit` messages that are due, each leased to `owner` for `lease`.
+    fn claim_due(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<OutboxMessage>, StoreError>> + Send;
+
+    /// Records an attempt's outcome and appends its event, in one transaction, if `owner`
+    /// still holds the message's lease; `false` if another dispatcher took it over meanwhile.
+    fn record(
+        &self,
+        owner: &str,
+        message: &OutboxMessage,
+        event: &DeliveryEvent,
+        event_id: Uuid,
+        metadata: &EventMetadata,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// When the next pending message falls due, if any is pending.
+    fn next_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
+    /// Changes whenever this process records new messages in the outbox.
+    fn recorded_messages(&self) -> watch::Receiver<u64>;
+}
+
+/// A verification message ready to send: everything its text needs.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The idempotency key of the send: the same on every attempt.
+    pub message_id: Uuid,
+    pub contact_id: ContactId,
+    pub contact_name: String,
+    pub recipient: VerificationTarget,
+    pub code: VerificationCode,
+    pub expires_at: DateTime<Utc>,
+    /// The confirmation page's address (email messages carry it).
+    pub link: String,
+}
+
+/// How a notification left: which way, and for the logs a detail such as a file's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub via: &'static str,
+    pub detail: Option<String>,
+}
+
+/// Why a notification did not leave. The reason names the failure (an SMTP reply code, a
+/// status, a timeout) and never the recipient or the code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying will not help (a refused recipient, a rejected request).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Sends notifications: by SMTP, to the SMS gateway, or into the development sink.
+pub trait Notifier: Send + Sync + 'static {
+    fn deliver(
+        &self,
+        notification: &Notification,
+    ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
 }

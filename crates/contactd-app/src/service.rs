@@ -4,8 +4,8 @@ use std::hash::{BuildHasher, RandomState};
 
 use chrono::{DateTime, Utc};
 use contactd_domain::{
-    AddMessageContact, ClientToken, Contact, ContactId, ContactName, CountryCodes, EmailAddress,
-    MemberId, MessageTypes, PhoneNumber, Title, UpdateMessageContact,
+    AddMessageContact, ClientToken, Contact, ContactEvent, ContactId, ContactName, CountryCodes,
+    EmailAddress, MemberId, MessageTypes, PhoneNumber, Title, UpdateMessageContact,
 };
 use tokio::sync::Mutex;
 use tracing::{debug, instrument};
@@ -15,9 +15,10 @@ use crate::context::CallContext;
 use crate::error::AppError;
 use crate::paging::{Page, PageRequest};
 use crate::port::{
-    Append, AppendError, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey,
-    NameClaim, NewEvent, Operation, Outcome, RememberedCall,
+    Append, AppendError, CodeIssue, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW,
+    IdempotencyKey, NameClaim, NewEvent, Operation, Outcome, RememberedCall,
 };
+use crate::verification::VerificationPolicy;
 
 /// The service's rules that are settings rather than code.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct Policy {
     /// How many contacts this process keeps as it last wrote them, so that the next update of
     /// one is decided without reading it back (0: always read).
     pub decided_contacts: usize,
+    /// Codes: their lifetime, the send limits, the secret they are derived under.
+    pub verification: VerificationPolicy,
 }
 
 impl Default for Policy {
@@ -41,6 +44,7 @@ impl Default for Policy {
             country_codes: CountryCodes::default(),
             max_attempts: 5,
             decided_contacts: DEFAULT_DECIDED_CONTACTS,
+            verification: VerificationPolicy::default(),
         }
     }
 }
@@ -61,6 +65,15 @@ pub struct ListQuery {
     pub contact_id: Option<ContactId>,
     pub member: Option<MemberId>,
     pub page: PageRequest,
+}
+
+/// How a command on a contact is carried out, beyond what it decides: the RPC it answers
+/// (the scope of its client token), the token, and for a send the code it issues.
+#[derive(Debug)]
+pub(crate) struct Change<'a> {
+    pub operation: Operation,
+    pub idempotency: Option<Idempotency>,
+    pub code: Option<&'a CodeIssue>,
 }
 
 /// A client token with the fingerprint of the request it came with.
@@ -212,6 +225,7 @@ impl<S: ContactStore> ContactService<S> {
             },
             quota_limit: Some(self.policy.max_contacts),
             remember: remember.as_ref(),
+            code: None,
         };
         match self.store.append(append).await {
             Ok(()) => {
@@ -233,11 +247,32 @@ impl<S: ContactStore> ContactService<S> {
         command: &UpdateMessageContact,
         idempotency: Option<Idempotency>,
     ) -> Result<Outcome, AppError> {
-        let outcome = Outcome::Updated {
+        let change = Change {
+            operation: Operation::UpdateMessageContact,
+            idempotency,
+            code: None,
+        };
+        self.change(ctx, contact_id, change, |state| Ok(state.update(command)?))
+            .await
+    }
+
+    /// Runs a command on a contact: decides it on the contact's state (as this process last
+    /// wrote it, else as stored), appends what it decided at the version it decided on, and
+    /// decides again on the stored state when another process moved the contact on. Every
+    /// command that changes a contact's stream goes through here.
+    pub(crate) async fn change(
+        &self,
+        ctx: &CallContext,
+        contact_id: &ContactId,
+        change: Change<'_>,
+        decide: impl Fn(&Contact) -> Result<Vec<ContactEvent>, AppError>,
+    ) -> Result<Outcome, AppError> {
+        let outcome = Outcome::Acknowledged {
             request_id: ctx.request_id.to_string(),
         };
-        let remember = idempotency
-            .map(|i| self.remembered(ctx, Operation::UpdateMessageContact, i, outcome.clone()));
+        let remember = change
+            .idempotency
+            .map(|i| self.remembered(ctx, change.operation, i, outcome.clone()));
         let mut stripe = self.stripe(contact_id).lock().await;
         let mut cached = stripe
             .take(contact_id)
@@ -254,7 +289,7 @@ impl<S: ContactStore> ContactService<S> {
                     false,
                 ),
             };
-            let decided = match state.update(command) {
+            let decided = match decide(&state) {
                 // Only an append checks the version it was decided on: an answer that writes
                 // nothing is given on the stored state, never on the remembered one, lest a
                 // change made meanwhile by another process be overlooked.
@@ -263,7 +298,7 @@ impl<S: ContactStore> ContactService<S> {
                 Ok(decided) => decided,
                 Err(error) => {
                     stripe.keep(state, self.decided_per_stripe);
-                    return Err(error.into());
+                    return Err(error);
                 }
             };
             if decided.is_empty() {
@@ -303,6 +338,7 @@ impl<S: ContactStore> ContactService<S> {
                 name_claim,
                 quota_limit: None,
                 remember: remember.as_ref(),
+                code: change.code,
             };
             match self.store.append(append).await {
                 Ok(()) => {
@@ -320,8 +356,16 @@ impl<S: ContactStore> ContactService<S> {
                     );
                 }
                 // A refusal is an answer that writes nothing: never given on remembered state.
-                Err(AppendError::NameAlreadyUsed | AppendError::QuotaExceeded) if remembered => {}
-                Err(error @ (AppendError::NameAlreadyUsed | AppendError::QuotaExceeded)) => {
+                Err(
+                    AppendError::NameAlreadyUsed
+                    | AppendError::QuotaExceeded
+                    | AppendError::SendLimitExceeded,
+                ) if remembered => {}
+                Err(
+                    error @ (AppendError::NameAlreadyUsed
+                    | AppendError::QuotaExceeded
+                    | AppendError::SendLimitExceeded),
+                ) => {
                     // Refused as a whole: the contact is still as it was read.
                     stripe.keep(state, self.decided_per_stripe);
                     return self.answer_refused_append(ctx, remember, error).await;
@@ -412,7 +456,7 @@ impl<S: ContactStore> ContactService<S> {
     }
 }
 
-fn metadata(ctx: &CallContext, recorded_at: DateTime<Utc>) -> EventMetadata {
+pub(crate) fn metadata(ctx: &CallContext, recorded_at: DateTime<Utc>) -> EventMetadata {
     let request_id = ctx.request_id.to_string();
     EventMetadata {
         causation_id: request_id.clone(),
@@ -426,7 +470,7 @@ fn metadata(ctx: &CallContext, recorded_at: DateTime<Utc>) -> EventMetadata {
 
 /// Event ids are time-ordered (UUID v7): unique like any UUID, and inserted at the right edge of
 /// their unique index instead of at random pages of it.
-fn new_event_id() -> Uuid {
+pub(crate) fn new_event_id() -> Uuid {
     Uuid::now_v7()
 }
 
@@ -434,6 +478,7 @@ fn append_error(error: AppendError) -> AppError {
     match error {
         AppendError::NameAlreadyUsed => AppError::NameAlreadyUsed,
         AppendError::QuotaExceeded => AppError::ContactQuotaExceeded,
+        AppendError::SendLimitExceeded => AppError::SendLimitExceeded,
         AppendError::VersionConflict | AppendError::ClientTokenTaken => AppError::ConcurrentCall,
         AppendError::Store(error) => error.into(),
     }
@@ -525,6 +570,20 @@ mod tests {
         }
         async fn remember(&self, _: &RememberedCall) -> Result<(), AppendError> {
             Ok(())
+        }
+        async fn claim_code_try(
+            &self,
+            _: &AccountId,
+            _: contactd_domain::VerificationId,
+            _: u32,
+        ) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn find_link(
+            &self,
+            _: &[u8; 32],
+        ) -> Result<Option<crate::port::LinkedCode>, StoreError> {
+            Ok(None)
         }
     }
 

@@ -64,7 +64,8 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `program serve --listen 127.0.0.1:<port> --database-url <url> <extra>`, logging
-    /// to `log`.
+    /// to `log`, with its confirmation pages on a free port and its data directory beside the
+    /// log.
     pub fn start(
         program: &Path,
         database_url: &str,
@@ -77,8 +78,12 @@ impl ServerProcess {
             std::fs::create_dir_all(folder)?;
         }
         let log_file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let data_dir = log.with_extension("data");
         let child = Command::new(program)
             .args(["serve", "--listen", &listen, "--database-url", database_url])
+            .args(["--http-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -19,15 +19,26 @@ use tokio::sync::oneshot;
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(pool: PgPool) {
-    let Command::Serve(settings) = Cli::parse_from(["contactd", "serve"]).command else {
+    let data_dir = std::env::temp_dir().join(format!("contactd-smoke-{}", std::process::id()));
+    let Command::Serve(settings) = Cli::parse_from([
+        "contactd",
+        "serve",
+        "--data-dir",
+        data_dir.to_str().expect("a UTF-8 path"),
+        "--code-secret",
+        "the code secret of the smoke test",
+    ])
+    .command
+    else {
         unreachable!("`serve` parses as the serve command")
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let http = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let endpoint = format!("http://{}", listener.local_addr().expect("address"));
     let (stop, stopped) = oneshot::channel::<()>();
     let server_pool = pool.clone();
     let server = tokio::spawn(async move {
-        contactd::startup::run(listener, server_pool, &settings, async {
+        contactd::startup::run(listener, http, server_pool, &settings, async {
             let _ = stopped.await;
         })
         .await

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::verification::{Channel, IssuedCode, VerificationId, VerificationTarget};
 use crate::{AccountId, ContactId, ContactName, EmailAddress, MessageTypes, PhoneNumber, Title};
 
 /// Where a contact is in its life.
@@ -67,6 +68,14 @@ pub struct UpdateMessageContact {
     pub message_types: Option<MessageTypes>,
 }
 
+/// Cancel pending changes of the email address and/or the phone number, named by their
+/// pending values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelMessageContactUpdate {
+    pub email_address: Option<EmailAddress>,
+    pub phone_number: Option<PhoneNumber>,
+}
+
 /// Everything that can happen to a contact, in the past tense.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContactEvent {
@@ -97,6 +106,37 @@ pub enum ContactEvent {
     MessageTypesChanged {
         message_types: MessageTypes,
     },
+    /// A code was issued for the pending email address; it replaces any earlier one. The
+    /// message that carries it is sent by the dispatcher, after commit.
+    EmailVerificationRequested {
+        verification_id: VerificationId,
+        email_address: EmailAddress,
+        expires_at: DateTime<Utc>,
+    },
+    /// A code was issued for the pending phone number.
+    PhoneVerificationRequested {
+        verification_id: VerificationId,
+        phone_number: PhoneNumber,
+        expires_at: DateTime<Utc>,
+    },
+    /// The pending email address was proven and is now the one in effect.
+    EmailAddressVerified {
+        verification_id: VerificationId,
+        email_address: EmailAddress,
+    },
+    /// The pending phone number was proven and is now the one in effect.
+    PhoneNumberVerified {
+        verification_id: VerificationId,
+        phone_number: PhoneNumber,
+    },
+    /// The pending email address was given up; the verified one is asked for again.
+    EmailAddressChangeCancelled {
+        email_address: EmailAddress,
+    },
+    /// The pending phone number was given up; the verified one (or none) is asked for again.
+    PhoneNumberChangeCancelled {
+        phone_number: PhoneNumber,
+    },
 }
 
 impl ContactEvent {
@@ -110,6 +150,12 @@ impl ContactEvent {
             ContactEvent::PhoneNumberRemoved => "PhoneNumberRemoved",
             ContactEvent::TitleChanged { .. } => "TitleChanged",
             ContactEvent::MessageTypesChanged { .. } => "MessageTypesChanged",
+            ContactEvent::EmailVerificationRequested { .. } => "EmailVerificationRequested",
+            ContactEvent::PhoneVerificationRequested { .. } => "PhoneVerificationRequested",
+            ContactEvent::EmailAddressVerified { .. } => "EmailAddressVerified",
+            ContactEvent::PhoneNumberVerified { .. } => "PhoneNumberVerified",
+            ContactEvent::EmailAddressChangeCancelled { .. } => "EmailAddressChangeCancelled",
+            ContactEvent::PhoneNumberChangeCancelled { .. } => "PhoneNumberChangeCancelled",
         }
     }
 }
@@ -120,6 +166,13 @@ pub enum ContactRejection {
     /// `ContactStatusMismatchAction`
     #[error("the contact's status does not allow this change")]
     StatusMismatch,
+    /// `EntityNotExists.Contact.Verification`: the target is not waiting for verification.
+    #[error("the target is not pending verification on this contact")]
+    NotPending,
+    /// `InvalidParameter.VerificationCode`: no code was sent for the target, or it expired, or
+    /// a newer one replaced it.
+    #[error("the target holds no live code")]
+    NoLiveCode,
 }
 
 /// The state of one contact: the fold of its events.
@@ -139,6 +192,10 @@ pub struct Contact {
     pub title: Title,
     pub message_types: MessageTypes,
     pub status: ContactStatus,
+    /// The code issued for the pending email address, if one was sent since it was asked for.
+    pub email_code: Option<IssuedCode>,
+    /// The code issued for the pending phone number.
+    pub phone_code: Option<IssuedCode>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The number of events in the contact's stream.
@@ -185,6 +242,8 @@ impl Contact {
             title: *title,
             message_types: *message_types,
             status: ContactStatus::Verifying,
+            email_code: None,
+            phone_code: None,
             created_at: at,
             updated_at: at,
             version: 1,
@@ -196,9 +255,7 @@ impl Contact {
         &self,
         command: &UpdateMessageContact,
     ) -> Result<Vec<ContactEvent>, ContactRejection> {
-        if self.status == ContactStatus::Deleting {
-            return Err(ContactRejection::StatusMismatch);
-        }
+        self.changeable()?;
         let mut events = Vec::new();
         if let Some(name) = command.name.as_ref().filter(|name| **name != self.name) {
             events.push(ContactEvent::MessageContactRenamed { name: name.clone() });
@@ -239,24 +296,164 @@ impl Contact {
         Ok(events)
     }
 
+    /// Decides a send: a new code for a pending target, replacing any earlier one. The id and
+    /// the expiry are drawn by the application.
+    pub fn request_verification(
+        &self,
+        target: &VerificationTarget,
+        verification_id: VerificationId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<ContactEvent, ContactRejection> {
+        self.changeable()?;
+        self.pending(target)?;
+        Ok(match target {
+            VerificationTarget::Email(email_address) => ContactEvent::EmailVerificationRequested {
+                verification_id,
+                email_address: email_address.clone(),
+                expires_at,
+            },
+            VerificationTarget::Phone(phone_number) => ContactEvent::PhoneVerificationRequested {
+                verification_id,
+                phone_number: phone_number.clone(),
+                expires_at,
+            },
+        })
+    }
+
+    /// The code a pending target holds at `now`, against which a caller's code is checked.
+    pub fn live_code(
+        &self,
+        target: &VerificationTarget,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedCode, ContactRejection> {
+        self.changeable()?;
+        self.pending(target)?;
+        let code = match target {
+            VerificationTarget::Email(_) => self.email_code,
+            VerificationTarget::Phone(_) => self.phone_code,
+        };
+        code.filter(|code| code.is_live_at(now))
+            .ok_or(ContactRejection::NoLiveCode)
+    }
+
+    /// Decides a confirmation: `verification_id` names the code the caller proved to hold.
+    /// The pending target becomes the one in effect; the first verified email address makes
+    /// the contact `Active`.
+    pub fn confirm(
+        &self,
+        target: &VerificationTarget,
+        verification_id: VerificationId,
+        now: DateTime<Utc>,
+    ) -> Result<ContactEvent, ContactRejection> {
+        let code = self.live_code(target, now)?;
+        if code.verification_id != verification_id {
+            return Err(ContactRejection::NoLiveCode);
+        }
+        Ok(match target {
+            VerificationTarget::Email(email_address) => ContactEvent::EmailAddressVerified {
+                verification_id,
+                email_address: email_address.clone(),
+            },
+            VerificationTarget::Phone(phone_number) => ContactEvent::PhoneNumberVerified {
+                verification_id,
+                phone_number: phone_number.clone(),
+            },
+        })
+    }
+
+    /// Decides a cancellation: each named target must be the pending one, and an email
+    /// address can only fall back to a verified one. All named targets or none.
+    pub fn cancel(
+        &self,
+        command: &CancelMessageContactUpdate,
+    ) -> Result<Vec<ContactEvent>, ContactRejection> {
+        self.changeable()?;
+        let mut events = Vec::new();
+        if let Some(email) = &command.email_address {
+            if self.pending_email_address() != Some(email) || self.active_email_address.is_none() {
+                return Err(ContactRejection::StatusMismatch);
+            }
+            events.push(ContactEvent::EmailAddressChangeCancelled {
+                email_address: email.clone(),
+            });
+        }
+        if let Some(phone) = &command.phone_number {
+            if self.pending_phone_number() != Some(phone) {
+                return Err(ContactRejection::StatusMismatch);
+            }
+            events.push(ContactEvent::PhoneNumberChangeCancelled {
+                phone_number: phone.clone(),
+            });
+        }
+        if events.is_empty() {
+            // Nothing named, so nothing pending for it.
+            return Err(ContactRejection::StatusMismatch);
+        }
+        Ok(events)
+    }
+
     /// Applies one event recorded at `at`; it only assigns.
     pub fn apply(&mut self, event: &ContactEvent, at: DateTime<Utc>) {
         match event {
             ContactEvent::MessageContactAdded { .. } => {}
             ContactEvent::MessageContactRenamed { name } => self.name = name.clone(),
             ContactEvent::EmailAddressChangeRequested { email_address } => {
-                self.email_address = email_address.clone()
+                self.email_address = email_address.clone();
+                self.email_code = None;
             }
             ContactEvent::PhoneNumberChangeRequested { phone_number } => {
-                self.phone_number = Some(phone_number.clone())
+                self.phone_number = Some(phone_number.clone());
+                self.phone_code = None;
             }
             ContactEvent::PhoneNumberRemoved => {
                 self.phone_number = None;
                 self.active_phone_number = None;
+                self.phone_code = None;
             }
             ContactEvent::TitleChanged { title } => self.title = *title,
             ContactEvent::MessageTypesChanged { message_types } => {
                 self.message_types = *message_types
+            }
+            ContactEvent::EmailVerificationRequested {
+                verification_id,
+                expires_at,
+                ..
+            } => {
+                self.email_code = Some(IssuedCode {
+                    verification_id: *verification_id,
+                    expires_at: *expires_at,
+                })
+            }
+            ContactEvent::PhoneVerificationRequested {
+                verification_id,
+                expires_at,
+                ..
+            } => {
+                self.phone_code = Some(IssuedCode {
+                    verification_id: *verification_id,
+                    expires_at: *expires_at,
+                })
+            }
+            ContactEvent::EmailAddressVerified { email_address, .. } => {
+                self.active_email_address = Some(email_address.clone());
+                self.email_code = None;
+                if self.status == ContactStatus::Verifying {
+                    self.status = ContactStatus::Active;
+                }
+            }
+            ContactEvent::PhoneNumberVerified { phone_number, .. } => {
+                self.active_phone_number = Some(phone_number.clone());
+                self.phone_code = None;
+            }
+            ContactEvent::EmailAddressChangeCancelled { .. } => {
+                if let Some(active) = &self.active_email_address {
+                    self.email_address = active.clone();
+                }
+                self.email_code = None;
+            }
+            ContactEvent::PhoneNumberChangeCancelled { .. } => {
+                self.phone_number = self.active_phone_number.clone();
+                self.phone_code = None;
             }
         }
         self.updated_at = at;
@@ -287,6 +484,54 @@ impl Contact {
         self.phone_number
             .as_ref()
             .filter(|phone| self.active_phone_number.as_ref() != Some(*phone))
+    }
+
+    /// Every target waiting for verification: the email address first, then the phone number.
+    pub fn pending_targets(&self) -> Vec<VerificationTarget> {
+        let email = self
+            .pending_email_address()
+            .cloned()
+            .map(VerificationTarget::Email);
+        let phone = self
+            .pending_phone_number()
+            .cloned()
+            .map(VerificationTarget::Phone);
+        email.into_iter().chain(phone).collect()
+    }
+
+    /// The pending target of a channel, if any.
+    pub fn pending_target(&self, channel: Channel) -> Option<VerificationTarget> {
+        match channel {
+            Channel::Email => self
+                .pending_email_address()
+                .cloned()
+                .map(VerificationTarget::Email),
+            Channel::Phone => self
+                .pending_phone_number()
+                .cloned()
+                .map(VerificationTarget::Phone),
+        }
+    }
+
+    /// A `Deleting` contact refuses every change.
+    fn changeable(&self) -> Result<(), ContactRejection> {
+        if self.status == ContactStatus::Deleting {
+            Err(ContactRejection::StatusMismatch)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn pending(&self, target: &VerificationTarget) -> Result<(), ContactRejection> {
+        let pending = match target {
+            VerificationTarget::Email(email) => self.pending_email_address() == Some(email),
+            VerificationTarget::Phone(phone) => self.pending_phone_number() == Some(phone),
+        };
+        if pending {
+            Ok(())
+        } else {
+            Err(ContactRejection::NotPending)
+        }
     }
 }
 
@@ -497,5 +742,337 @@ mod tests {
         };
         let contact = given(&[added(), title.clone(), title.clone(), title]);
         assert_eq!(contact.version, 4);
+    }
+
+    fn minutes(m: i64) -> chrono::TimeDelta {
+        chrono::TimeDelta::minutes(m)
+    }
+
+    fn email_target(raw: &str) -> VerificationTarget {
+        VerificationTarget::Email(email(raw))
+    }
+
+    fn phone_target(raw: &str) -> VerificationTarget {
+        VerificationTarget::Phone(phone(raw))
+    }
+
+    /// Decides and applies a send for `target`, expiring 15 minutes after `at(0)`.
+    fn sent(contact: &Contact, target: &VerificationTarget) -> (Contact, VerificationId) {
+        let id = VerificationId::generate();
+        let event = contact
+            .request_verification(target, id, at(0) + minutes(15))
+            .unwrap();
+        let mut after = contact.clone();
+        after.apply(&event, at(1));
+        (after, id)
+    }
+
+    fn confirmed(contact: &Contact, target: &VerificationTarget, id: VerificationId) -> Contact {
+        let event = contact.confirm(target, id, at(2)).unwrap();
+        let mut after = contact.clone();
+        after.apply(&event, at(2));
+        after
+    }
+
+    #[test]
+    fn a_send_for_the_pending_email_issues_a_code_that_a_newer_send_replaces() {
+        let contact = given(&[added()]);
+        let target = email_target("tom@example.com");
+        let (contact, first) = sent(&contact, &target);
+        assert_eq!(
+            contact.live_code(&target, at(3)).unwrap().verification_id,
+            first
+        );
+        let (contact, second) = sent(&contact, &target);
+        assert_eq!(
+            contact.live_code(&target, at(3)).unwrap().verification_id,
+            second
+        );
+        assert_eq!(
+            contact.confirm(&target, first, at(3)),
+            Err(ContactRejection::NoLiveCode),
+            "the replaced code no longer confirms"
+        );
+        assert!(contact.confirm(&target, second, at(3)).is_ok());
+    }
+
+    #[test]
+    fn a_send_for_a_value_that_is_not_pending_is_refused() {
+        let contact = given(&[added()]);
+        for target in [
+            email_target("other@example.com"),
+            phone_target("86-18612345678"),
+        ] {
+            assert_eq!(
+                contact.request_verification(&target, VerificationId::generate(), at(9)),
+                Err(ContactRejection::NotPending),
+                "{target:?}"
+            );
+        }
+        let target = email_target("tom@example.com");
+        let (contact, id) = sent(&contact, &target);
+        let verified = confirmed(&contact, &target, id);
+        assert_eq!(
+            verified.request_verification(&target, VerificationId::generate(), at(9)),
+            Err(ContactRejection::NotPending),
+            "a verified address is no longer pending"
+        );
+    }
+
+    #[test]
+    fn confirming_the_first_email_address_puts_it_in_effect_and_makes_the_contact_active() {
+        let target = email_target("tom@example.com");
+        let (contact, id) = sent(&given(&[added()]), &target);
+        let event = contact.confirm(&target, id, at(2)).unwrap();
+        assert_eq!(
+            event,
+            ContactEvent::EmailAddressVerified {
+                verification_id: id,
+                email_address: email("tom@example.com")
+            }
+        );
+        let contact = confirmed(&contact, &target, id);
+        assert_eq!(contact.status, ContactStatus::Active);
+        assert_eq!(contact.active_email_address, Some(email("tom@example.com")));
+        assert_eq!(contact.pending_email_address(), None);
+        assert_eq!(contact.email_code, None);
+    }
+
+    #[test]
+    fn a_code_is_single_use() {
+        let target = email_target("tom@example.com");
+        let (contact, id) = sent(&given(&[added()]), &target);
+        let contact = confirmed(&contact, &target, id);
+        assert_eq!(
+            contact.confirm(&target, id, at(3)),
+            Err(ContactRejection::NotPending)
+        );
+    }
+
+    #[test]
+    fn an_expired_code_is_refused_and_no_code_at_all_likewise() {
+        let target = email_target("tom@example.com");
+        let contact = given(&[added()]);
+        assert_eq!(
+            contact.live_code(&target, at(1)),
+            Err(ContactRejection::NoLiveCode),
+            "nothing was sent yet"
+        );
+        let (contact, id) = sent(&contact, &target);
+        let expiry = at(0) + minutes(15);
+        assert!(
+            contact
+                .confirm(&target, id, expiry - chrono::TimeDelta::seconds(1))
+                .is_ok()
+        );
+        assert_eq!(
+            contact.confirm(&target, id, expiry),
+            Err(ContactRejection::NoLiveCode)
+        );
+    }
+
+    #[test]
+    fn a_new_value_asked_for_voids_the_code_of_the_previous_one() {
+        let target = email_target("tom@example.com");
+        let (contact, id) = sent(&given(&[added()]), &target);
+        let mut changed = contact.clone();
+        changed.apply(
+            &ContactEvent::EmailAddressChangeRequested {
+                email_address: email("new@example.com"),
+            },
+            at(2),
+        );
+        assert_eq!(changed.email_code, None);
+        assert_eq!(
+            changed.confirm(&target, id, at(3)),
+            Err(ContactRejection::NotPending)
+        );
+        assert_eq!(
+            changed.live_code(&email_target("new@example.com"), at(3)),
+            Err(ContactRejection::NoLiveCode)
+        );
+    }
+
+    #[test]
+    fn a_verified_phone_number_is_in_effect_but_does_not_activate_the_contact() {
+        let target = phone_target("86-13912345678");
+        let (contact, id) = sent(&given(&[added()]), &target);
+        let contact = confirmed(&contact, &target, id);
+        assert_eq!(contact.active_phone_number, Some(phone("86-13912345678")));
+        assert_eq!(contact.status, ContactStatus::Verifying);
+        assert_eq!(
+            contact.pending_targets(),
+            vec![email_target("tom@example.com")]
+        );
+    }
+
+    #[test]
+    fn pending_targets_list_the_email_address_then_the_phone_number() {
+        let contact = given(&[added()]);
+        assert_eq!(
+            contact.pending_targets(),
+            vec![
+                email_target("tom@example.com"),
+                phone_target("86-13912345678")
+            ]
+        );
+    }
+
+    /// A contact whose first email address is verified, with a new one pending.
+    fn active_with_pending_email() -> Contact {
+        let target = email_target("tom@example.com");
+        let (contact, id) = sent(&given(&[added()]), &target);
+        let mut contact = confirmed(&contact, &target, id);
+        contact.apply(
+            &ContactEvent::EmailAddressChangeRequested {
+                email_address: email("new@example.com"),
+            },
+            at(3),
+        );
+        contact
+    }
+
+    #[test]
+    fn a_change_of_a_verified_email_address_keeps_the_contact_active() {
+        let contact = active_with_pending_email();
+        assert_eq!(contact.status, ContactStatus::Active);
+        assert_eq!(contact.email_address, email("new@example.com"));
+        assert_eq!(contact.active_email_address, Some(email("tom@example.com")));
+    }
+
+    #[test]
+    fn cancelling_a_pending_email_address_restores_the_verified_one() {
+        let contact = active_with_pending_email();
+        let command = CancelMessageContactUpdate {
+            email_address: Some(email("new@example.com")),
+            phone_number: None,
+        };
+        let events = contact.cancel(&command).unwrap();
+        assert_eq!(
+            events,
+            vec![ContactEvent::EmailAddressChangeCancelled {
+                email_address: email("new@example.com")
+            }]
+        );
+        let mut after = contact.clone();
+        after.apply(&events[0], at(4));
+        assert_eq!(after.email_address, email("tom@example.com"));
+        assert_eq!(after.pending_email_address(), None);
+    }
+
+    #[test]
+    fn the_first_email_address_cannot_be_cancelled() {
+        let contact = given(&[added()]);
+        let command = CancelMessageContactUpdate {
+            email_address: Some(email("tom@example.com")),
+            phone_number: None,
+        };
+        assert_eq!(
+            contact.cancel(&command),
+            Err(ContactRejection::StatusMismatch)
+        );
+    }
+
+    #[test]
+    fn cancelling_what_is_not_pending_or_nothing_at_all_is_refused_and_changes_nothing() {
+        let contact = active_with_pending_email();
+        for command in [
+            CancelMessageContactUpdate::default(),
+            CancelMessageContactUpdate {
+                email_address: Some(email("tom@example.com")),
+                phone_number: None,
+            },
+            // The phone is pending, but the email named with it is not: all or nothing.
+            CancelMessageContactUpdate {
+                email_address: Some(email("other@example.com")),
+                phone_number: Some(phone("86-13912345678")),
+            },
+        ] {
+            assert_eq!(
+                contact.cancel(&command),
+                Err(ContactRejection::StatusMismatch),
+                "{command:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cancelling_a_first_phone_number_leaves_none_and_a_changed_one_the_verified_one() {
+        let contact = given(&[added()]);
+        let command = CancelMessageContactUpdate {
+            email_address: None,
+            phone_number: Some(phone("86-13912345678")),
+        };
+        let mut after = contact.clone();
+        for event in contact.cancel(&command).unwrap() {
+            after.apply(&event, at(1));
+        }
+        assert_eq!((after.phone_number, after.phone_code), (None, None));
+
+        let target = phone_target("86-13912345678");
+        let (contact, id) = sent(&contact, &target);
+        let mut contact = confirmed(&contact, &target, id);
+        contact.apply(
+            &ContactEvent::PhoneNumberChangeRequested {
+                phone_number: phone("86-18612345678"),
+            },
+            at(3),
+        );
+        let command = CancelMessageContactUpdate {
+            email_address: None,
+            phone_number: Some(phone("86-18612345678")),
+        };
+        for event in contact.clone().cancel(&command).unwrap() {
+            contact.apply(&event, at(4));
+        }
+        assert_eq!(contact.phone_number, Some(phone("86-13912345678")));
+        assert_eq!(contact.pending_phone_number(), None);
+    }
+
+    #[test]
+    fn an_update_back_to_the_verified_value_ends_the_pending_change() {
+        let contact = active_with_pending_email();
+        let events = when(
+            &contact,
+            UpdateMessageContact {
+                email_address: Some(email("tom@example.com")),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut after = contact.clone();
+        for event in &events {
+            after.apply(event, at(5));
+        }
+        assert_eq!(after.pending_email_address(), None);
+        assert!(
+            after
+                .pending_targets()
+                .iter()
+                .all(|t| t.channel() != Channel::Email)
+        );
+    }
+
+    #[test]
+    fn a_deleting_contact_refuses_sends_confirmations_and_cancellations() {
+        let target = email_target("tom@example.com");
+        let (mut contact, id) = sent(&given(&[added()]), &target);
+        contact.status = ContactStatus::Deleting;
+        assert_eq!(
+            contact.request_verification(&target, VerificationId::generate(), at(9)),
+            Err(ContactRejection::StatusMismatch)
+        );
+        assert_eq!(
+            contact.confirm(&target, id, at(2)),
+            Err(ContactRejection::StatusMismatch)
+        );
+        let command = CancelMessageContactUpdate {
+            email_address: None,
+            phone_number: Some(phone("86-13912345678")),
+        };
+        assert_eq!(
+            contact.cancel(&command),
+            Err(ContactRejection::StatusMismatch)
+        );
     }
 }

@@ -18,6 +18,8 @@ pub enum Field {
     PageToken,
     AsOf,
     FromPosition,
+    Target,
+    VerificationCode,
 }
 
 impl Field {
@@ -37,6 +39,8 @@ impl Field {
             Field::PageToken => "PageToken",
             Field::AsOf => "AsOf",
             Field::FromPosition => "FromPosition",
+            Field::Target => "Target",
+            Field::VerificationCode => "VerificationCode",
         }
     }
 }

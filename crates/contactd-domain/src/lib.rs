@@ -3,6 +3,7 @@
 //! "is this name taken" are looked up by the application layer and handed in.
 
 mod contact;
+mod delivery;
 mod email;
 mod error;
 mod ids;
@@ -10,11 +11,13 @@ mod message_types;
 mod name;
 mod phone;
 mod title;
+mod verification;
 
 pub use contact::{
-    AddMessageContact, Contact, ContactEvent, ContactRejection, ContactStatus, PhoneChange,
-    UpdateMessageContact,
+    AddMessageContact, CancelMessageContactUpdate, Contact, ContactEvent, ContactRejection,
+    ContactStatus, PhoneChange, UpdateMessageContact,
 };
+pub use delivery::{DeliveryEvent, DeliveryOutcome, DomainEvent};
 pub use email::EmailAddress;
 pub use error::{Field, ParameterError};
 pub use ids::{AccountId, ClientToken, ContactId, InvalidAccountId, MemberId};
@@ -22,3 +25,7 @@ pub use message_types::{MessageType, MessageTypes};
 pub use name::ContactName;
 pub use phone::{CountryCodes, PhoneNumber};
 pub use title::Title;
+pub use verification::{
+    Channel, IssuedCode, MAX_CODE_TRIES, VerificationCode, VerificationId, VerificationTarget,
+    masked,
+};

@@ -4,32 +4,42 @@
 
 use contactd_app::{ListQuery, NewContact, PageRequest};
 use contactd_domain::{
-    ContactId, ContactName, CountryCodes, EmailAddress, Field, MemberId, MessageTypes,
-    ParameterError, PhoneChange, PhoneNumber, Title, UpdateMessageContact,
+    CancelMessageContactUpdate, ContactId, ContactName, CountryCodes, EmailAddress, Field,
+    MemberId, MessageTypes, ParameterError, PhoneChange, PhoneNumber, Title, UpdateMessageContact,
+    VerificationCode, VerificationTarget,
 };
 use prost::Message;
 
 use crate::proto::{
-    AddMessageContactRequest, GetMessageContactRequest, ListMessageContactsRequest,
+    AddMessageContactRequest, CancelMessageContactUpdateRequest,
+    ConfirmMessageContactVerificationRequest, GetMessageContactRequest,
+    ListMessageContactVerificationsRequest, ListMessageContactsRequest,
+    SendEmailVerificationForMessageContactRequest, SendPhoneVerificationForMessageContactRequest,
     UpdateMessageContactRequest,
 };
 
 const DEFAULT_PAGE_SIZE: u32 = 10;
 const MAX_PAGE_SIZE: u32 = 100;
 
+/// The first required field sent empty, in field order: missing parameters are reported
+/// before any field's shape.
+fn require<const N: usize>(fields: [(bool, Field); N]) -> Result<(), ParameterError> {
+    match fields.into_iter().find(|(missing, _)| *missing) {
+        Some((_, field)) => Err(ParameterError::Missing(field)),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn new_contact(
     req: &AddMessageContactRequest,
     codes: &CountryCodes,
 ) -> Result<NewContact, ParameterError> {
-    let required = [
+    require([
         (req.name.is_empty(), Field::Name),
         (req.email_address.is_empty(), Field::EmailAddress),
         (req.title.is_empty(), Field::Title),
         (req.message_types.is_empty(), Field::MessageTypes),
-    ];
-    if let Some((_, field)) = required.into_iter().find(|(missing, _)| *missing) {
-        return Err(ParameterError::Missing(field));
-    }
+    ])?;
     Ok(NewContact {
         name: ContactName::parse(&req.name)?,
         email_address: EmailAddress::parse(&req.email_address)?,
@@ -90,6 +100,84 @@ pub(crate) fn list_query(req: &ListMessageContactsRequest) -> Result<ListQuery, 
         member,
         page,
     })
+}
+
+pub(crate) fn send_email(
+    req: &SendEmailVerificationForMessageContactRequest,
+) -> Result<(ContactId, VerificationTarget), ParameterError> {
+    require([
+        (req.contact_id.is_empty(), Field::ContactId),
+        (req.email_address.is_empty(), Field::EmailAddress),
+    ])?;
+    Ok((
+        ContactId::parse(&req.contact_id)?,
+        VerificationTarget::Email(EmailAddress::parse(&req.email_address)?),
+    ))
+}
+
+pub(crate) fn send_phone(
+    req: &SendPhoneVerificationForMessageContactRequest,
+    codes: &CountryCodes,
+) -> Result<(ContactId, VerificationTarget), ParameterError> {
+    require([
+        (req.contact_id.is_empty(), Field::ContactId),
+        (req.phone_number.is_empty(), Field::PhoneNumber),
+    ])?;
+    Ok((
+        ContactId::parse(&req.contact_id)?,
+        VerificationTarget::Phone(PhoneNumber::parse(&req.phone_number, codes)?),
+    ))
+}
+
+pub(crate) fn list_verifications(
+    req: &ListMessageContactVerificationsRequest,
+) -> Result<(ContactId, PageRequest), ParameterError> {
+    let contact_id = ContactId::parse(&req.contact_id)?;
+    let page = PageRequest::parse(
+        req.page_number.into(),
+        req.page_size.into(),
+        DEFAULT_PAGE_SIZE,
+        MAX_PAGE_SIZE,
+    )?;
+    Ok((contact_id, page))
+}
+
+/// A target named but sent empty is malformed, not "not named": unlike Update, Cancel has no
+/// meaning for an empty phone number.
+pub(crate) fn cancel_command(
+    req: &CancelMessageContactUpdateRequest,
+    codes: &CountryCodes,
+) -> Result<(ContactId, CancelMessageContactUpdate), ParameterError> {
+    let contact_id = ContactId::parse(&req.contact_id)?;
+    let command = CancelMessageContactUpdate {
+        email_address: req
+            .email_address
+            .as_deref()
+            .map(EmailAddress::parse)
+            .transpose()?,
+        phone_number: req
+            .phone_number
+            .as_deref()
+            .map(|raw| PhoneNumber::parse(raw, codes))
+            .transpose()?,
+    };
+    Ok((contact_id, command))
+}
+
+pub(crate) fn confirm(
+    req: &ConfirmMessageContactVerificationRequest,
+    codes: &CountryCodes,
+) -> Result<(ContactId, VerificationTarget, VerificationCode), ParameterError> {
+    require([
+        (req.contact_id.is_empty(), Field::ContactId),
+        (req.target.is_empty(), Field::Target),
+        (req.code.is_empty(), Field::VerificationCode),
+    ])?;
+    Ok((
+        ContactId::parse(&req.contact_id)?,
+        VerificationTarget::parse(&req.target, codes)?,
+        VerificationCode::parse(&req.code)?,
+    ))
 }
 
 fn message_types(raw: &[String]) -> Result<Option<MessageTypes>, ParameterError> {
@@ -195,6 +283,61 @@ mod tests {
     }
 
     #[test]
+    fn a_confirmation_reports_missing_fields_before_any_shape() {
+        let codes = CountryCodes::default();
+        let req = ConfirmMessageContactVerificationRequest {
+            contact_id: "bad".into(),
+            target: "tom@example.com".into(),
+            code: String::new(),
+            client_token: String::new(),
+        };
+        assert_eq!(
+            confirm(&req, &codes).map(|_| ()),
+            Err(ParameterError::Missing(Field::VerificationCode))
+        );
+        let req = ConfirmMessageContactVerificationRequest {
+            code: "12345x".into(),
+            ..req
+        };
+        assert_eq!(
+            confirm(&req, &codes).map(|_| ()),
+            Err(ParameterError::Invalid(Field::ContactId))
+        );
+        let req = ConfirmMessageContactVerificationRequest {
+            contact_id: "c-0123456789abcdef".into(),
+            ..req
+        };
+        assert_eq!(
+            confirm(&req, &codes).map(|_| ()),
+            Err(ParameterError::Invalid(Field::VerificationCode))
+        );
+    }
+
+    #[test]
+    fn a_cancellation_refuses_targets_sent_empty() {
+        let codes = CountryCodes::default();
+        let req = CancelMessageContactUpdateRequest {
+            contact_id: "c-0123456789abcdef".into(),
+            email_address: None,
+            phone_number: Some(String::new()),
+            client_token: String::new(),
+        };
+        assert_eq!(
+            cancel_command(&req, &codes).map(|_| ()),
+            Err(ParameterError::Invalid(Field::PhoneNumber))
+        );
+        let req = CancelMessageContactUpdateRequest {
+            email_address: Some(String::new()),
+            phone_number: None,
+            ..req
+        };
+        assert_eq!(
+            cancel_command(&req, &codes).map(|_| ()),
+            Err(ParameterError::Invalid(Field::EmailAddress))
+        );
+    }
+
+    #[test]
     fn the_fingerprint_ignores_the_token_but_not_presence_or_order() {
         let clear = |r: &mut UpdateMessageContactRequest| r.client_token.clear();
         let a = UpdateMessageContactRequest {
@@ -237,6 +380,29 @@ mod tests {
                 contact_id, name, email_address: email, phone_number: phone, title, message_types: types, client_token: String::new(),
             };
             let _ = update_command(&req, &CountryCodes::new([1, 44, 86]));
+        }
+
+        #[test]
+        fn arbitrary_verification_requests_yield_a_command_or_an_error_never_a_panic(
+            contact_id in any::<String>(),
+            target in "[0-9@a-z.+-]{0,24}|.*",
+            code in "[0-9]{0,7}|.*",
+            email in proptest::option::of(any::<String>()),
+            phone in proptest::option::of("[0-9+-]{0,20}|.*"),
+        ) {
+            let codes = CountryCodes::new([1, 44, 86]);
+            let _ = confirm(&ConfirmMessageContactVerificationRequest {
+                contact_id: contact_id.clone(), target: target.clone(), code, client_token: String::new(),
+            }, &codes);
+            let _ = send_email(&SendEmailVerificationForMessageContactRequest {
+                contact_id: contact_id.clone(), email_address: target.clone(), client_token: String::new(),
+            });
+            let _ = send_phone(&SendPhoneVerificationForMessageContactRequest {
+                contact_id: contact_id.clone(), phone_number: target, client_token: String::new(),
+            }, &codes);
+            let _ = cancel_command(&CancelMessageContactUpdateRequest {
+                contact_id, email_address: email, phone_number: phone, client_token: String::new(),
+            }, &codes);
         }
 
         #[test]

@@ -14,9 +14,15 @@ use crate::from_proto::{self, fingerprint};
 use crate::identity::call_context;
 use crate::proto::message_contact_service_server::MessageContactService;
 use crate::proto::{
-    AddMessageContactRequest, AddMessageContactResponse, GetMessageContactRequest,
-    GetMessageContactResponse, ListMessageContactsRequest, ListMessageContactsResponse,
-    UpdateMessageContactRequest, UpdateMessageContactResponse,
+    AddMessageContactRequest, AddMessageContactResponse, CancelMessageContactUpdateRequest,
+    CancelMessageContactUpdateResponse, ConfirmMessageContactVerificationRequest,
+    ConfirmMessageContactVerificationResponse, ContactVerification, GetMessageContactRequest,
+    GetMessageContactResponse, ListMessageContactVerificationsRequest,
+    ListMessageContactVerificationsResponse, ListMessageContactsRequest,
+    ListMessageContactsResponse, SendEmailVerificationForMessageContactRequest,
+    SendEmailVerificationForMessageContactResponse, SendPhoneVerificationForMessageContactRequest,
+    SendPhoneVerificationForMessageContactResponse, UpdateMessageContactRequest,
+    UpdateMessageContactResponse,
 };
 use crate::status::{self, REQUEST_ID_HEADER};
 use crate::to_proto;
@@ -63,27 +69,47 @@ impl<S: ContactStore> ContactGrpc<S> {
         })
     }
 
+    /// Runs a mutating call under its client token, looked at right after the caller's
+    /// identity: a retry of a call that succeeded answers as it did, and changes nothing.
+    async fn idempotent<M, Fut>(
+        &self,
+        ctx: &CallContext,
+        operation: Operation,
+        req: &M,
+        run: impl FnOnce(Option<Idempotency>) -> Fut,
+    ) -> Result<Outcome, AppError>
+    where
+        M: WithClientToken,
+        Fut: Future<Output = Result<Outcome, AppError>>,
+    {
+        let fingerprint = || fingerprint(req, |r| r.client_token_mut().clear());
+        match self
+            .token(ctx, operation, req.client_token(), fingerprint)
+            .await?
+        {
+            Token::Recalled(outcome) => Ok(outcome),
+            Token::Absent => run(None).await,
+            Token::Fresh(idempotency) => run(Some(idempotency)).await,
+        }
+    }
+
     async fn add(
         &self,
         ctx: &CallContext,
         req: AddMessageContactRequest,
     ) -> Result<AddMessageContactResponse, AppError> {
-        let token = self
-            .token(ctx, Operation::AddMessageContact, &req.client_token, || {
-                fingerprint(&req, |r| r.client_token.clear())
-            })
+        let codes = &self.app.policy().country_codes;
+        let outcome = self
+            .idempotent(
+                ctx,
+                Operation::AddMessageContact,
+                &req,
+                |idempotency| async {
+                    let new = from_proto::new_contact(&req, codes)?;
+                    self.app.add_contact(ctx, new, idempotency).await
+                },
+            )
             .await?;
-        let outcome = match token {
-            Token::Recalled(outcome) => outcome,
-            Token::Absent | Token::Fresh(_) => {
-                let new = from_proto::new_contact(&req, &self.app.policy().country_codes)?;
-                let idempotency = match token {
-                    Token::Fresh(idempotency) => Some(idempotency),
-                    _ => None,
-                };
-                self.app.add_contact(ctx, new, idempotency).await?
-            }
-        };
         match outcome {
             Outcome::Added {
                 request_id,
@@ -92,7 +118,7 @@ impl<S: ContactStore> ContactGrpc<S> {
                 request_id,
                 contact: Some(to_proto::contact(&contact)),
             }),
-            Outcome::Updated { .. } => Err(mismatched_outcome()),
+            Outcome::Acknowledged { .. } => Err(mismatched_outcome()),
         }
     }
 
@@ -101,32 +127,141 @@ impl<S: ContactStore> ContactGrpc<S> {
         ctx: &CallContext,
         req: UpdateMessageContactRequest,
     ) -> Result<UpdateMessageContactResponse, AppError> {
-        let token = self
-            .token(
+        let codes = &self.app.policy().country_codes;
+        let outcome = self
+            .idempotent(
                 ctx,
                 Operation::UpdateMessageContact,
-                &req.client_token,
-                || fingerprint(&req, |r| r.client_token.clear()),
+                &req,
+                |idempotency| async {
+                    let (contact_id, command) = from_proto::update_command(&req, codes)?;
+                    self.app
+                        .update_contact(ctx, &contact_id, &command, idempotency)
+                        .await
+                },
             )
             .await?;
-        let outcome = match token {
-            Token::Recalled(outcome) => outcome,
-            Token::Absent | Token::Fresh(_) => {
-                let (contact_id, command) =
-                    from_proto::update_command(&req, &self.app.policy().country_codes)?;
-                let idempotency = match token {
-                    Token::Fresh(idempotency) => Some(idempotency),
-                    _ => None,
-                };
-                self.app
-                    .update_contact(ctx, &contact_id, &command, idempotency)
-                    .await?
-            }
-        };
-        match outcome {
-            Outcome::Updated { request_id } => Ok(UpdateMessageContactResponse { request_id }),
-            Outcome::Added { .. } => Err(mismatched_outcome()),
-        }
+        Ok(UpdateMessageContactResponse {
+            request_id: acknowledged(outcome)?,
+        })
+    }
+
+    async fn send_email(
+        &self,
+        ctx: &CallContext,
+        req: SendEmailVerificationForMessageContactRequest,
+    ) -> Result<SendEmailVerificationForMessageContactResponse, AppError> {
+        let outcome = self
+            .idempotent(
+                ctx,
+                Operation::SendEmailVerificationForMessageContact,
+                &req,
+                |idempotency| async {
+                    let (contact_id, target) = from_proto::send_email(&req)?;
+                    self.app
+                        .send_verification(ctx, &contact_id, &target, idempotency)
+                        .await
+                },
+            )
+            .await?;
+        Ok(SendEmailVerificationForMessageContactResponse {
+            request_id: acknowledged(outcome)?,
+        })
+    }
+
+    async fn send_phone(
+        &self,
+        ctx: &CallContext,
+        req: SendPhoneVerificationForMessageContactRequest,
+    ) -> Result<SendPhoneVerificationForMessageContactResponse, AppError> {
+        let codes = &self.app.policy().country_codes;
+        let outcome = self
+            .idempotent(
+                ctx,
+                Operation::SendPhoneVerificationForMessageContact,
+                &req,
+                |idempotency| async {
+                    let (contact_id, target) = from_proto::send_phone(&req, codes)?;
+                    self.app
+                        .send_verification(ctx, &contact_id, &target, idempotency)
+                        .await
+                },
+            )
+            .await?;
+        Ok(SendPhoneVerificationForMessageContactResponse {
+            request_id: acknowledged(outcome)?,
+        })
+    }
+
+    async fn list_verifications(
+        &self,
+        ctx: &CallContext,
+        req: ListMessageContactVerificationsRequest,
+    ) -> Result<ListMessageContactVerificationsResponse, AppError> {
+        let (contact_id, page) = from_proto::list_verifications(&req)?;
+        let page = self.app.list_verifications(ctx, &contact_id, page).await?;
+        Ok(ListMessageContactVerificationsResponse {
+            request_id: ctx.request_id.to_string(),
+            total_count: i64::try_from(page.total_count).unwrap_or(i64::MAX),
+            page_number: i32::try_from(page.request.number).unwrap_or(i32::MAX),
+            page_size: i32::try_from(page.request.size).unwrap_or(i32::MAX),
+            contact_verifications: page
+                .items
+                .iter()
+                .map(|target| ContactVerification {
+                    contact_id: contact_id.to_string(),
+                    target: target.as_str().to_owned(),
+                })
+                .collect(),
+        })
+    }
+
+    async fn cancel(
+        &self,
+        ctx: &CallContext,
+        req: CancelMessageContactUpdateRequest,
+    ) -> Result<CancelMessageContactUpdateResponse, AppError> {
+        let codes = &self.app.policy().country_codes;
+        let outcome = self
+            .idempotent(
+                ctx,
+                Operation::CancelMessageContactUpdate,
+                &req,
+                |idempotency| async {
+                    let (contact_id, command) = from_proto::cancel_command(&req, codes)?;
+                    self.app
+                        .cancel_update(ctx, &contact_id, &command, idempotency)
+                        .await
+                },
+            )
+            .await?;
+        Ok(CancelMessageContactUpdateResponse {
+            request_id: acknowledged(outcome)?,
+        })
+    }
+
+    async fn confirm(
+        &self,
+        ctx: &CallContext,
+        req: ConfirmMessageContactVerificationRequest,
+    ) -> Result<ConfirmMessageContactVerificationResponse, AppError> {
+        let codes = &self.app.policy().country_codes;
+        let outcome = self
+            .idempotent(
+                ctx,
+                Operation::ConfirmMessageContactVerification,
+                &req,
+                |idempotency| async {
+                    let (contact_id, target, code) = from_proto::confirm(&req, codes)?;
+                    self.app
+                        .confirm_verification(ctx, &contact_id, &target, &code, idempotency)
+                        .await
+                },
+            )
+            .await?;
+        Ok(ConfirmMessageContactVerificationResponse {
+            request_id: acknowledged(outcome)?,
+        })
     }
 
     async fn get(
@@ -156,6 +291,14 @@ impl<S: ContactStore> ContactGrpc<S> {
             page_size: i32::try_from(page.request.size).unwrap_or(i32::MAX),
             contacts: page.items.iter().map(to_proto::contact).collect(),
         })
+    }
+}
+
+/// The request id of a call that answers only that.
+fn acknowledged(outcome: Outcome) -> Result<String, AppError> {
+    match outcome {
+        Outcome::Acknowledged { request_id } => Ok(request_id),
+        Outcome::Added { .. } => Err(mismatched_outcome()),
     }
 }
 
@@ -195,6 +338,34 @@ where
     }
 }
 
+/// Mutating requests carry a client token.
+pub(crate) trait WithClientToken: prost::Message + Clone {
+    fn client_token(&self) -> &str;
+    fn client_token_mut(&mut self) -> &mut String;
+}
+
+macro_rules! with_client_token {
+    ($($request:ty),*) => {
+        $(impl WithClientToken for $request {
+            fn client_token(&self) -> &str {
+                &self.client_token
+            }
+            fn client_token_mut(&mut self) -> &mut String {
+                &mut self.client_token
+            }
+        })*
+    };
+}
+
+with_client_token!(
+    AddMessageContactRequest,
+    UpdateMessageContactRequest,
+    SendEmailVerificationForMessageContactRequest,
+    SendPhoneVerificationForMessageContactRequest,
+    CancelMessageContactUpdateRequest,
+    ConfirmMessageContactVerificationRequest
+);
+
 /// Responses carry their request id in the body; [`serve`] copies it into metadata.
 pub(crate) trait WithRequestId {
     fn request_id(&self) -> &str;
@@ -216,7 +387,12 @@ with_request_id!(
     AddMessageContactResponse,
     UpdateMessageContactResponse,
     GetMessageContactResponse,
-    ListMessageContactsResponse
+    ListMessageContactsResponse,
+    SendEmailVerificationForMessageContactResponse,
+    SendPhoneVerificationForMessageContactResponse,
+    ListMessageContactVerificationsResponse,
+    CancelMessageContactUpdateResponse,
+    ConfirmMessageContactVerificationResponse
 );
 
 #[tonic::async_trait]
@@ -253,6 +429,58 @@ impl<S: ContactStore> MessageContactService for ContactGrpc<S> {
         serve(
             request,
             |ctx, req| async move { self.list(&ctx, req).await },
+        )
+        .await
+    }
+
+    async fn send_email_verification_for_message_contact(
+        &self,
+        request: Request<SendEmailVerificationForMessageContactRequest>,
+    ) -> Result<Response<SendEmailVerificationForMessageContactResponse>, Status> {
+        serve(request, |ctx, req| async move {
+            self.send_email(&ctx, req).await
+        })
+        .await
+    }
+
+    async fn send_phone_verification_for_message_contact(
+        &self,
+        request: Request<SendPhoneVerificationForMessageContactRequest>,
+    ) -> Result<Response<SendPhoneVerificationForMessageContactResponse>, Status> {
+        serve(request, |ctx, req| async move {
+            self.send_phone(&ctx, req).await
+        })
+        .await
+    }
+
+    async fn list_message_contact_verifications(
+        &self,
+        request: Request<ListMessageContactVerificationsRequest>,
+    ) -> Result<Response<ListMessageContactVerificationsResponse>, Status> {
+        serve(request, |ctx, req| async move {
+            self.list_verifications(&ctx, req).await
+        })
+        .await
+    }
+
+    async fn cancel_message_contact_update(
+        &self,
+        request: Request<CancelMessageContactUpdateRequest>,
+    ) -> Result<Response<CancelMessageContactUpdateResponse>, Status> {
+        serve(
+            request,
+            |ctx, req| async move { self.cancel(&ctx, req).await },
+        )
+        .await
+    }
+
+    async fn confirm_message_contact_verification(
+        &self,
+        request: Request<ConfirmMessageContactVerificationRequest>,
+    ) -> Result<Response<ConfirmMessageContactVerificationResponse>, Status> {
+        serve(
+            request,
+            |ctx, req| async move { self.confirm(&ctx, req).await },
         )
         .await
     }

@@ -71,6 +71,18 @@ pub(crate) fn app_error(error: &AppError, request_id: &str) -> Status {
             Code::FailedPrecondition,
             400,
         ),
+        AppError::VerificationNotFound => ErrorCode::new(
+            "EntityNotExists.Contact.Verification",
+            "This contact verification does not exist.",
+            Code::NotFound,
+            404,
+        ),
+        AppError::SendLimitExceeded => ErrorCode::new(
+            "SendValidateCodeExceedsLimitForAccount",
+            "For the same account, the number of verification codes sent exceeds the limit.",
+            Code::ResourceExhausted,
+            409,
+        ),
         AppError::NameAlreadyUsed => ErrorCode::new(
             "InvalidParameter.Name.AlreadyUsed",
             "The Name already exists. Please change to another name.",
@@ -126,6 +138,13 @@ fn parameter(error: ParameterError) -> ErrorCode {
         ParameterError::Missing(_) => ErrorCode::new(
             &format!("MissingParameter.{name}"),
             &format!("You must specify {name}."),
+            Code::InvalidArgument,
+            400,
+        ),
+        // The one message of the table that does not follow the pattern.
+        ParameterError::Invalid(Field::VerificationCode) => ErrorCode::new(
+            "InvalidParameter.VerificationCode",
+            "The verification code is invalid.",
             Code::InvalidArgument,
             400,
         ),
@@ -188,6 +207,8 @@ fn proto_field_name(field: Field) -> &'static str {
         Field::PageToken => "page_token",
         Field::AsOf => "as_of",
         Field::FromPosition => "from_position",
+        Field::Target => "target",
+        Field::VerificationCode => "code",
     }
 }
 

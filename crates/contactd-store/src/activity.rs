@@ -38,7 +38,10 @@ impl Projection for AccountActivity {
                 .entry(event.metadata.account_id.as_str())
                 .or_default();
             tally.events += 1;
-            if matches!(event.event, ContactEvent::MessageContactAdded { .. }) {
+            if matches!(
+                event.contact_event(),
+                Some(ContactEvent::MessageContactAdded { .. })
+            ) {
                 tally.contacts_added += 1;
             }
             tally.last_position = tally.last_position.max(event.position.global_position);

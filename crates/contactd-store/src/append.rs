@@ -1,6 +1,6 @@
 //! The append: one SQL statement, so one transaction and one round trip, that writes the events
-//! at the expected version, the read-model row, the name claims, the quota counter and the
-//! remembered call. Any rule the database refuses aborts all of it.
+//! at the expected version, the read-model row, the name claims, the quota counter, the
+//! remembered call and a send's code with its limits. Any rule the database refuses aborts all of it.
 
 use std::sync::LazyLock;
 
@@ -13,7 +13,7 @@ use contactd_domain::Contact;
 
 use crate::error::{append_error, store_error};
 use crate::rows::{StoredContact, outcome_to_json};
-use crate::schema::encode_event;
+use crate::schema::encode_contact_event;
 
 /// The statement is composed of the parts an append needs: an update carries no quota and
 /// usually no name claim or remembered call, and every part left out is work PostgreSQL does
@@ -36,36 +36,31 @@ appended AS (
 
 const INSERT_CONTACT: &str = r#"
 projected AS (
-    INSERT INTO contacts (contact_id, account_id, name, email_address, active_email_address,
-                          phone_number, active_phone_number, title, message_types, status,
-                          created_at, updated_at, version)
-    VALUES ($2, $1, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+    INSERT INTO contacts (contact_id, account_id, created_at, version, state)
+    VALUES ($2, $1, $13, $14, $15)
     RETURNING 1
 )"#;
 
 const UPDATE_CONTACT: &str = r#"
 projected AS (
-    UPDATE contacts SET
-        name = $13, email_address = $14, active_email_address = $15, phone_number = $16,
-        active_phone_number = $17, title = $18, message_types = $19, status = $20,
-        updated_at = $22, version = $23
-    WHERE contact_id = $2 AND account_id = $1 AND version = $24::bigint
+    UPDATE contacts SET state = $15, version = $14
+    WHERE contact_id = $2 AND account_id = $1 AND version = $16::bigint
     RETURNING 1
 )"#;
 
 const RELEASE_NAME: &str = r#"
 released AS (
-    DELETE FROM contact_names WHERE account_id = $1 AND name_key = $25::text AND contact_id = $2
+    DELETE FROM contact_names WHERE account_id = $1 AND name_key = $17::text AND contact_id = $2
 )"#;
 
 const CLAIM_NAME: &str = r#"
 claimed AS (
-    INSERT INTO contact_names (account_id, name_key, contact_id) VALUES ($1, $26::text, $2)
+    INSERT INTO contact_names (account_id, name_key, contact_id) VALUES ($1, $18::text, $2)
 )"#;
 
 const COUNT_CONTACT: &str = r#"
 counted AS (
-    INSERT INTO contact_quotas (account_id, contacts, max_contacts) VALUES ($1, 1, $27::int)
+    INSERT INTO contact_quotas (account_id, contacts, max_contacts) VALUES ($1, 1, $19::int)
     ON CONFLICT (account_id) DO UPDATE
         SET contacts = contact_quotas.contacts + 1, max_contacts = EXCLUDED.max_contacts
 )"#;
@@ -73,13 +68,43 @@ counted AS (
 const REMEMBER_CALL: &str = r#"
 remembered AS (
     INSERT INTO idempotency_records (account_id, operation, client_token, fingerprint, outcome, recorded_at)
-    VALUES ($1, $28::text, $29::bytea, $30::bytea, $31::jsonb, $7)
+    VALUES ($1, $20::text, $21::bytea, $22::bytea, $23::jsonb, $7)
+)"#;
+
+/// A send: the code's row (which replaces the target's older code) and the two send limits,
+/// each a row that concurrent sends lock in turn and whose `CHECK` refuses the send past it.
+/// The per-target window keeps the times of the last minute's sends, so the limit holds over
+/// any minute, not per calendar minute; a clock running behind another process's counts into
+/// the later day rather than starting the day again.
+const ISSUE_CODE: &str = r#"
+replaced AS (
+    DELETE FROM verification_codes WHERE account_id = $1 AND contact_id = $2 AND channel = $25::text
+),
+issued AS (
+    INSERT INTO verification_codes (verification_id, account_id, contact_id, channel, link_hash, expires_at)
+    VALUES ($24::uuid, $1, $2, $25::text, $26::bytea, $27::timestamptz)
+),
+counted_day AS (
+    INSERT INTO verification_send_days AS d (account_id, day, sends, max_sends)
+    VALUES ($1, $28::date, 1, $29::int)
+    ON CONFLICT (account_id) DO UPDATE SET
+        sends = CASE WHEN EXCLUDED.day <= d.day THEN d.sends + 1 ELSE 1 END,
+        day = GREATEST(d.day, EXCLUDED.day), max_sends = EXCLUDED.max_sends
+),
+counted_target AS (
+    INSERT INTO verification_send_windows AS w (account_id, target_digest, sent_at, max_sends)
+    VALUES ($1, $30::bytea, ARRAY[$7::timestamptz], $31::int)
+    ON CONFLICT (account_id, target_digest) DO UPDATE SET
+        sent_at = array_append(
+            ARRAY(SELECT t FROM unnest(w.sent_at) AS t WHERE t > $7::timestamptz - interval '1 minute'),
+            $7::timestamptz),
+        max_sends = EXCLUDED.max_sends
 )"#;
 
 const COUNTS: &str = "\nSELECT (SELECT count(*) FROM appended), (SELECT count(*) FROM projected)";
 
 /// The parts an append needs, as bits: a new contact (1), the name claim kept, claimed or
-/// moved (0, 2 or 4), the quota counted (8), the call remembered (16).
+/// moved (0, 2 or 4), the quota counted (8), the call remembered (16), a code issued (32).
 fn shape(append: &Append<'_>) -> usize {
     let claim = match append.name_claim {
         NameClaim::Keep => 0,
@@ -90,6 +115,7 @@ fn shape(append: &Append<'_>) -> usize {
         | claim
         | if append.quota_limit.is_some() { 8 } else { 0 }
         | if append.remember.is_some() { 16 } else { 0 }
+        | if append.code.is_some() { 32 } else { 0 }
 }
 
 fn compose(shape: usize) -> String {
@@ -110,11 +136,14 @@ fn compose(shape: usize) -> String {
     if shape & 16 != 0 {
         parts.push(REMEMBER_CALL);
     }
+    if shape & 32 != 0 {
+        parts.push(ISSUE_CODE);
+    }
     format!("WITH{}{COUNTS}", parts.join(","))
 }
 
 /// Every composed text, built once: the hot path only picks one.
-static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| (0..32).map(compose).collect());
+static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| (0..64).map(compose).collect());
 
 /// The append statement for this kind of append.
 fn append_sql(append: &Append<'_>) -> &'static str {
@@ -136,7 +165,7 @@ pub(crate) fn encode_events(append: &Append<'_>) -> Vec<EncodedEvent> {
     (0_i64..)
         .zip(append.events)
         .map(|(offset, new)| {
-            let (event_type, schema_version, payload) = encode_event(&new.event);
+            let (event_type, schema_version, payload) = encode_contact_event(&new.event);
             EncodedEvent {
                 event_id: new.event_id,
                 stream_version: first_version + offset,
@@ -164,6 +193,7 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
         NameClaim::Move { from, to } => (Some(from), Some(to)),
     };
     let remember = append.remember;
+    let code = append.code;
 
     let claimed_key = claim.clone();
     let outcome: Result<(i64, i64), AppendError> = sqlx::query_as(sql)
@@ -179,29 +209,25 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
         .bind(&types)
         .bind(&schema_versions)
         .bind(&payloads)
-        .bind(&row.name)
-        .bind(&row.email_address)
-        .bind(&row.active_email_address)
-        .bind(&row.phone_number)
-        .bind(&row.active_phone_number)
-        .bind(&row.title)
-        .bind(&row.message_types)
-        .bind(&row.status)
         .bind(row.created_at)
-        .bind(row.updated_at)
         .bind(row.version)
+        .bind(row.state_json())
         .bind(append.expected_version as i64)
         .bind(release)
         .bind(claim)
-        .bind(
-            append
-                .quota_limit
-                .map(|limit| i32::try_from(limit).unwrap_or(i32::MAX)),
-        )
+        .bind(append.quota_limit.map(limit))
         .bind(remember.map(|call| call.key.operation.as_str()))
         .bind(remember.map(|call| call.key.token.as_str().as_bytes()))
         .bind(remember.map(|call| call.fingerprint.as_slice()))
         .bind(remember.map(|call| outcome_to_json(&call.outcome)))
+        .bind(code.map(|c| c.verification_id.as_uuid()))
+        .bind(code.map(|c| c.channel.as_str()))
+        .bind(code.map(|c| c.link_hash.as_slice()))
+        .bind(code.map(|c| c.expires_at))
+        .bind(code.map(|c| c.limits.day))
+        .bind(code.map(|c| limit(c.limits.per_account_day)))
+        .bind(code.map(|c| c.limits.target_digest.as_slice()))
+        .bind(code.map(|c| limit(c.limits.per_target_minute)))
         .fetch_one(pool)
         .await
         .map_err(append_error);
@@ -218,6 +244,11 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
         return Err(AppendError::VersionConflict);
     }
     Ok(())
+}
+
+/// A limit as the database's `integer` holds it.
+fn limit(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }
 
 /// The database reports one broken rule; the contract ranks uniqueness before quota. When the

@@ -12,6 +12,9 @@ pub(crate) fn append_error(error: sqlx::Error) -> AppendError {
             Some("contact_names_pkey") => return AppendError::NameAlreadyUsed,
             Some("contact_quotas_within_limit") => return AppendError::QuotaExceeded,
             Some("idempotency_records_pkey") => return AppendError::ClientTokenTaken,
+            Some(
+                "verification_send_days_within_limit" | "verification_send_windows_within_limit",
+            ) => return AppendError::SendLimitExceeded,
             _ => {}
         }
     }

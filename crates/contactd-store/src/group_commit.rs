@@ -29,21 +29,13 @@ use crate::rows::StoredContact;
 /// that two processes' groups do not deadlock in the usual case.
 const UPDATE_GROUP: &str = r#"
 WITH input AS (
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                         $12::timestamptz[], $13::bigint[], $14::text[], $15::text[], $16::text[],
-                         $17::text[], $18::timestamptz[])
-        AS i(contact_id, account_id, expected_version, name, email_address, active_email_address,
-             phone_number, active_phone_number, title, message_types, status, updated_at, version,
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::jsonb[],
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+        AS i(contact_id, account_id, expected_version, version, state,
              request_id, caller, correlation_id, causation_id, recorded_at)
 ),
 projected AS (
-    UPDATE contacts AS c SET
-        name = i.name, email_address = i.email_address,
-        active_email_address = i.active_email_address, phone_number = i.phone_number,
-        active_phone_number = i.active_phone_number, title = i.title,
-        message_types = string_to_array(i.message_types, ','), status = i.status,
-        updated_at = i.updated_at, version = i.version
+    UPDATE contacts AS c SET state = i.state, version = i.version
     FROM input AS i
     WHERE c.contact_id = i.contact_id AND c.account_id = i.account_id
       AND c.version = i.expected_version
@@ -54,7 +46,7 @@ appended AS (
                         payload, request_id, caller, correlation_id, causation_id, recorded_at)
     SELECT e.event_id, i.account_id, e.stream_id, e.stream_version, e.event_type, e.schema_version,
            e.payload, i.request_id, i.caller, i.correlation_id, i.causation_id, i.recorded_at
-    FROM UNNEST($19::text[], $20::uuid[], $21::bigint[], $22::text[], $23::int[], $24::jsonb[])
+    FROM UNNEST($11::text[], $12::uuid[], $13::bigint[], $14::text[], $15::int[], $16::jsonb[])
              WITH ORDINALITY AS e(stream_id, event_id, stream_version, event_type, schema_version,
                                   payload, ordinal)
     JOIN projected AS p ON p.contact_id = e.stream_id
@@ -64,13 +56,14 @@ appended AS (
 SELECT contact_id FROM projected
 "#;
 
-/// Whether an append can join a group: an update that claims no name, counts no quota and
-/// remembers no call. The rest are rarer and take the single statement.
+/// Whether an append can join a group: an update that claims no name, counts no quota,
+/// remembers no call and issues no code. The rest are rarer and take the single statement.
 pub(crate) fn groupable(append: &Append<'_>) -> bool {
     append.expected_version > 0
         && matches!(append.name_claim, NameClaim::Keep)
         && append.quota_limit.is_none()
         && append.remember.is_none()
+        && append.code.is_none()
         && !append.events.is_empty()
 }
 
@@ -78,6 +71,7 @@ pub(crate) fn groupable(append: &Append<'_>) -> bool {
 /// hangs up does not cancel the writes of the others.
 pub(crate) struct Update {
     row: StoredContact,
+    state: serde_json::Value,
     expected_version: i64,
     events: Vec<EncodedEvent>,
     request_id: String,
@@ -90,8 +84,10 @@ pub(crate) struct Update {
 impl Update {
     pub(crate) fn copy(append: &Append<'_>) -> Self {
         let metadata = append.metadata;
+        let row = StoredContact::from(append.contact);
         Self {
-            row: StoredContact::from(append.contact),
+            state: row.state_json(),
+            row,
             expected_version: append.expected_version as i64,
             events: encode_events(append),
             request_id: metadata.request_id.clone(),
@@ -185,16 +181,8 @@ async fn write_group(pool: &PgPool, group: &[Update]) -> Result<Vec<String>, sql
     let mut contact_ids = Vec::with_capacity(n);
     let mut account_ids = Vec::with_capacity(n);
     let mut expected = Vec::with_capacity(n);
-    let mut names = Vec::with_capacity(n);
-    let mut emails = Vec::with_capacity(n);
-    let mut active_emails = Vec::with_capacity(n);
-    let mut phones = Vec::with_capacity(n);
-    let mut active_phones = Vec::with_capacity(n);
-    let mut titles = Vec::with_capacity(n);
-    let mut types = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let mut updated = Vec::with_capacity(n);
     let mut versions = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
     let mut request_ids = Vec::with_capacity(n);
     let mut callers = Vec::with_capacity(n);
     let mut correlation_ids = Vec::with_capacity(n);
@@ -211,17 +199,8 @@ async fn write_group(pool: &PgPool, group: &[Update]) -> Result<Vec<String>, sql
         contact_ids.push(row.contact_id.as_str());
         account_ids.push(row.account_id.as_str());
         expected.push(u.expected_version);
-        names.push(row.name.as_str());
-        emails.push(row.email_address.as_str());
-        active_emails.push(row.active_email_address.as_deref());
-        phones.push(row.phone_number.as_deref());
-        active_phones.push(row.active_phone_number.as_deref());
-        titles.push(row.title.as_str());
-        // Message type names are identifiers, never containing a comma.
-        types.push(row.message_types.join(","));
-        statuses.push(row.status.as_str());
-        updated.push(row.updated_at);
         versions.push(row.version);
+        states.push(&u.state);
         request_ids.push(u.request_id.as_str());
         callers.push(u.caller.as_str());
         correlation_ids.push(u.correlation_id.as_str());
@@ -240,16 +219,8 @@ async fn write_group(pool: &PgPool, group: &[Update]) -> Result<Vec<String>, sql
         .bind(contact_ids)
         .bind(account_ids)
         .bind(expected)
-        .bind(names)
-        .bind(emails)
-        .bind(active_emails)
-        .bind(phones)
-        .bind(active_phones)
-        .bind(titles)
-        .bind(types)
-        .bind(statuses)
-        .bind(updated)
         .bind(versions)
+        .bind(states)
         .bind(request_ids)
         .bind(callers)
         .bind(correlation_ids)

@@ -5,11 +5,13 @@
 
 mod activity;
 mod append;
+mod codes;
 mod error;
 mod group_commit;
 mod group_read;
 mod grouping;
 mod log;
+mod outbox;
 mod projection;
 mod read;
 mod rebuild;
@@ -20,15 +22,18 @@ mod subscription;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use contactd_app::{
-    Append, AppendError, AsOf, AuditLog, ContactStore, IdempotencyKey, LogPosition,
-    LogSubscription, Page, PageRequest, RecordedEvent, RememberedCall, StoreError,
+    Append, AppendError, AsOf, AuditLog, ContactStore, EventMetadata, IdempotencyKey, LinkedCode,
+    LogPosition, LogSubscription, Outbox, OutboxMessage, Page, PageRequest, RecordedEvent,
+    RememberedCall, StoreError,
 };
-use contactd_domain::{AccountId, Contact, ContactId};
+use contactd_domain::{AccountId, Contact, ContactId, DeliveryEvent, VerificationId};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::group_commit::{Update, UpdateGroups};
 use crate::group_read::{Load, LoadGroups};
@@ -36,6 +41,7 @@ use crate::grouping::Grouped;
 
 pub use activity::AccountActivity;
 pub use log::{StartPoint, event_json_line};
+pub use outbox::VerificationOutbox;
 pub use projection::{
     Projection, ProjectionMetrics, ProjectionStatus, RunnerSettings, run_projection,
 };
@@ -109,6 +115,8 @@ pub struct PgStore {
     local_appends: Arc<watch::Sender<u64>>,
     /// Bumped when the log may have grown, here or elsewhere: wakes this process's readers.
     log_changes: Arc<watch::Sender<u64>>,
+    /// Bumped when this process's outbox projection recorded messages: wakes its dispatcher.
+    outbox_recorded: Arc<watch::Sender<u64>>,
 }
 
 impl PgStore {
@@ -119,7 +127,14 @@ impl PgStore {
             pool,
             local_appends: Arc::new(watch::Sender::new(0)),
             log_changes: Arc::new(watch::Sender::new(0)),
+            outbox_recorded: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// The projection that records verification messages in this store's outbox, waking this
+    /// store's dispatcher.
+    pub fn verification_outbox(&self) -> VerificationOutbox {
+        VerificationOutbox::new(self.outbox_recorded.clone())
     }
 
     /// Writes concurrent updates in groups, at most `writers` groups at once, each in one
@@ -278,6 +293,51 @@ impl ContactStore for PgStore {
 
     async fn remember(&self, call: &RememberedCall) -> Result<(), AppendError> {
         append::remember(&self.pool, call).await
+    }
+
+    async fn claim_code_try(
+        &self,
+        account_id: &AccountId,
+        verification_id: VerificationId,
+        max_tries: u32,
+    ) -> Result<bool, StoreError> {
+        codes::claim_code_try(&self.pool, account_id, verification_id, max_tries).await
+    }
+
+    async fn find_link(&self, link_hash: &[u8; 32]) -> Result<Option<LinkedCode>, StoreError> {
+        codes::find_link(&self.pool, link_hash).await
+    }
+}
+
+impl Outbox for PgStore {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        outbox::claim_due(&self.pool, owner, lease, limit).await
+    }
+
+    async fn record(
+        &self,
+        owner: &str,
+        message: &OutboxMessage,
+        event: &DeliveryEvent,
+        event_id: Uuid,
+        metadata: &EventMetadata,
+    ) -> Result<bool, StoreError> {
+        let recorded = outbox::record(&self.pool, owner, message, event, event_id, metadata).await;
+        self.appended();
+        recorded
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        outbox::next_due(&self.pool).await
+    }
+
+    fn recorded_messages(&self) -> watch::Receiver<u64> {
+        self.outbox_recorded.subscribe()
     }
 }
 

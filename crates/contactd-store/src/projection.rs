@@ -37,6 +37,10 @@ pub trait Projection: Send + Sync + 'static {
         &self,
         tx: &mut PgConnection,
     ) -> Option<impl Future<Output = Result<(), sqlx::Error>> + Send>;
+
+    /// Called once a batch has committed: where a projection tells this process's consumers
+    /// of its read model that there is more to read.
+    fn committed(&self, _events: &[RecordedEvent]) {}
 }
 
 /// How a runner paces itself.
@@ -210,6 +214,7 @@ async fn lead<P: Projection>(
         };
         let next = last.position;
         apply_batch(&mut conn, projection, after, next, &batch).await?;
+        projection.committed(&batch);
         after = next;
         let status = lag(&mut conn, after, &batch).await?;
         debug!(

@@ -54,10 +54,14 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
                 .into_recorded()?;
             events += 1;
             let at = recorded.metadata.recorded_at;
+            // Other streams (a message's delivery) are not the contacts' read model.
+            let Some(event) = recorded.contact_event() else {
+                continue;
+            };
             match contacts.get_mut(&recorded.stream_id) {
-                Some(contact) => contact.apply(&recorded.event, at),
+                Some(contact) => contact.apply(event, at),
                 None => {
-                    let contact = Contact::created(&recorded.event, at).ok_or_else(|| {
+                    let contact = Contact::created(event, at).ok_or_else(|| {
                         StoreError::internal(
                             format!(
                                 "stream {} does not start with its creation",
@@ -95,23 +99,14 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
 
 async fn insert_contacts(tx: &mut PgConnection, contacts: &[&Contact]) -> Result<(), StoreError> {
     let rows: Vec<StoredContact> = contacts.iter().map(|c| StoredContact::from(*c)).collect();
-    let column = |f: fn(&StoredContact) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
     let keys: Vec<String> = contacts.iter().map(|c| c.name.uniqueness_key()).collect();
-    // Message types travel as one comma-joined text per row: arrays of arrays do not bind.
-    let types: Vec<String> = rows.iter().map(|r| r.message_types.join(",")).collect();
     sqlx::query(
         "WITH input AS ( \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                                  $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], \
-                                  $13::bigint[], $14::text[]) \
-             AS i(contact_id, account_id, name, email_address, active_email_address, phone_number, \
-                  active_phone_number, title, message_types, status, created_at, updated_at, version, name_key) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::jsonb[], $6::text[]) \
+             AS i(contact_id, account_id, created_at, version, state, name_key) \
          ), contacts_written AS ( \
-             INSERT INTO contacts (contact_id, account_id, name, email_address, active_email_address, phone_number, \
-                                   active_phone_number, title, message_types, status, created_at, updated_at, version) \
-             SELECT contact_id, account_id, name, email_address, active_email_address, phone_number, \
-                    active_phone_number, title, string_to_array(message_types, ','), status, created_at, updated_at, version \
-             FROM input \
+             INSERT INTO contacts (contact_id, account_id, created_at, version, state) \
+             SELECT contact_id, account_id, created_at, version, state FROM input \
          ), names_written AS ( \
              INSERT INTO contact_names (account_id, name_key, contact_id) SELECT account_id, name_key, contact_id FROM input \
          ) \
@@ -120,19 +115,11 @@ async fn insert_contacts(tx: &mut PgConnection, contacts: &[&Contact]) -> Result
          ON CONFLICT (account_id) DO UPDATE SET contacts = q.contacts + EXCLUDED.contacts, \
              max_contacts = GREATEST(q.max_contacts, q.contacts + EXCLUDED.contacts)",
     )
-    .bind(rows.iter().map(|r| r.contact_id.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.account_id.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.email_address.clone()).collect::<Vec<_>>())
-    .bind(column(|r| r.active_email_address.clone()))
-    .bind(column(|r| r.phone_number.clone()))
-    .bind(column(|r| r.active_phone_number.clone()))
-    .bind(rows.iter().map(|r| r.title.clone()).collect::<Vec<_>>())
-    .bind(types)
-    .bind(rows.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.contact_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+    .bind(rows.iter().map(StoredContact::state_json).collect::<Vec<_>>())
     .bind(keys)
     .execute(&mut *tx)
     .await

@@ -2,13 +2,15 @@
 //! and from the domain's events, and the upcasting seam where old schema versions are read.
 //! Domain events are not `Serialize`; what is stored is decided here alone.
 
+use chrono::{DateTime, Utc};
 use contactd_app::StoreError;
 use contactd_domain::{
-    AccountId, ContactEvent, ContactId, ContactName, EmailAddress, MessageTypes, ParameterError,
-    PhoneNumber, Title,
+    AccountId, Channel, ContactEvent, ContactId, ContactName, DeliveryEvent, DeliveryOutcome,
+    DomainEvent, EmailAddress, MessageTypes, ParameterError, PhoneNumber, Title, VerificationId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use uuid::Uuid;
 
 /// Version 1 of `MessageContactAdded` repeated the account id, which every event's envelope
 /// already carries; version 2 leaves it out.
@@ -76,9 +78,87 @@ struct MessageTypesChangedV1 {
     message_types: Vec<String>,
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+struct EmailVerificationRequestedV1 {
+    verification_id: Uuid,
+    email_address: String,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PhoneVerificationRequestedV1 {
+    verification_id: Uuid,
+    phone_number: String,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EmailAddressVerifiedV1 {
+    verification_id: Uuid,
+    email_address: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PhoneNumberVerifiedV1 {
+    verification_id: Uuid,
+    phone_number: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EmailAddressChangeCancelledV1 {
+    email_address: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PhoneNumberChangeCancelledV1 {
+    phone_number: String,
+}
+
+/// The payload of the three delivery events; `reason` and `retry_at` only where they apply.
+#[derive(Debug, Serialize, Deserialize)]
+struct VerificationMessageV1 {
+    message_id: Uuid,
+    contact_id: String,
+    channel: String,
+    attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_at: Option<DateTime<Utc>>,
+}
+
 /// An event as it is stored: type name, schema version (the current one of its type), JSON
 /// payload.
-pub fn encode_event(event: &ContactEvent) -> (&'static str, i32, Value) {
+pub fn encode_event(event: &DomainEvent) -> (&'static str, i32, Value) {
+    match event {
+        DomainEvent::Contact(event) => encode_contact_event(event),
+        DomainEvent::Delivery(event) => encode_delivery_event(event),
+    }
+}
+
+/// A delivery's event as it is stored (what [`encode_event`] does for deliveries).
+pub(crate) fn encode_delivery_event(event: &DeliveryEvent) -> (&'static str, i32, Value) {
+    (event.event_type(), 1, to_value(delivery_payload(event)))
+}
+
+fn delivery_payload(event: &DeliveryEvent) -> VerificationMessageV1 {
+    let (reason, retry_at) = match &event.outcome {
+        DeliveryOutcome::Sent => (None, None),
+        DeliveryOutcome::Failed { reason, retry_at } => (Some(reason.clone()), Some(*retry_at)),
+        DeliveryOutcome::DeadLettered { reason } => (Some(reason.clone()), None),
+    };
+    VerificationMessageV1 {
+        message_id: event.message_id,
+        contact_id: event.contact_id.as_str().to_owned(),
+        channel: event.channel.as_str().to_owned(),
+        attempt: event.attempt,
+        reason,
+        retry_at,
+    }
+}
+
+/// A contact's event as it is stored (what [`encode_event`] does for contacts).
+pub(crate) fn encode_contact_event(event: &ContactEvent) -> (&'static str, i32, Value) {
     let (schema_version, payload) = match event {
         ContactEvent::MessageContactAdded {
             contact_id,
@@ -130,6 +210,62 @@ pub fn encode_event(event: &ContactEvent) -> (&'static str, i32, Value) {
                 message_types: type_names(*message_types),
             }),
         ),
+        ContactEvent::EmailVerificationRequested {
+            verification_id,
+            email_address,
+            expires_at,
+        } => (
+            1,
+            to_value(EmailVerificationRequestedV1 {
+                verification_id: verification_id.as_uuid(),
+                email_address: email_address.as_str().to_owned(),
+                expires_at: *expires_at,
+            }),
+        ),
+        ContactEvent::PhoneVerificationRequested {
+            verification_id,
+            phone_number,
+            expires_at,
+        } => (
+            1,
+            to_value(PhoneVerificationRequestedV1 {
+                verification_id: verification_id.as_uuid(),
+                phone_number: phone_number.as_str().to_owned(),
+                expires_at: *expires_at,
+            }),
+        ),
+        ContactEvent::EmailAddressVerified {
+            verification_id,
+            email_address,
+        } => (
+            1,
+            to_value(EmailAddressVerifiedV1 {
+                verification_id: verification_id.as_uuid(),
+                email_address: email_address.as_str().to_owned(),
+            }),
+        ),
+        ContactEvent::PhoneNumberVerified {
+            verification_id,
+            phone_number,
+        } => (
+            1,
+            to_value(PhoneNumberVerifiedV1 {
+                verification_id: verification_id.as_uuid(),
+                phone_number: phone_number.as_str().to_owned(),
+            }),
+        ),
+        ContactEvent::EmailAddressChangeCancelled { email_address } => (
+            1,
+            to_value(EmailAddressChangeCancelledV1 {
+                email_address: email_address.as_str().to_owned(),
+            }),
+        ),
+        ContactEvent::PhoneNumberChangeCancelled { phone_number } => (
+            1,
+            to_value(PhoneNumberChangeCancelledV1 {
+                phone_number: phone_number.as_str().to_owned(),
+            }),
+        ),
     };
     (event.event_type(), schema_version, payload)
 }
@@ -144,7 +280,7 @@ pub fn decode_event(
     schema_version: i32,
     payload: Value,
     envelope_account: &str,
-) -> Result<ContactEvent, StoreError> {
+) -> Result<DomainEvent, StoreError> {
     let corrupt = |reason: String| {
         StoreError::internal(
             format!("stored event {event_type} v{schema_version} is unreadable: {reason}"),
@@ -152,7 +288,9 @@ pub fn decode_event(
         )
     };
     let invalid = |e: ParameterError| corrupt(e.to_string());
-    match (event_type, schema_version) {
+    let email = |raw: &str| EmailAddress::parse(raw).map_err(invalid);
+    let phone = |raw: &str| PhoneNumber::restore(raw).map_err(invalid);
+    let contact = match (event_type, schema_version) {
         ("MessageContactAdded", 1) => {
             let p: MessageContactAddedV1 = from_value(payload).map_err(corrupt)?;
             added(p.upcast(), envelope_account).map_err(corrupt)
@@ -170,13 +308,13 @@ pub fn decode_event(
         ("EmailAddressChangeRequested", 1) => {
             let p: EmailAddressChangeRequestedV1 = from_value(payload).map_err(corrupt)?;
             Ok(ContactEvent::EmailAddressChangeRequested {
-                email_address: EmailAddress::parse(&p.email_address).map_err(invalid)?,
+                email_address: email(&p.email_address)?,
             })
         }
         ("PhoneNumberChangeRequested", 1) => {
             let p: PhoneNumberChangeRequestedV1 = from_value(payload).map_err(corrupt)?;
             Ok(ContactEvent::PhoneNumberChangeRequested {
-                phone_number: PhoneNumber::restore(&p.phone_number).map_err(invalid)?,
+                phone_number: phone(&p.phone_number)?,
             })
         }
         ("PhoneNumberRemoved", 1) => {
@@ -195,8 +333,82 @@ pub fn decode_event(
                 message_types: message_types(&p.message_types).map_err(invalid)?,
             })
         }
+        ("EmailVerificationRequested", 1) => {
+            let p: EmailVerificationRequestedV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::EmailVerificationRequested {
+                verification_id: VerificationId::from_uuid(p.verification_id),
+                email_address: email(&p.email_address)?,
+                expires_at: p.expires_at,
+            })
+        }
+        ("PhoneVerificationRequested", 1) => {
+            let p: PhoneVerificationRequestedV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::PhoneVerificationRequested {
+                verification_id: VerificationId::from_uuid(p.verification_id),
+                phone_number: phone(&p.phone_number)?,
+                expires_at: p.expires_at,
+            })
+        }
+        ("EmailAddressVerified", 1) => {
+            let p: EmailAddressVerifiedV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::EmailAddressVerified {
+                verification_id: VerificationId::from_uuid(p.verification_id),
+                email_address: email(&p.email_address)?,
+            })
+        }
+        ("PhoneNumberVerified", 1) => {
+            let p: PhoneNumberVerifiedV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::PhoneNumberVerified {
+                verification_id: VerificationId::from_uuid(p.verification_id),
+                phone_number: phone(&p.phone_number)?,
+            })
+        }
+        ("EmailAddressChangeCancelled", 1) => {
+            let p: EmailAddressChangeCancelledV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::EmailAddressChangeCancelled {
+                email_address: email(&p.email_address)?,
+            })
+        }
+        ("PhoneNumberChangeCancelled", 1) => {
+            let p: PhoneNumberChangeCancelledV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::PhoneNumberChangeCancelled {
+                phone_number: phone(&p.phone_number)?,
+            })
+        }
+        (
+            "VerificationMessageSent"
+            | "VerificationMessageFailed"
+            | "VerificationMessageDeadLettered",
+            1,
+        ) => {
+            let p: VerificationMessageV1 = from_value(payload).map_err(corrupt)?;
+            return decode_delivery(event_type, p)
+                .map(DomainEvent::Delivery)
+                .map_err(corrupt);
+        }
         _ => Err(corrupt("unknown event type or schema version".to_owned())),
-    }
+    };
+    contact.map(DomainEvent::Contact)
+}
+
+fn decode_delivery(event_type: &str, p: VerificationMessageV1) -> Result<DeliveryEvent, String> {
+    let outcome = match (event_type, p.reason, p.retry_at) {
+        ("VerificationMessageSent", _, _) => DeliveryOutcome::Sent,
+        ("VerificationMessageFailed", Some(reason), Some(retry_at)) => {
+            DeliveryOutcome::Failed { reason, retry_at }
+        }
+        ("VerificationMessageDeadLettered", Some(reason), _) => {
+            DeliveryOutcome::DeadLettered { reason }
+        }
+        _ => return Err("a delivery outcome lacks its reason or its retry time".to_owned()),
+    };
+    Ok(DeliveryEvent {
+        message_id: p.message_id,
+        contact_id: ContactId::parse(&p.contact_id).map_err(|e| e.to_string())?,
+        channel: Channel::parse(&p.channel).ok_or("an unknown channel")?,
+        attempt: p.attempt,
+        outcome,
+    })
 }
 
 fn added(p: MessageContactAddedV2, account: &str) -> Result<ContactEvent, String> {
@@ -269,8 +481,53 @@ mod tests {
             ContactEvent::MessageTypesChanged {
                 message_types: MessageTypes::parse(["ProductMessage"]).unwrap().unwrap(),
             },
+            ContactEvent::EmailVerificationRequested {
+                verification_id: VerificationId::generate(),
+                email_address: EmailAddress::parse("c@d.cn").unwrap(),
+                expires_at: Utc::now(),
+            },
+            ContactEvent::PhoneVerificationRequested {
+                verification_id: VerificationId::generate(),
+                phone_number: PhoneNumber::restore("86-18612345678").unwrap(),
+                expires_at: Utc::now(),
+            },
+            ContactEvent::EmailAddressVerified {
+                verification_id: VerificationId::generate(),
+                email_address: EmailAddress::parse("c@d.cn").unwrap(),
+            },
+            ContactEvent::PhoneNumberVerified {
+                verification_id: VerificationId::generate(),
+                phone_number: PhoneNumber::restore("86-18612345678").unwrap(),
+            },
+            ContactEvent::EmailAddressChangeCancelled {
+                email_address: EmailAddress::parse("c@d.cn").unwrap(),
+            },
+            ContactEvent::PhoneNumberChangeCancelled {
+                phone_number: PhoneNumber::restore("86-18612345678").unwrap(),
+            },
         ];
-        for event in events {
+        let delivery = |outcome| DeliveryEvent {
+            message_id: Uuid::now_v7(),
+            contact_id: ContactId::generate(),
+            channel: Channel::Phone,
+            attempt: 3,
+            outcome,
+        };
+        let deliveries = [
+            delivery(DeliveryOutcome::Sent),
+            delivery(DeliveryOutcome::Failed {
+                reason: "smtp reply 451".into(),
+                retry_at: Utc::now(),
+            }),
+            delivery(DeliveryOutcome::DeadLettered {
+                reason: "smtp reply 550".into(),
+            }),
+        ];
+        let all = events
+            .into_iter()
+            .map(DomainEvent::Contact)
+            .chain(deliveries.into_iter().map(DomainEvent::Delivery));
+        for event in all {
             let (event_type, version, payload) = encode_event(&event);
             assert_eq!(
                 decode_event(event_type, version, payload, "1").unwrap(),

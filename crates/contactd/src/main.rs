@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init();
     match cli.command {
-        Command::Serve(settings) => startup::serve(settings, startup::shutdown_signal()).await,
+        Command::Serve(settings) => startup::serve(*settings, startup::shutdown_signal()).await,
         Command::Migrate(database) => startup::migrate_only(&database).await,
         Command::Projections(ProjectionsCommand::Rebuild { name, database }) => {
             startup::rebuild(name.as_deref(), &database).await

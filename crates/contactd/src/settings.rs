@@ -2,6 +2,7 @@
 //! once and passed explicitly (no globals).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -21,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server (applies pending migrations first unless told not to).
-    Serve(ServeSettings),
+    Serve(Box<ServeSettings>),
     /// Apply pending migrations and exit.
     Migrate(DatabaseSettings),
     /// Read models kept by projections.
@@ -125,6 +126,114 @@ pub struct ServeSettings {
     /// The longest a call may run, in seconds.
     #[arg(long, env = "CONTACTD_CALL_TIMEOUT_SECS", default_value_t = 30)]
     pub call_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub verification: VerificationSettings,
+}
+
+/// Verification codes, the messages that carry them, and the page their links lead to.
+#[derive(Debug, Clone, Args)]
+pub struct VerificationSettings {
+    /// Address of the HTTP server: the confirmation pages (and later metrics and health).
+    #[arg(long, env = "CONTACTD_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
+
+    /// The base of the links that messages carry; `http://` + the HTTP address when unset.
+    #[arg(long, env = "CONTACTD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Where the development message sink and generated local secrets live.
+    #[arg(long, env = "CONTACTD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// The secret codes and links are derived under (at least 16 bytes of text). Every process
+    /// of a database must share it. Unset: read from (or generated once into) the data
+    /// directory's `code-secret` file.
+    #[arg(long, env = "CONTACTD_CODE_SECRET", hide_env_values = true)]
+    pub code_secret: Option<String>,
+
+    /// How long a code (and its link) may be used, in seconds.
+    #[arg(long, env = "CONTACTD_CODE_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 3600))]
+    pub code_ttl_secs: u64,
+
+    /// Verification messages an account may send per UTC day.
+    #[arg(long, env = "CONTACTD_SEND_LIMIT_PER_ACCOUNT_DAY", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub send_limit_per_account_day: u32,
+
+    /// Verification messages one target may be sent in any minute.
+    #[arg(long, env = "CONTACTD_SEND_LIMIT_PER_TARGET_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub send_limit_per_target_minute: u32,
+
+    /// The SMTP server (`smtp://host:port`, `smtp://host:port?tls=required` for STARTTLS,
+    /// `smtps://host:port` for implicit TLS, credentials as `user:password@`). Unset: emails
+    /// go into the development sink.
+    #[arg(long, env = "CONTACTD_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of verification emails.
+    #[arg(
+        long,
+        env = "CONTACTD_MAIL_FROM",
+        default_value = "contactd <noreply@localhost>"
+    )]
+    pub mail_from: String,
+
+    /// The SMS gateway's webhook (an HTTP POST of JSON per message). Unset: SMS go into the
+    /// development sink.
+    #[arg(long, env = "CONTACTD_SMS_WEBHOOK_URL", hide_env_values = true)]
+    pub sms_webhook_url: Option<String>,
+
+    /// Attempts to send a message before it is dead-lettered.
+    #[arg(long, env = "CONTACTD_DISPATCH_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub dispatch_max_attempts: u32,
+
+    /// The wait after a message's first failed attempt, in milliseconds; it doubles after each
+    /// further one (up to 5 minutes), jittered.
+    #[arg(long, env = "CONTACTD_DISPATCH_RETRY_BASE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub dispatch_retry_base_ms: u64,
+
+    /// The longest one send (SMTP or webhook) may take, in seconds.
+    #[arg(long, env = "CONTACTD_SEND_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub send_timeout_secs: u64,
+
+    /// How long a claimed message stays this process's, in seconds: after a crash, another
+    /// process (or this one restarted) sends it once the lease has run out. At least twice
+    /// the send timeout.
+    #[arg(long, env = "CONTACTD_DISPATCH_LEASE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub dispatch_lease_secs: u64,
+
+    /// Messages sent at once by this process.
+    #[arg(long, env = "CONTACTD_DISPATCH_CONCURRENCY", default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub dispatch_concurrency: usize,
+}
+
+impl VerificationSettings {
+    pub fn code_ttl(&self) -> Duration {
+        Duration::from_secs(self.code_ttl_secs)
+    }
+
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_secs)
+    }
+
+    /// The lease, or why it is refused: a lease shorter than twice the send timeout could run
+    /// out while a slow send still runs, and another process would send the message again.
+    pub fn dispatch_lease(&self) -> Result<Duration, String> {
+        if self.dispatch_lease_secs < 2 * self.send_timeout_secs {
+            return Err(format!(
+                "--dispatch-lease-secs ({}) must be at least twice --send-timeout-secs ({})",
+                self.dispatch_lease_secs, self.send_timeout_secs
+            ));
+        }
+        Ok(Duration::from_secs(self.dispatch_lease_secs))
+    }
+
+    /// The base of confirmation links, given where the HTTP server listens.
+    pub fn public_url(&self, http: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{http}"))
+    }
 }
 
 impl ServeSettings {
@@ -198,5 +307,39 @@ mod tests {
         assert!(parse(&["serve", "--country-codes", "+86"]).is_err());
         assert!(parse(&["serve", "--max-contacts", "0"]).is_err());
         assert!(parse(&["serve", "--listen", "nowhere"]).is_err());
+        assert!(parse(&["serve", "--http-listen", "nowhere"]).is_err());
+        assert!(parse(&["serve", "--code-ttl-secs", "0"]).is_err());
+        assert!(parse(&["serve", "--send-limit-per-account-day", "0"]).is_err());
+        assert!(parse(&["serve", "--dispatch-concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_lease_shorter_than_two_send_timeouts_is_refused() {
+        let Command::Serve(serve) = parse(&[
+            "serve",
+            "--send-timeout-secs",
+            "30",
+            "--dispatch-lease-secs",
+            "59",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("serve")
+        };
+        assert!(serve.verification.dispatch_lease().is_err());
+        let Command::Serve(serve) = parse(&["serve"]).unwrap().command else {
+            panic!("serve")
+        };
+        assert_eq!(
+            serve.verification.dispatch_lease(),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(
+            serve
+                .verification
+                .public_url("127.0.0.1:8080".parse().unwrap()),
+            "http://127.0.0.1:8080"
+        );
     }
 }

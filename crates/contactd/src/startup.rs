@@ -1,11 +1,15 @@
-//! Wiring: connect the store, apply migrations, build the application and run the server with
-//! the projections until SIGINT or SIGTERM. `run` takes its listener so that tests can bind
-//! port 0. Also the offline commands: rebuild and replay.
+//! Wiring: connect the store, apply migrations, build the application and run the gRPC server
+//! and the confirmation pages with the projections and the dispatcher until SIGINT or SIGTERM.
+//! `run` takes its listeners so that tests can bind port 0. Also the offline commands: rebuild
+//! and replay.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use contactd_app::{AuditService, ContactService, Policy};
+use contactd_app::{
+    AuditService, ContactService, DispatchSettings, Dispatcher, Policy, VerificationPolicy,
+};
+use contactd_delivery::{DeliverySettings, Senders};
 use contactd_grpc::{Server, ServerSettings};
 use contactd_store::{
     AccountActivity, INLINE_READ_MODEL, PgStore, PoolSettings, Projection, ProjectionMetrics,
@@ -23,7 +27,7 @@ use crate::settings::{DatabaseSettings, ServeSettings};
 /// `contactd serve`.
 pub async fn serve(
     settings: ServeSettings,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     settings
         .effective_identity_mode()
@@ -37,8 +41,12 @@ pub async fn serve(
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
+    let http = settings.verification.http_listen;
+    let http = TcpListener::bind(http)
+        .await
+        .with_context(|| format!("binding {http}"))?;
     info!(address = %listener.local_addr()?, "contactd listening");
-    run(listener, pool, &settings, shutdown).await?;
+    run(listener, http, pool, &settings, shutdown).await?;
     info!("contactd stopped");
     Ok(())
 }
@@ -53,19 +61,41 @@ pub async fn migrate_only(settings: &DatabaseSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves on `listener` with the store on `pool` until `shutdown` completes; the projections
-/// and the log relay run beside the server. On shutdown the server stops accepting calls and
-/// lets the calls in flight finish, then the projections finish their batch and stop.
+/// Serves gRPC on `listener` and the confirmation pages on `http`, with the store on `pool`,
+/// until `shutdown` completes; the projections, the dispatcher and the log relay run beside
+/// them. On shutdown the servers stop accepting calls and let the calls in flight finish, then
+/// the projections finish their batch and the dispatcher the sends in flight, and all stop.
 pub async fn run(
     listener: TcpListener,
+    http: TcpListener,
     pool: PgPool,
     settings: &ServeSettings,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let verification = &settings.verification;
+    let lease = verification.dispatch_lease().map_err(anyhow::Error::msg)?;
+    let secret =
+        crate::secret::code_secret(verification.code_secret.as_deref(), &verification.data_dir)?;
+    let senders = Senders::new(DeliverySettings {
+        smtp_url: verification.smtp_url.clone(),
+        mail_from: verification.mail_from.clone(),
+        sms_webhook_url: verification.sms_webhook_url.clone(),
+        sink_dir: verification.data_dir.join("messages"),
+        timeout: verification.send_timeout(),
+    })
+    .context("setting up the verification messages")?;
+    info!(senders = %senders.describe(), "verification messages");
+    let public_url = verification.public_url(http.local_addr()?);
+
     let store = PgStore::new(pool)
         .group_commit(settings.group_writers)
         .group_reads(settings.group_readers);
     let (stop_workers, stopping) = watch::channel(false);
+    let runner = RunnerSettings {
+        holder: settings.instance_name(),
+        ..RunnerSettings::default()
+    };
+    let metrics = ProjectionMetrics::default();
     let mut workers = JoinSet::new();
     workers.spawn(contactd_store::relay_log_notifications(
         store.clone(),
@@ -74,18 +104,45 @@ pub async fn run(
     workers.spawn(contactd_store::run_projection(
         store.clone(),
         Arc::new(AccountActivity),
-        RunnerSettings {
-            holder: settings.instance_name(),
-            ..RunnerSettings::default()
-        },
-        ProjectionMetrics::default(),
-        stopping,
+        runner.clone(),
+        metrics.clone(),
+        stopping.clone(),
     ));
+    workers.spawn(contactd_store::run_projection(
+        store.clone(),
+        Arc::new(store.verification_outbox()),
+        runner,
+        metrics,
+        stopping.clone(),
+    ));
+    let dispatcher = Arc::new(Dispatcher::new(
+        store.clone(),
+        senders,
+        secret.clone(),
+        DispatchSettings {
+            owner: settings.instance_name(),
+            lease,
+            max_attempts: verification.dispatch_max_attempts,
+            retry_base: std::time::Duration::from_millis(verification.dispatch_retry_base_ms),
+            send_timeout: verification.send_timeout(),
+            concurrency: verification.dispatch_concurrency,
+            public_url,
+            ..DispatchSettings::default()
+        },
+    ));
+    workers.spawn(dispatcher.run(stopping));
 
     let policy = Policy {
         max_contacts: settings.max_contacts,
         country_codes: settings.country_codes.clone(),
         decided_contacts: settings.decided_contacts,
+        verification: VerificationPolicy {
+            code_ttl: chrono::TimeDelta::from_std(verification.code_ttl())
+                .context("--code-ttl-secs")?,
+            sends_per_account_day: verification.send_limit_per_account_day,
+            sends_per_target_minute: verification.send_limit_per_target_minute,
+            secret,
+        },
         ..Policy::default()
     };
     let app = Arc::new(ContactService::new(store.clone(), policy));
@@ -94,11 +151,19 @@ pub async fn run(
         call_timeout: settings.call_timeout(),
         ..ServerSettings::default()
     };
-    let served = Server::new(app, audit, server_settings)
-        .run(listener, shutdown)
-        .await
+    // Both servers stop on the one signal.
+    let (stop_servers, servers_stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_servers.send(true);
+    });
+    let pages = contactd_web::serve(http, app.clone(), stopped(servers_stopping.clone()));
+    let grpc = Server::new(app, audit, server_settings).run(listener, stopped(servers_stopping));
+    let (pages, grpc) = tokio::join!(pages, grpc);
+    let served = grpc
         .map_err(|e| anyhow::anyhow!(e))
-        .context("serving gRPC");
+        .context("serving gRPC")
+        .and(pages.context("serving the confirmation pages"));
     let _ = stop_workers.send(true);
     workers.join_all().await;
     served

@@ -66,6 +66,7 @@ async fn append_together(
                 name_claim: NameClaim::Keep,
                 quota_limit: None,
                 remember: None,
+                code: None,
             };
             (index, store.append(append).await)
         });
@@ -123,8 +124,7 @@ async fn concurrent_updates_commit_in_one_transaction_each_in_full(pool: PgPool)
             "a stream's events are in log order by version"
         );
         assert_eq!(stream[1].metadata.request_id, at.request_id);
-        let folded =
-            Contact::fold(stream.iter().map(|e| (&e.event, e.metadata.recorded_at))).unwrap();
+        let folded = Contact::fold(contactd_app::contact_history(&stream)).unwrap();
         let row = store
             .load_contact(&account(), &contact.contact_id)
             .await

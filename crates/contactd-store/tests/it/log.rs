@@ -49,9 +49,7 @@ async fn appended_events_read_back_with_their_metadata_and_the_state_matches_the
     assert_eq!(first.metadata.account_id.as_str(), ACCOUNT);
     assert!(stream[1].position > first.position);
 
-    let folded =
-        contactd_domain::Contact::fold(stream.iter().map(|e| (&e.event, e.metadata.recorded_at)))
-            .unwrap();
+    let folded = contactd_domain::Contact::fold(contactd_app::contact_history(&stream)).unwrap();
     let loaded = store
         .load_contact(&account(), &contact.contact_id)
         .await

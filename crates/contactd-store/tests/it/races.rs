@@ -273,10 +273,8 @@ async fn two_processes_updating_many_contacts_in_groups_lose_nothing_they_acknow
                 "acknowledged update {i} is in the log of contact {n}"
             );
         }
-        let folded = contactd_domain::Contact::fold(
-            stream.iter().map(|e| (&e.event, e.metadata.recorded_at)),
-        )
-        .unwrap();
+        let folded =
+            contactd_domain::Contact::fold(contactd_app::contact_history(&stream)).unwrap();
         let row = store.load_contact(&account(), id).await.unwrap().unwrap();
         assert_eq!(
             row, folded,

@@ -85,6 +85,7 @@ pub fn creation<'a>(
         },
         quota_limit: Some(20),
         remember: None,
+        code: None,
     }
 }
 

@@ -203,7 +203,8 @@ async fn checksums(pool: &PgPool) -> Checksums {
 /// Spoils the inline read model so that only a real rebuild gives it back.
 async fn spoil_contacts(pool: &PgPool) {
     for statement in [
-        "UPDATE contacts SET title = 'Other', version = version + 10, name = upper(name)",
+        "UPDATE contacts SET version = version + 10, state = jsonb_set(jsonb_set(state, '{title}', '\"Other\"'), \
+         '{name}', to_jsonb(upper(state->>'name')))",
         "DELETE FROM contact_names WHERE account_id = '6543210987654321'",
         "UPDATE contact_quotas SET contacts = 0",
         "DELETE FROM contacts WHERE account_id = '42'",

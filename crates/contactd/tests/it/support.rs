@@ -22,10 +22,17 @@ pub const OTHER_ACCOUNT: &str = "6543210987654321";
 
 pub type Client = MessageContactServiceClient<Channel>;
 
-/// The real server, serving a fresh database on an ephemeral port.
+/// The secret every test server derives codes under, so that a test can derive them too.
+pub const TEST_CODE_SECRET: &str = "the code secret of the end-to-end tests";
+
+/// The real server, serving a fresh database on an ephemeral port, and its confirmation pages
+/// on another.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub http_addr: SocketAddr,
     pub client: Client,
+    /// The data directory: the development sink writes messages under `messages/`.
+    pub data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -39,12 +46,18 @@ impl TestServer {
         let Command::Serve(mut settings) = Cli::parse_from(["contactd", "serve"]).command else {
             unreachable!("`serve` parses as the serve command")
         };
+        let data_dir = tempfile::tempdir().expect("a data directory");
+        settings.verification.data_dir = data_dir.path().to_owned();
+        settings.verification.code_secret = Some(TEST_CODE_SECRET.to_owned());
+        settings.verification.dispatch_retry_base_ms = 20;
         configure(&mut settings);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local address");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let http_addr = http.local_addr().expect("local address");
         let (shutdown, stop) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            contactd::startup::run(listener, pool, &settings, async {
+            contactd::startup::run(listener, http, pool, &settings, async {
                 let _ = stop.await;
             })
             .await
@@ -56,6 +69,8 @@ impl TestServer {
             .expect("connect to the test server");
         Self {
             addr,
+            http_addr,
+            data_dir,
             client: MessageContactServiceClient::new(channel),
             shutdown: Some(shutdown),
             handle: Some(handle),

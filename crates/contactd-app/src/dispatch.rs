@@ -1,0 +1,362 @@
+//! The dispatcher: sends the verification messages that the outbox projection recorded. Each
+//! process runs one; they share the outbox by claiming messages with a lease that is committed
+//! before the message is sent, so that no database transaction is open across the SMTP or HTTP
+//! call, and a message is sent by exactly one process at a time. Every attempt's outcome is
+//! recorded with its event (sent, failed and retried later, dead-lettered) in one transaction.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use contactd_domain::{DeliveryEvent, DeliveryOutcome};
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use crate::codes::CodeSecret;
+use crate::context::RequestId;
+use crate::port::{
+    DeliveryError, EventMetadata, Notification, Notifier, Outbox, OutboxMessage, StoreError,
+};
+use crate::service::new_event_id;
+
+/// How the dispatcher paces and bounds its work.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Names this process in the leases it takes.
+    pub owner: String,
+    /// How long a claimed message is this process's alone. Longer than a send may take, so
+    /// that a slow send is never taken over (and sent twice) while it still runs.
+    pub lease: Duration,
+    /// Attempts before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles with each further one, up to `retry_max`,
+    /// and is jittered.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// The longest one send may take before it counts as failed.
+    pub send_timeout: Duration,
+    /// Messages sent at once: one that hangs holds back only its own slot.
+    pub concurrency: usize,
+    /// How often to look at the outbox when nothing woke the dispatcher (messages recorded by
+    /// another process, leases that expired).
+    pub poll_interval: Duration,
+    /// The base of the confirmation links (`{public_url}/verify/{token}`).
+    pub public_url: String,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            owner: format!("pid {}", std::process::id()),
+            lease: Duration::from_secs(120),
+            max_attempts: 8,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            send_timeout: Duration::from_secs(30),
+            concurrency: 8,
+            poll_interval: Duration::from_secs(1),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+        }
+    }
+}
+
+/// What the dispatcher did, counted since it started.
+#[derive(Debug, Clone, Default)]
+pub struct DispatchMetrics(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    failed: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// A reading of [`DispatchMetrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchCounts {
+    pub sent: u64,
+    /// Attempts that failed and will be tried again.
+    pub failed: u64,
+    pub dead_lettered: u64,
+}
+
+impl DispatchMetrics {
+    pub fn counts(&self) -> DispatchCounts {
+        DispatchCounts {
+            sent: self.0.sent.load(Ordering::Relaxed),
+            failed: self.0.failed.load(Ordering::Relaxed),
+            dead_lettered: self.0.dead_lettered.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(&self, outcome: &DeliveryOutcome) {
+        let counter = match outcome {
+            DeliveryOutcome::Sent => &self.0.sent,
+            DeliveryOutcome::Failed { .. } => &self.0.failed,
+            DeliveryOutcome::DeadLettered { .. } => &self.0.dead_lettered,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends the outbox's messages through a notifier.
+#[derive(Debug)]
+pub struct Dispatcher<O, N> {
+    outbox: O,
+    notifier: N,
+    secret: CodeSecret,
+    settings: DispatchSettings,
+    metrics: DispatchMetrics,
+}
+
+impl<O: Outbox, N: Notifier> Dispatcher<O, N> {
+    pub fn new(outbox: O, notifier: N, secret: CodeSecret, settings: DispatchSettings) -> Self {
+        Self {
+            outbox,
+            notifier,
+            secret,
+            settings,
+            metrics: DispatchMetrics::default(),
+        }
+    }
+
+    pub fn metrics(&self) -> DispatchMetrics {
+        self.metrics.clone()
+    }
+
+    /// Sends due messages until `shutdown` turns true, then lets the sends in flight finish
+    /// and record their outcome. Messages not yet claimed wait in the outbox for the next
+    /// start, or for another process.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut recorded = self.outbox.recorded_messages();
+        let mut in_flight = JoinSet::new();
+        let settings = &self.settings;
+        while !*shutdown.borrow() {
+            let free = settings.concurrency.saturating_sub(in_flight.len());
+            let mut full = free == 0;
+            if free > 0 {
+                match self
+                    .outbox
+                    .claim_due(&settings.owner, settings.lease, free as u32)
+                    .await
+                {
+                    Ok(messages) => {
+                        full = messages.len() == free;
+                        for message in messages {
+                            in_flight.spawn(self.clone().attempt(message));
+                        }
+                    }
+                    Err(error) => warn!(%error, "claiming verification messages failed"),
+                }
+            }
+            let wait = if full {
+                // More may be due; a slot must free first.
+                settings.poll_interval
+            } else {
+                self.until_next_due().await
+            };
+            tokio::select! {
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                changed = recorded.changed() => {
+                    if changed.is_err() {
+                        // Nobody records messages in this process any more: poll only.
+                        recorded = watch::channel(0).1;
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        if !in_flight.is_empty() {
+            info!(
+                sends = in_flight.len(),
+                "waiting for the verification messages in flight"
+            );
+        }
+        in_flight.join_all().await;
+        let counts = self.metrics.counts();
+        info!(
+            sent = counts.sent,
+            failed = counts.failed,
+            dead_lettered = counts.dead_lettered,
+            "dispatcher stopped"
+        );
+    }
+
+    /// How long to wait before the next message may fall due, within the poll interval.
+    async fn until_next_due(&self) -> Duration {
+        let poll = self.settings.poll_interval;
+        match self.outbox.next_due().await {
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_millis(10), poll),
+            Ok(None) => poll,
+            Err(error) => {
+                warn!(%error, "reading the outbox failed");
+                poll
+            }
+        }
+    }
+
+    /// One attempt at one message, and its outcome recorded.
+    async fn attempt(self: Arc<Self>, message: OutboxMessage) {
+        let now = Utc::now();
+        let outcome = if message.expires_at <= now {
+            dead("the code expired before the message could be sent".to_owned())
+        } else if message.attempt > self.settings.max_attempts {
+            // Earlier attempts ended without a recorded outcome (their process died).
+            dead(format!("{} attempts made", message.attempt - 1))
+        } else {
+            self.send(&message, now).await
+        };
+        self.record(&message, outcome).await;
+    }
+
+    async fn send(&self, message: &OutboxMessage, now: DateTime<Utc>) -> DeliveryOutcome {
+        let notification = self.compose(message);
+        let failure = match tokio::time::timeout(
+            self.settings.send_timeout,
+            self.notifier.deliver(&notification),
+        )
+        .await
+        {
+            Ok(Ok(delivered)) => {
+                info!(
+                    message_id = %message.message_id,
+                    contact_id = %message.contact_id,
+                    channel = message.recipient.channel().as_str(),
+                    attempt = message.attempt,
+                    via = delivered.via,
+                    detail = delivered.detail.as_deref().unwrap_or(""),
+                    "verification message sent"
+                );
+                return DeliveryOutcome::Sent;
+            }
+            Ok(Err(DeliveryError::Permanent(reason))) => return dead(reason),
+            Ok(Err(DeliveryError::Transient(reason))) => reason,
+            Err(_) => format!(
+                "no answer within {} s",
+                self.settings.send_timeout.as_secs()
+            ),
+        };
+        let retry_at = now + self.backoff(message.attempt);
+        if message.attempt >= self.settings.max_attempts {
+            dead(format!("{failure}; {} attempts made", message.attempt))
+        } else if retry_at >= message.expires_at {
+            dead(format!(
+                "{failure}; the code expires before another attempt"
+            ))
+        } else {
+            DeliveryOutcome::Failed {
+                reason: failure,
+                retry_at,
+            }
+        }
+    }
+
+    fn compose(&self, message: &OutboxMessage) -> Notification {
+        let token = self.secret.link_token(message.verification_id);
+        Notification {
+            message_id: message.message_id,
+            contact_id: message.contact_id.clone(),
+            contact_name: message.contact_name.clone(),
+            recipient: message.recipient.clone(),
+            code: self.secret.code(message.verification_id),
+            expires_at: message.expires_at,
+            link: format!(
+                "{}/verify/{}",
+                self.settings.public_url.trim_end_matches('/'),
+                token.expose()
+            ),
+        }
+    }
+
+    /// Exponential back-off with jitter: after attempt n, between half and all of
+    /// `retry_base · 2^(n-1)`, capped at `retry_max`.
+    fn backoff(&self, attempt: u32) -> TimeDelta {
+        let full = self
+            .settings
+            .retry_base
+            .saturating_mul(2_u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.settings.retry_max);
+        let jittered = full.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+        TimeDelta::from_std(jittered).unwrap_or(TimeDelta::MAX)
+    }
+
+    /// Records the outcome with its event. A store that fails is tried again for as long as
+    /// the lease lasts; after that the message is attempted again (by this process or
+    /// another), which an SMS gateway recognises by the same idempotency key.
+    async fn record(&self, message: &OutboxMessage, outcome: DeliveryOutcome) {
+        let event = DeliveryEvent {
+            message_id: message.message_id,
+            contact_id: message.contact_id.clone(),
+            channel: message.recipient.channel(),
+            attempt: message.attempt,
+            outcome,
+        };
+        let event_id = new_event_id();
+        let metadata = EventMetadata {
+            request_id: RequestId::generate().to_string(),
+            account_id: message.account_id.clone(),
+            caller: format!("dispatcher ({})", self.settings.owner),
+            correlation_id: message.correlation_id.clone(),
+            causation_id: message.message_id.to_string(),
+            recorded_at: crate::context::now(),
+        };
+        let give_up = tokio::time::Instant::now() + self.settings.lease / 2;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self
+                .outbox
+                .record(&self.settings.owner, message, &event, event_id, &metadata)
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => {
+                    warn!(message_id = %message.message_id, "another dispatcher took the message over; its outcome is not recorded here");
+                    return;
+                }
+                Err(error) if tokio::time::Instant::now() < give_up => {
+                    debug!(%error, "recording a delivery failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return record_failed(message, &error),
+            }
+        }
+        self.metrics.count(&event.outcome);
+        match &event.outcome {
+            DeliveryOutcome::Sent => {}
+            DeliveryOutcome::Failed { reason, retry_at } => warn!(
+                message_id = %message.message_id,
+                attempt = message.attempt,
+                %reason,
+                %retry_at,
+                "sending a verification message failed; it will be tried again"
+            ),
+            DeliveryOutcome::DeadLettered { reason } => error!(
+                message_id = %message.message_id,
+                contact_id = %message.contact_id,
+                attempt = message.attempt,
+                %reason,
+                "a verification message was dead-lettered"
+            ),
+        }
+    }
+}
+
+fn dead(reason: String) -> DeliveryOutcome {
+    DeliveryOutcome::DeadLettered { reason }
+}
+
+fn record_failed(message: &OutboxMessage, error: &StoreError) {
+    error!(
+        message_id = %message.message_id,
+        %error,
+        "recording a delivery failed; the message will be attempted again when its lease ends"
+    );
+}
