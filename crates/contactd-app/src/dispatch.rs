@@ -14,6 +14,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
+use uuid::Uuid;
 
 use crate::codes::CodeSecret;
 use crate::context::RequestId;
@@ -113,7 +114,10 @@ pub struct Dispatcher<O, N> {
 }
 
 impl<O: Outbox, N: Notifier> Dispatcher<O, N> {
-    pub fn new(outbox: O, notifier: N, secret: CodeSecret, settings: DispatchSettings) -> Self {
+    pub fn new(outbox: O, notifier: N, secret: CodeSecret, mut settings: DispatchSettings) -> Self {
+        // The owner of a lease must be this dispatcher alone, even beside another one of the
+        // same process (as in tests), or one could record what the other sent.
+        settings.owner = format!("{} #{}", settings.owner, Uuid::new_v4().simple());
         Self {
             outbox,
             notifier,

@@ -71,14 +71,16 @@ remembered AS (
     VALUES ($1, $20::text, $21::bytea, $22::bytea, $23::jsonb, $7)
 )"#;
 
-/// A send: the code's row (which replaces the target's older code) and the two send limits,
-/// each a row that concurrent sends lock in turn and whose `CHECK` refuses the send past it.
+/// A send: the code's row and the two send limits, each a row that concurrent sends lock in
+/// turn and whose `CHECK` refuses the send past it. The rows of the target's older codes stay
+/// for a day after they expired, so that their links can say they were replaced, then go.
 /// The per-target window keeps the times of the last minute's sends, so the limit holds over
 /// any minute, not per calendar minute; a clock running behind another process's counts into
 /// the later day rather than starting the day again.
 const ISSUE_CODE: &str = r#"
-replaced AS (
+forgotten AS (
     DELETE FROM verification_codes WHERE account_id = $1 AND contact_id = $2 AND channel = $25::text
+        AND expires_at < $7::timestamptz - interval '1 day'
 ),
 issued AS (
     INSERT INTO verification_codes (verification_id, account_id, contact_id, channel, link_hash, expires_at)

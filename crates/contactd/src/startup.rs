@@ -13,7 +13,7 @@ use contactd_delivery::{DeliverySettings, Senders};
 use contactd_grpc::{Server, ServerSettings};
 use contactd_store::{
     AccountActivity, INLINE_READ_MODEL, PgStore, PoolSettings, Projection, ProjectionMetrics,
-    RunnerSettings,
+    RunnerSettings, VerificationOutbox,
 };
 use sqlx::PgPool;
 use sqlx::migrate::MigrateDatabase;
@@ -181,6 +181,10 @@ pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow:
     let chosen: Vec<&str> = match name {
         None => names.to_vec(),
         Some(name) if names.contains(&name) => vec![name],
+        Some(VerificationOutbox::NAME) => anyhow::bail!(
+            "{} sends messages: it is never rebuilt, so that no rebuild sends anything again",
+            VerificationOutbox::NAME
+        ),
         Some(other) => anyhow::bail!(
             "no read model is called {other:?}; there are: {}",
             names.join(", ")

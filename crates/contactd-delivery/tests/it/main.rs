@@ -1,5 +1,6 @@
-//! The delivery adapter against real peers on loopback: an SMTP server (scripts/smtp-sink.py,
-//! on aiosmtpd), an HTTP server standing in for the SMS gateway, and the file sink.
+//! The delivery adapter against real peers on loopback, contactd-testkit's: an SMTP server
+//! (scripts/smtp-sink.py, on aiosmtpd), an HTTP server standing in for the SMS gateway, peers
+//! that never answer; and the file sink.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod sink;

@@ -7,7 +7,9 @@ use contactd_app::{Delivered, Notifier};
 use contactd_delivery::{DeliverySettings, Senders};
 use mail_parser::MessageParser;
 
-use crate::support::{self, CODE, Gateway, LINK, NAME, SmtpSink, email_to, sms_to};
+use contactd_testkit::{Gateway, SmtpSink};
+
+use crate::support::{self, CODE, LINK, NAME, email_to, sms_to};
 
 fn file_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -54,7 +56,7 @@ async fn an_email_goes_into_an_eml_file_that_a_retry_replaces() {
     // The same message again (here with another link, to tell the files apart): one file,
     // the newer.
     let mut again = notification.clone();
-    again.link = "https://contacts.example.com/verify?token=c2Vjb25k".to_owned();
+    again.link = "https://contacts.example.com/verify/c2Vjb25k".to_owned();
     let redelivered = senders.deliver(&again).await.unwrap();
     assert_eq!(redelivered, delivered);
     assert_eq!(

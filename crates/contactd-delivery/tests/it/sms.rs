@@ -6,7 +6,9 @@ use std::time::Duration;
 use contactd_app::{Delivered, DeliveryError, Notifier};
 use contactd_delivery::{DeliverySettings, Senders};
 
-use crate::support::{self, CODE, Gateway, SilentPeer, clean_reason, closed_port, sms_to};
+use contactd_testkit::{Gateway, SilentPeer, closed_port};
+
+use crate::support::{self, CODE, clean_reason, sms_to};
 
 const PHONE: &str = "86-13912345678";
 

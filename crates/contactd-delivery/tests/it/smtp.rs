@@ -6,9 +6,9 @@ use contactd_app::{Delivered, DeliveryError, Notifier};
 use contactd_delivery::{DeliverySettings, Senders};
 use mail_parser::{MessageParser, MimeHeaders};
 
-use crate::support::{
-    self, CODE, LINK, NAME, SilentPeer, SmtpSink, clean_reason, closed_port, email_to,
-};
+use contactd_testkit::{SilentPeer, SmtpSink, closed_port};
+
+use crate::support::{self, CODE, LINK, NAME, clean_reason, email_to};
 
 fn smtp_senders(url: String, sink_dir: &std::path::Path) -> Senders {
     Senders::new(DeliverySettings {
@@ -75,6 +75,20 @@ async fn an_email_arrives_with_its_headers_and_a_utf8_body_greeting_by_name() {
     assert!(
         !files.path().join("messages").exists(),
         "nothing went into the sink"
+    );
+
+    // As the end-to-end tests read it.
+    let mail = &received[0];
+    assert_eq!(mail.text(), body.replace("\r\n", "\n"));
+    assert_eq!(mail.code(), CODE.to_string());
+    assert_eq!(mail.link(), LINK);
+    assert_eq!(
+        mail.header("subject").as_deref(),
+        Some("Your verification code")
+    );
+    assert_eq!(
+        mail.message_id(),
+        Some(format!("{}@contacts.example.com", notification.message_id))
     );
 }
 

@@ -7,6 +7,7 @@
 mod group_commit;
 mod group_read;
 mod log;
+mod migrations;
 mod ordering;
 mod races;
 mod support;

@@ -216,6 +216,27 @@ async fn a_call_without_an_account_is_unauthenticated(pool: PgPool) {
         .await
         .unwrap_err();
     assert_plain(&status, Code::Unauthenticated, UNAUTHENTICATED);
+    let c = &mut server.client;
+    let anonymous = [
+        c.send_email_verification_for_message_contact(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        c.send_phone_verification_for_message_contact(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        c.list_message_contact_verifications(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        c.cancel_message_contact_update(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        c.confirm_message_contact_verification(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+    ];
+    for answer in anonymous {
+        assert_plain(&answer.unwrap_err(), Code::Unauthenticated, UNAUTHENTICATED);
+    }
 }
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
@@ -1182,4 +1203,245 @@ async fn hostile_strings_in_any_field_are_refused_as_bad_arguments(pool: PgPool)
     );
     assert_eq!(events(&pool).await, 1);
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+// The verification RPCs: each parameter error in the contract's order, and the entities.
+
+const MISSING_PHONE: Error = (
+    "MissingParameter.PhoneNumber",
+    "You must specify PhoneNumber.",
+);
+const MISSING_TARGET: Error = ("MissingParameter.Target", "You must specify Target.");
+const MISSING_CODE: Error = (
+    "MissingParameter.VerificationCode",
+    "You must specify VerificationCode.",
+);
+const INVALID_TARGET: Error = ("InvalidParameter.Target", "The Target is invalid.");
+const INVALID_CODE: Error = (
+    "InvalidParameter.VerificationCode",
+    "The verification code is invalid.",
+);
+
+async fn send_email_fails(
+    client: &mut Client,
+    contact_id: &str,
+    email: &str,
+    token: &str,
+) -> Status {
+    let request = contactd_grpc::proto::SendEmailVerificationForMessageContactRequest {
+        contact_id: contact_id.to_owned(),
+        email_address: email.to_owned(),
+        client_token: token.to_owned(),
+    };
+    client
+        .send_email_verification_for_message_contact(as_account(ACCOUNT, request))
+        .await
+        .expect_err("the send is refused")
+}
+
+async fn send_phone_fails(client: &mut Client, contact_id: &str, phone: &str) -> Status {
+    send_phone(client, ACCOUNT, contact_id, phone)
+        .await
+        .expect_err("the send is refused")
+}
+
+async fn confirm_fails(client: &mut Client, contact_id: &str, target: &str, code: &str) -> Status {
+    confirm(client, ACCOUNT, contact_id, target, code)
+        .await
+        .expect_err("the confirmation is refused")
+}
+
+async fn cancel_fails(
+    client: &mut Client,
+    contact_id: &str,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> Status {
+    let request = contactd_grpc::proto::CancelMessageContactUpdateRequest {
+        contact_id: contact_id.to_owned(),
+        email_address: email.map(str::to_owned),
+        phone_number: phone.map(str::to_owned),
+        client_token: String::new(),
+    };
+    client
+        .cancel_message_contact_update(as_account(ACCOUNT, request))
+        .await
+        .expect_err("the cancellation is refused")
+}
+
+async fn list_verifications_fails(
+    client: &mut Client,
+    contact_id: &str,
+    page_number: i32,
+    page_size: i32,
+) -> Status {
+    let request = contactd_grpc::proto::ListMessageContactVerificationsRequest {
+        contact_id: contact_id.to_owned(),
+        page_number,
+        page_size,
+    };
+    client
+        .list_message_contact_verifications(as_account(ACCOUNT, request))
+        .await
+        .expect_err("the list is refused")
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_send_reports_missing_fields_then_shapes_then_the_contact(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let c = &mut server.client;
+    let id = add(c, ACCOUNT, "Tom").await.contact_id;
+    let cases = [
+        ("", "", "", MISSING_CONTACT_ID, Some("contact_id")),
+        ("bad", "", "", MISSING_EMAIL, Some("email_address")),
+        (
+            "bad",
+            "tom@example.com",
+            "",
+            INVALID_CONTACT_ID,
+            Some("contact_id"),
+        ),
+        (&id, "tom@", "", INVALID_EMAIL, Some("email_address")),
+        (UNKNOWN_ID, "tom@example.com", "", NO_CONTACT, None),
+    ];
+    for (contact_id, email, token, error, field) in cases {
+        let status = send_email_fails(c, contact_id, email, token).await;
+        match field {
+            Some(field) => assert_invalid(&status, error, field),
+            None => assert_plain(&status, Code::NotFound, error),
+        }
+    }
+    let long = format!("{}@example.com", "a".repeat(250));
+    assert_invalid(
+        &send_email_fails(c, &id, &long, "").await,
+        EMAIL_LENGTH,
+        "email_address",
+    );
+    // The token comes right after the caller's identity, before any other check.
+    assert_invalid(
+        &send_email_fails(c, "", "", &"t".repeat(65)).await,
+        INVALID_TOKEN,
+        "client_token",
+    );
+
+    assert_invalid(
+        &send_phone_fails(c, &id, "").await,
+        MISSING_PHONE,
+        "phone_number",
+    );
+    assert_invalid(
+        &send_phone_fails(c, &id, "86-1391234567x").await,
+        INVALID_PHONE,
+        "phone_number",
+    );
+    assert_invalid(
+        &send_phone_fails(c, &id, "44-7912345678").await,
+        COUNTRY_CODE,
+        "phone_number",
+    );
+    assert_plain(
+        &send_phone_fails(c, UNKNOWN_ID, "86-13912345678").await,
+        Code::NotFound,
+        NO_CONTACT,
+    );
+    server.stop().await;
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_confirmation_reports_missing_fields_then_shapes_then_the_contact(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let c = &mut server.client;
+    let id = add(c, ACCOUNT, "Tom").await.contact_id;
+    let cases = [
+        ("", "", "", MISSING_CONTACT_ID, "contact_id"),
+        ("bad", "", "1", MISSING_TARGET, "target"),
+        ("bad", "tom@example.com", "", MISSING_CODE, "code"),
+        (
+            "bad",
+            "tom@example.com",
+            "x",
+            INVALID_CONTACT_ID,
+            "contact_id",
+        ),
+        (&id, "tom@", "123456", INVALID_TARGET, "target"),
+        (&id, "13912345678", "123456", INVALID_TARGET, "target"),
+        (&id, "tom@example.com", "12345", INVALID_CODE, "code"),
+        (&id, "tom@example.com", "1234567", INVALID_CODE, "code"),
+    ];
+    for (contact_id, target, code, error, field) in cases {
+        let status = confirm_fails(c, contact_id, target, code).await;
+        assert_invalid(&status, error, field);
+    }
+    assert_plain(
+        &confirm_fails(c, UNKNOWN_ID, "tom@example.com", "123456").await,
+        Code::NotFound,
+        NO_CONTACT,
+    );
+    server.stop().await;
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_cancellation_and_a_list_of_verifications_report_their_parameters(pool: PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let c = &mut server.client;
+    let id = add(c, ACCOUNT, "Tom").await.contact_id;
+    assert_invalid(
+        &cancel_fails(c, "", None, None).await,
+        MISSING_CONTACT_ID,
+        "contact_id",
+    );
+    assert_invalid(
+        &cancel_fails(c, "bad", Some("x@example.com"), None).await,
+        INVALID_CONTACT_ID,
+        "contact_id",
+    );
+    assert_invalid(
+        &cancel_fails(c, &id, Some(""), None).await,
+        INVALID_EMAIL,
+        "email_address",
+    );
+    assert_invalid(
+        &cancel_fails(c, &id, None, Some("86-1")).await,
+        INVALID_PHONE,
+        "phone_number",
+    );
+    assert_invalid(
+        &cancel_fails(c, &id, None, Some("44-7912345678")).await,
+        COUNTRY_CODE,
+        "phone_number",
+    );
+    assert_plain(
+        &cancel_fails(c, UNKNOWN_ID, None, Some("86-13912345678")).await,
+        Code::NotFound,
+        NO_CONTACT,
+    );
+
+    assert_invalid(
+        &list_verifications_fails(c, "", 0, 0).await,
+        MISSING_CONTACT_ID,
+        "contact_id",
+    );
+    assert_invalid(
+        &list_verifications_fails(c, "c-", 0, 0).await,
+        INVALID_CONTACT_ID,
+        "contact_id",
+    );
+    assert_invalid(
+        &list_verifications_fails(c, &id, -1, 0).await,
+        INVALID_PAGE_NUMBER,
+        "page_number",
+    );
+    for size in [-1, 101] {
+        assert_invalid(
+            &list_verifications_fails(c, &id, 1, size).await,
+            INVALID_PAGE_SIZE,
+            "page_size",
+        );
+    }
+    assert_plain(
+        &list_verifications_fails(c, UNKNOWN_ID, 0, 0).await,
+        Code::NotFound,
+        NO_CONTACT,
+    );
+    server.stop().await;
 }

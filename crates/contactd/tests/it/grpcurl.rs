@@ -52,6 +52,11 @@ async fn grpcurl_lists_and_describes_the_services_through_reflection(pool: sqlx:
         "UpdateMessageContact",
         "GetMessageContact",
         "ListMessageContacts",
+        "SendEmailVerificationForMessageContact",
+        "SendPhoneVerificationForMessageContact",
+        "ListMessageContactVerifications",
+        "CancelMessageContactUpdate",
+        "ConfirmMessageContactVerification",
     ] {
         assert!(
             described.contains(&format!("rpc {rpc} ")),
@@ -123,4 +128,48 @@ async fn grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style
         failed.contains(r#""reason":"InvalidParameter.ContactId""#),
         "ErrorInfo readable through reflection: {failed}"
     );
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn grpcurl_sends_a_code_lists_the_pending_targets_and_shows_a_wrong_code(pool: sqlx::PgPool) {
+    let mut server = TestServer::start(pool).await;
+    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
+    let send = format!(r#"{{"contactId":"{id}","emailAddress":"tom@example.com"}}"#);
+    let (ok, sent) = grpcurl(
+        server.addr,
+        &["-d", &send],
+        &[&format!("{SERVICE}/SendEmailVerificationForMessageContact")],
+    )
+    .await;
+    assert!(ok && sent.contains("requestId"), "{sent}");
+    let list = format!(r#"{{"contact_id":"{id}"}}"#);
+    let (ok, listed) = grpcurl(
+        server.addr,
+        &["-d", &list],
+        &[&format!("{SERVICE}/ListMessageContactVerifications")],
+    )
+    .await;
+    assert!(ok, "{listed}");
+    assert!(
+        listed.contains(r#""target": "tom@example.com""#),
+        "{listed}"
+    );
+    assert!(listed.contains(r#""totalCount": "2""#), "{listed}");
+    let confirm = format!(r#"{{"contact_id":"{id}","target":"tom@example.com","code":"12345x"}}"#);
+    let (ok, refused) = grpcurl(
+        server.addr,
+        &["-v", "-d", &confirm],
+        &[&format!("{SERVICE}/ConfirmMessageContactVerification")],
+    )
+    .await;
+    assert!(!ok, "{refused}");
+    assert!(
+        refused.contains("x-acs-error-code: InvalidParameter.VerificationCode"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("The verification code is invalid."),
+        "{refused}"
+    );
+    server.stop().await;
 }

@@ -6,8 +6,12 @@
 
 mod audit;
 mod contacts;
+mod dispatch;
 mod errors;
 mod grpcurl;
 mod offline;
+mod pages;
 mod processes;
+mod secrets;
 mod support;
+mod verification;

@@ -144,6 +144,50 @@ async fn populate(client: &mut Client) -> Vec<String> {
     ids
 }
 
+/// Verifies, changes and cancels on some of `populate`'s contacts, so that the log holds every
+/// kind of verification event, then waits until the dispatcher has recorded every message's
+/// outcome (the server writes no more after that).
+async fn verify_some(client: &mut Client, pool: &PgPool, ids: &[String]) {
+    verify_email(client, pool, &ids[0], "thomas@example.com").await;
+    let mut change = update_request(&ids[0]);
+    change.email_address = Some("tom2@example.com".into());
+    client
+        .update_message_contact(as_account(ACCOUNT, change))
+        .await
+        .expect("update");
+    let cancel = contactd_grpc::proto::CancelMessageContactUpdateRequest {
+        contact_id: ids[0].clone(),
+        email_address: Some("tom2@example.com".into()),
+        ..Default::default()
+    };
+    client
+        .cancel_message_contact_update(as_account(ACCOUNT, cancel))
+        .await
+        .expect("cancel");
+    send_phone(client, ACCOUNT, &ids[3], "86-13912345678")
+        .await
+        .expect("send");
+    let code = issued_code(pool, &ids[3], "PhoneVerificationRequested").await;
+    confirm(client, ACCOUNT, &ids[3], "86-13912345678", &code)
+        .await
+        .expect("confirm");
+    until(
+        "every message's outcome is recorded",
+        Duration::from_secs(60),
+        async || {
+            let (requested, done): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM events WHERE event_type LIKE '%VerificationRequested'), \
+                    (SELECT count(*) FROM outbox_messages WHERE state = 'sent')",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("count messages");
+            (requested == done).then_some(())
+        },
+    )
+    .await;
+}
+
 async fn event_count(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(pool)
@@ -233,7 +277,8 @@ async fn spoil_activity(pool: &PgPool) {
 /// that nothing writes any more. Returns the checksums of the live read models.
 async fn live_read_models(pool: &PgPool) -> Checksums {
     let mut server = TestServer::start(pool.clone()).await;
-    populate(&mut server.client).await;
+    let ids = populate(&mut server.client).await;
+    verify_some(&mut server.client, pool, &ids).await;
     projection_caught_up(pool).await;
     server.stop().await;
     let live = checksums(pool).await;
@@ -485,6 +530,38 @@ async fn rebuilding_account_activity_restores_it_and_nothing_else(pool: PgPool) 
     add(&mut server.client, ACCOUNT, "Zed").await;
     projection_caught_up(&pool).await;
     server.stop().await;
+}
+
+/// The outbox and the delivery outcomes: what a rebuild must never touch.
+async fn deliveries(pool: &PgPool) -> (String, i64) {
+    sqlx::query_as(
+        "SELECT coalesce(md5(string_agg(row_to_json(o)::text, '|' ORDER BY message_id)), ''), \
+                (SELECT count(*) FROM events WHERE event_type LIKE 'VerificationMessage%') \
+         FROM outbox_messages o",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("read the outbox")
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn the_verification_outbox_is_never_rebuilt_and_no_rebuild_sends_anything(pool: PgPool) {
+    let live = live_read_models(&pool).await;
+    let sent = deliveries(&pool).await;
+    assert!(sent.1 > 0, "the messages were sent: {sent:?}");
+
+    let output = rebuild(&pool, Some("verification_outbox")).await;
+    assert!(!output.status.success(), "exit status {}", output.status);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("never rebuilt"), "{stderr}");
+
+    assert_success(&rebuild(&pool, None).await);
+    assert_eq!(checksums(&pool).await, live);
+    assert_eq!(
+        deliveries(&pool).await,
+        sent,
+        "nothing was recorded or sent again"
+    );
 }
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]

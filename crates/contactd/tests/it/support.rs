@@ -1,13 +1,18 @@
 //! Starting the real server on a fresh database, and the assertions every test shares.
 
 use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
 use clap::Parser;
 use contactd::settings::{Cli, Command, ServeSettings};
+use contactd_app::CodeSecret;
+use contactd_domain::VerificationId;
 use contactd_grpc::proto::message_contact_service_client::MessageContactServiceClient;
 use contactd_grpc::proto::{
-    AddMessageContactRequest, AddMessageContactResponse, Contact, GetMessageContactRequest,
-    UpdateMessageContactRequest,
+    AddMessageContactRequest, AddMessageContactResponse, ConfirmMessageContactVerificationRequest,
+    Contact, GetMessageContactRequest, SendEmailVerificationForMessageContactRequest,
+    SendPhoneVerificationForMessageContactRequest, UpdateMessageContactRequest,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -214,4 +219,326 @@ pub async fn audit_client(server: &TestServer) -> AuditClient {
         .await
         .expect("connect to the test server");
     AuditClient::new(channel)
+}
+
+/// The code the last send for `contact_id` on `event_type`'s channel issued
+/// (`EmailVerificationRequested` or `PhoneVerificationRequested`), derived from the log under
+/// the test secret, as the dispatcher derives it.
+pub async fn issued_code(pool: &PgPool, contact_id: &str, event_type: &str) -> String {
+    let id: String = sqlx::query_scalar(
+        "SELECT payload->>'verification_id' FROM events WHERE stream_id = $1 AND event_type = $2 \
+         ORDER BY stream_version DESC LIMIT 1",
+    )
+    .bind(contact_id)
+    .bind(event_type)
+    .fetch_one(pool)
+    .await
+    .expect("a send was made");
+    let secret = CodeSecret::new(TEST_CODE_SECRET.as_bytes().to_vec()).expect("a long secret");
+    let id = VerificationId::from_uuid(id.parse().expect("a uuid"));
+    secret.code(id).expose().to_owned()
+}
+
+/// A code that is not `code`.
+pub fn wrong(code: &str) -> String {
+    let number: u32 = code.parse().expect("digits");
+    format!("{:06}", (number + 1) % 1_000_000)
+}
+
+pub async fn send_email(
+    client: &mut Client,
+    account: &str,
+    contact_id: &str,
+    email: &str,
+) -> Result<String, Status> {
+    let request = SendEmailVerificationForMessageContactRequest {
+        contact_id: contact_id.to_owned(),
+        email_address: email.to_owned(),
+        client_token: String::new(),
+    };
+    Ok(client
+        .send_email_verification_for_message_contact(as_account(account, request))
+        .await?
+        .into_inner()
+        .request_id)
+}
+
+pub async fn send_phone(
+    client: &mut Client,
+    account: &str,
+    contact_id: &str,
+    phone: &str,
+) -> Result<String, Status> {
+    let request = SendPhoneVerificationForMessageContactRequest {
+        contact_id: contact_id.to_owned(),
+        phone_number: phone.to_owned(),
+        client_token: String::new(),
+    };
+    Ok(client
+        .send_phone_verification_for_message_contact(as_account(account, request))
+        .await?
+        .into_inner()
+        .request_id)
+}
+
+pub async fn confirm(
+    client: &mut Client,
+    account: &str,
+    contact_id: &str,
+    target: &str,
+    code: &str,
+) -> Result<String, Status> {
+    let request = ConfirmMessageContactVerificationRequest {
+        contact_id: contact_id.to_owned(),
+        target: target.to_owned(),
+        code: code.to_owned(),
+        client_token: String::new(),
+    };
+    Ok(client
+        .confirm_message_contact_verification(as_account(account, request))
+        .await?
+        .into_inner()
+        .request_id)
+}
+
+/// Sends a code for the contact's pending email address and confirms it, as its owner would.
+pub async fn verify_email(client: &mut Client, pool: &PgPool, contact_id: &str, email: &str) {
+    send_email(client, ACCOUNT, contact_id, email)
+        .await
+        .expect("send");
+    let code = issued_code(pool, contact_id, "EmailVerificationRequested").await;
+    confirm(client, ACCOUNT, contact_id, email, &code)
+        .await
+        .expect("confirm");
+}
+
+/// Waits for a condition, checking every 20 ms, failing after `limit`.
+pub async fn until<T>(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// An HTTP/1.1 answer of the confirmation pages.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request over a fresh connection, as the simplest client would make it.
+pub async fn http(addr: SocketAddr, method: &str, path: &str) -> HttpReply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let raw = String::from_utf8(raw).expect("UTF-8");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    HttpReply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// The test database's URL: the server of DATABASE_URL, the database of the test's pool.
+pub async fn database_url(pool: &PgPool) -> String {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
+    format!("{server}/{database}")
+}
+
+/// A `contactd serve` process on a free port, logging into its data directory; killed when
+/// dropped.
+pub struct Process {
+    child: Child,
+    port: u16,
+    http_port: u16,
+    data_dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Process {
+    pub fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[], "warn")
+    }
+
+    /// With more arguments, and `RUST_LOG` set to `log`.
+    pub fn start_with(database_url: &str, extra: &[&str], log: &str) -> Self {
+        let data_dir = tempfile::tempdir().expect("a data directory");
+        let (port, http_port) = (free_port(), free_port());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--http-listen",
+                &format!("127.0.0.1:{http_port}"),
+                "--database-url",
+                database_url,
+                "--code-secret",
+                TEST_CODE_SECRET,
+            ])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(extra)
+            .env("RUST_LOG", log)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data_dir.path().join("contactd.log")).expect("a log"))
+            .spawn()
+            .expect("start contactd");
+        Self {
+            child,
+            port,
+            http_port,
+            data_dir,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.http_port))
+    }
+
+    /// The code and the link of the contact's last email, from the development sink of the
+    /// data directory (waiting until the dispatcher has written it).
+    pub async fn sent_email(&self, pool: &PgPool, contact_id: &str) -> (String, String) {
+        let message_id: uuid::Uuid = sqlx::query_scalar(
+            "SELECT event_id FROM events WHERE stream_id = $1 \
+             AND event_type = 'EmailVerificationRequested' ORDER BY stream_version DESC LIMIT 1",
+        )
+        .bind(contact_id)
+        .fetch_one(pool)
+        .await
+        .expect("a send was made");
+        let file = self
+            .data_dir
+            .path()
+            .join("messages")
+            .join(format!("{message_id}.eml"));
+        let raw = until(
+            "the email is in the sink",
+            Duration::from_secs(30),
+            async || std::fs::read(&file).ok(),
+        )
+        .await;
+        let mail = contactd_testkit::ReceivedMail {
+            raw,
+            mail_from: String::new(),
+            rcpt_tos: Vec::new(),
+        };
+        (mail.code(), mail.link())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("contactd.log")).unwrap_or_default()
+    }
+
+    pub fn holder_name(&self) -> String {
+        format!(
+            "contactd pid {} on 127.0.0.1:{}",
+            self.child.id(),
+            self.port
+        )
+    }
+
+    pub async fn client(&self) -> Client {
+        let endpoint = self.endpoint();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match tonic::transport::Channel::from_shared(endpoint.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
+                Ok(channel) => return Client::new(channel),
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(error) => panic!("contactd did not start: {error}"),
+            }
+        }
+    }
+
+    /// Dies at once, as on `kill -9`: no shutdown, its connections simply drop.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Stops as on SIGTERM, and waits (without blocking the test's runtime, whose clients
+    /// must see the server's GOAWAY) until it has exited; its exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success());
+        until("the process exits", Duration::from_secs(30), async || {
+            self.child.try_wait().unwrap()
+        })
+        .await
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
