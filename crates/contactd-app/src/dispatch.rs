@@ -364,3 +364,190 @@ fn record_failed(message: &OutboxMessage, error: &StoreError) {
         "recording a delivery failed; the message will be attempted again when its lease ends"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    //! The dispatcher's decisions on one attempt, against an outbox and a notifier in memory.
+
+    use std::sync::Mutex;
+
+    use contactd_domain::{AccountId, ContactId, EmailAddress, VerificationId, VerificationTarget};
+
+    use super::*;
+    use crate::port::Delivered;
+
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<DeliveryEvent>>);
+
+    impl Outbox for Arc<Recorded> {
+        async fn claim_due(
+            &self,
+            _: &str,
+            _: Duration,
+            _: u32,
+        ) -> Result<Vec<OutboxMessage>, StoreError> {
+            Ok(vec![])
+        }
+        async fn record(
+            &self,
+            _: &str,
+            _: &OutboxMessage,
+            event: &DeliveryEvent,
+            _: Uuid,
+            metadata: &EventMetadata,
+        ) -> Result<bool, StoreError> {
+            assert!(metadata.caller.starts_with("dispatcher"));
+            self.0.lock().unwrap().push(event.clone());
+            Ok(true)
+        }
+        async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+            Ok(None)
+        }
+        fn recorded_messages(&self) -> watch::Receiver<u64> {
+            watch::channel(0).1
+        }
+    }
+
+    /// Answers every notification the same way, and counts them.
+    struct Answering(
+        Result<Delivered, DeliveryError>,
+        Arc<Mutex<Vec<Notification>>>,
+    );
+
+    impl Notifier for Answering {
+        async fn deliver(&self, notification: &Notification) -> Result<Delivered, DeliveryError> {
+            self.1.lock().unwrap().push(notification.clone());
+            self.0.clone()
+        }
+    }
+
+    fn message(attempt: u32, expires_in: TimeDelta) -> OutboxMessage {
+        OutboxMessage {
+            message_id: Uuid::now_v7(),
+            account_id: AccountId::parse("1").unwrap(),
+            contact_id: ContactId::generate(),
+            contact_name: "Tom".into(),
+            recipient: VerificationTarget::Email(EmailAddress::parse("tom@example.com").unwrap()),
+            verification_id: VerificationId::generate(),
+            expires_at: Utc::now() + expires_in,
+            attempt,
+            recorded: 0,
+            correlation_id: "corr".into(),
+        }
+    }
+
+    type Sent = Arc<Mutex<Vec<Notification>>>;
+    type InMemory = Arc<Dispatcher<Arc<Recorded>, Answering>>;
+
+    fn dispatcher(answer: Result<Delivered, DeliveryError>) -> (InMemory, Arc<Recorded>, Sent) {
+        let recorded = Arc::new(Recorded::default());
+        let sent = Sent::default();
+        let settings = DispatchSettings {
+            max_attempts: 3,
+            retry_base: Duration::from_secs(10),
+            public_url: "https://contacts.example.com/".into(),
+            ..DispatchSettings::default()
+        };
+        let dispatcher = Dispatcher::new(
+            recorded.clone(),
+            Answering(answer, sent.clone()),
+            CodeSecret::generate(),
+            settings,
+        );
+        (Arc::new(dispatcher), recorded, sent)
+    }
+
+    fn transient() -> Result<Delivered, DeliveryError> {
+        Err(DeliveryError::Transient("smtp reply 451".into()))
+    }
+
+    async fn outcome_of(
+        answer: Result<Delivered, DeliveryError>,
+        message: OutboxMessage,
+    ) -> (DeliveryOutcome, usize) {
+        let (dispatcher, recorded, sent) = dispatcher(answer);
+        dispatcher.clone().attempt(message).await;
+        let events = recorded.0.lock().unwrap().clone();
+        assert_eq!(events.len(), 1, "one outcome per attempt");
+        let sends = sent.lock().unwrap().len();
+        (events[0].outcome.clone(), sends)
+    }
+
+    #[tokio::test]
+    async fn a_sent_message_carries_the_derived_code_and_a_link_under_the_public_url() {
+        let (dispatcher, recorded, sent) = dispatcher(Ok(Delivered {
+            via: "smtp",
+            detail: None,
+        }));
+        let message = message(1, TimeDelta::minutes(15));
+        dispatcher.clone().attempt(message.clone()).await;
+        let notification = sent.lock().unwrap()[0].clone();
+        assert_eq!(
+            notification.code,
+            dispatcher.secret.code(message.verification_id)
+        );
+        let token = dispatcher.secret.link_token(message.verification_id);
+        assert_eq!(
+            notification.link,
+            format!("https://contacts.example.com/verify/{}", token.expose())
+        );
+        assert_eq!(notification.message_id, message.message_id);
+        assert_eq!(recorded.0.lock().unwrap()[0].outcome, DeliveryOutcome::Sent);
+        assert_eq!(dispatcher.metrics().counts().sent, 1);
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_after_a_jittered_back_off() {
+        let before = Utc::now();
+        let (outcome, sends) = outcome_of(transient(), message(2, TimeDelta::minutes(15))).await;
+        assert_eq!(sends, 1);
+        let DeliveryOutcome::Failed { reason, retry_at } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(reason, "smtp reply 451");
+        // After attempt 2: between half and all of 10 s · 2.
+        let wait = retry_at - before;
+        assert!(
+            wait >= TimeDelta::seconds(10) && wait <= TimeDelta::seconds(21),
+            "{wait:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_attempt_a_permanent_refusal_or_an_expiring_code_dead_letters() {
+        let (last, _) = outcome_of(transient(), message(3, TimeDelta::minutes(15))).await;
+        assert!(
+            matches!(&last, DeliveryOutcome::DeadLettered { reason } if reason.contains("3 attempts")),
+            "{last:?}"
+        );
+        let permanent = Err(DeliveryError::Permanent("smtp reply 550".into()));
+        let (refused, _) = outcome_of(permanent, message(1, TimeDelta::minutes(15))).await;
+        assert_eq!(
+            refused,
+            DeliveryOutcome::DeadLettered {
+                reason: "smtp reply 550".into()
+            }
+        );
+        let (expiring, _) = outcome_of(transient(), message(1, TimeDelta::seconds(3))).await;
+        assert!(
+            matches!(&expiring, DeliveryOutcome::DeadLettered { reason } if reason.contains("expires")),
+            "{expiring:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_code_or_an_attempt_past_the_last_is_never_sent() {
+        let delivered = || {
+            Ok(Delivered {
+                via: "smtp",
+                detail: None,
+            })
+        };
+        let (expired, sends) = outcome_of(delivered(), message(1, TimeDelta::seconds(-1))).await;
+        assert!(matches!(expired, DeliveryOutcome::DeadLettered { .. }));
+        assert_eq!(sends, 0);
+        let (past, sends) = outcome_of(delivered(), message(4, TimeDelta::minutes(15))).await;
+        assert!(matches!(past, DeliveryOutcome::DeadLettered { .. }));
+        assert_eq!(sends, 0, "an attempt whose process died counts");
+    }
+}
