@@ -68,17 +68,7 @@ async fn until_outcome(
 async fn an_email_arrives_with_its_code_and_link_and_its_code_activates_the_contact(pool: PgPool) {
     let smtp = SmtpSink::start();
     let mut server = with_smtp(pool.clone(), &smtp).await;
-    let mut request = add_request("张三");
-    request.email_address = "zhang@example.com".into();
-    let id = server
-        .client
-        .add_message_contact(as_account(ACCOUNT, request))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap()
-        .contact_id;
+    let id = add_with_email(&mut server.client, ACCOUNT, "张三", "zhang@example.com").await;
     send_email(&mut server.client, ACCOUNT, &id, "zhang@example.com")
         .await
         .unwrap();
@@ -278,17 +268,7 @@ async fn a_refused_recipient_is_dead_lettered_at_once_and_holds_back_no_other_me
 ) {
     let smtp = SmtpSink::start();
     let mut server = with_smtp(pool.clone(), &smtp).await;
-    let mut request = add_request("Rex");
-    request.email_address = "reject@example.com".into();
-    let refused = server
-        .client
-        .add_message_contact(as_account(ACCOUNT, request))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap()
-        .contact_id;
+    let refused = add_with_email(&mut server.client, ACCOUNT, "Rex", "reject@example.com").await;
     let fine = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
     send_email(&mut server.client, ACCOUNT, &refused, "reject@example.com")
         .await
@@ -473,15 +453,7 @@ async fn two_servers_on_one_database_send_each_message_once(pool: PgPool) {
         expected.push(email);
     }
     let mails = smtp.wait_for(20, WAIT).await;
-    until("every outcome is recorded", WAIT, async || {
-        let sent: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox_messages WHERE state = 'sent'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        (sent == 20).then_some(())
-    })
-    .await;
+    until_every_message_is_sent(&pool).await;
     first.stop().await;
     second.stop().await;
 

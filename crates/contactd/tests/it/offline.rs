@@ -171,21 +171,7 @@ async fn verify_some(client: &mut Client, pool: &PgPool, ids: &[String]) {
     confirm(client, ACCOUNT, &ids[3], "86-13912345678", &code)
         .await
         .expect("confirm");
-    until(
-        "every message's outcome is recorded",
-        Duration::from_secs(60),
-        async || {
-            let (requested, done): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM events WHERE event_type LIKE '%VerificationRequested'), \
-                    (SELECT count(*) FROM outbox_messages WHERE state = 'sent')",
-        )
-        .fetch_one(pool)
-        .await
-        .expect("count messages");
-            (requested == done).then_some(())
-        },
-    )
-    .await;
+    until_every_message_is_sent(pool).await;
 }
 
 async fn event_count(pool: &PgPool) -> i64 {

@@ -12,13 +12,21 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn with_smtp(pool: PgPool, smtp: &SmtpSink, ttl_secs: u64) -> TestServer {
+/// A server delivering to a real SMTP server, with codes of `ttl_secs`, and a contact Tom for
+/// whose email address a code was sent; its id.
+async fn tom_sent_an_email(pool: PgPool, ttl_secs: u64) -> (SmtpSink, TestServer, String) {
+    let smtp = SmtpSink::start();
     let url = smtp.url();
-    TestServer::start_with(pool, |s| {
+    let mut server = TestServer::start_with(pool, |s| {
         s.verification.smtp_url = Some(url);
         s.verification.code_ttl_secs = ttl_secs;
     })
-    .await
+    .await;
+    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
+    send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
+        .await
+        .unwrap();
+    (smtp, server, id)
 }
 
 /// The path of the link in the `n`th message received (1-based).
@@ -37,12 +45,7 @@ async fn status_of(server: &mut TestServer, contact_id: &str) -> String {
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn a_person_confirms_in_a_real_browser(pool: PgPool) {
-    let smtp = SmtpSink::start();
-    let mut server = with_smtp(pool, &smtp, 900).await;
-    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
-    send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
-        .await
-        .unwrap();
+    let (smtp, mut server, id) = tom_sent_an_email(pool, 900).await;
     let link = smtp.wait_for(1, WAIT).await[0].link();
 
     let browser = Browser::start().await;
@@ -89,12 +92,7 @@ async fn a_person_confirms_in_a_real_browser(pool: PgPool) {
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn the_page_shows_without_changing_and_the_post_confirms_once(pool: PgPool) {
-    let smtp = SmtpSink::start();
-    let mut server = with_smtp(pool.clone(), &smtp, 900).await;
-    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
-    send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
-        .await
-        .unwrap();
+    let (smtp, mut server, id) = tom_sent_an_email(pool.clone(), 900).await;
     let path = link_path(&smtp, 1).await;
     let pages = server.http_addr;
 
@@ -136,12 +134,7 @@ async fn the_page_shows_without_changing_and_the_post_confirms_once(pool: PgPool
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn the_pages_forbid_everything_from_outside_and_are_never_cached(pool: PgPool) {
-    let smtp = SmtpSink::start();
-    let mut server = with_smtp(pool, &smtp, 900).await;
-    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
-    send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
-        .await
-        .unwrap();
+    let (smtp, server, _) = tom_sent_an_email(pool, 900).await;
     let path = link_path(&smtp, 1).await;
     let unknown = format!("/verify/{}", "A".repeat(43));
     for path in [path.as_str(), unknown.as_str(), "/verify/short", "/nowhere"] {
@@ -182,12 +175,7 @@ async fn the_pages_forbid_everything_from_outside_and_are_never_cached(pool: PgP
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn a_replaced_or_expired_link_is_gone(pool: PgPool) {
-    let smtp = SmtpSink::start();
-    let mut server = with_smtp(pool, &smtp, 2).await;
-    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
-    send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
-        .await
-        .unwrap();
+    let (smtp, mut server, id) = tom_sent_an_email(pool, 2).await;
     let replaced = link_path(&smtp, 1).await;
     send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
         .await

@@ -293,15 +293,7 @@ async fn no_code_or_link_token_is_in_the_database_the_logs_or_the_audit_log(pool
     confirm(&mut client, ACCOUNT, &id, "86-13912345678", &sms_code)
         .await
         .unwrap();
-    until("every message's outcome is recorded", WAIT, async || {
-        let pending: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox_messages WHERE state <> 'sent'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        (pending == 0).then_some(())
-    })
-    .await;
+    until_every_message_is_sent(&pool).await;
 
     let audit = audit_answers(&process.endpoint(), &pool, &id).await;
     drop(client);

@@ -123,6 +123,39 @@ pub fn update_request(contact_id: &str) -> UpdateMessageContactRequest {
     }
 }
 
+/// Adds a contact named `name` with the email address `email` to `account`; its id.
+pub async fn add_with_email(client: &mut Client, account: &str, name: &str, email: &str) -> String {
+    let mut request = add_request(name);
+    request.email_address = email.to_owned();
+    client
+        .add_message_contact(as_account(account, request))
+        .await
+        .expect("add")
+        .into_inner()
+        .contact
+        .expect("the added contact")
+        .contact_id
+}
+
+/// Waits until every message that was asked for is recorded and sent.
+pub async fn until_every_message_is_sent(pool: &PgPool) {
+    until(
+        "every message's outcome is recorded",
+        Duration::from_secs(60),
+        async || {
+            let (requested, sent): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM events WHERE event_type LIKE '%VerificationRequested'), \
+                        (SELECT count(*) FROM outbox_messages WHERE state = 'sent')",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("count the messages");
+            (requested == sent).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Adds a contact named `name` to `account` and returns it.
 pub async fn add(client: &mut Client, account: &str, name: &str) -> Contact {
     let response: AddMessageContactResponse = client

@@ -447,14 +447,8 @@ async fn the_per_target_limit_holds_under_concurrent_sends_from_two_servers(pool
     // contact's version.
     let mut ids = Vec::new();
     for n in 0..16_u8 {
-        let mut request = add_request(&format!("Tom{}", char::from(b'a' + n)));
-        request.email_address = "same@example.com".into();
-        let added = first
-            .client
-            .add_message_contact(as_account(ACCOUNT, request))
-            .await
-            .unwrap();
-        ids.push(added.into_inner().contact.unwrap().contact_id);
+        let name = format!("Tom{}", char::from(b'a' + n));
+        ids.push(add_with_email(&mut first.client, ACCOUNT, &name, "same@example.com").await);
     }
     let mut sends = JoinSet::new();
     for (n, id) in ids.iter().enumerate() {
