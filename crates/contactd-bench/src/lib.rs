@@ -1,10 +1,12 @@
 //! `contactd-bench`: a load benchmark of contactd over real gRPC, beside the database's own
 //! limit measured with pgbench in the same run, ending with a check that the log and the read
 //! model still agree. `run_all` is the whole benchmark (what the binary runs); `service::run`
-//! is the scenario runner against any server (what the smoke test runs).
+//! is the scenario runner against any server (what the smoke test runs); `dispatch` follows
+//! verification emails from the send to the benchmark's own SMTP receiver (`smtp`).
 
 pub mod client;
 pub mod dbstats;
+pub mod dispatch;
 pub mod load;
 pub mod pgbench;
 pub mod procfs;
@@ -12,6 +14,7 @@ pub mod report;
 pub mod seed;
 pub mod server;
 pub mod service;
+pub mod smtp;
 pub mod stats;
 pub mod verify;
 
@@ -25,11 +28,13 @@ use sqlx::{ConnectOptions, PgPool};
 
 use crate::client::Fleet;
 use crate::dbstats::DbStats;
+use crate::dispatch::DispatchPlan;
 use crate::load::{Scenario, Target};
 use crate::pgbench::{Pgbench, PgbenchReport, Workload};
 use crate::seed::SeedPlan;
 use crate::server::ServerProcess;
 use crate::service::ServicePlan;
+use crate::smtp::SmtpReceiver;
 
 /// The benchmark's settings; the defaults are the committed benchmark.
 #[derive(Debug, Clone, Parser)]
@@ -52,9 +57,24 @@ pub struct Options {
         long,
         value_delimiter = ',',
         value_enum,
-        default_value = "update,add,get,list,update-long,update-short"
+        default_value = "update,add,get,list,update-long,update-short,dispatch"
     )]
     pub scenarios: Vec<Scenario>,
+    /// Offered verification sends per second for `dispatch`, one open-loop run each (with
+    /// `--warmup` and `--duration`).
+    #[arg(long, value_delimiter = ',', default_value = "20,50,100,200,400")]
+    pub dispatch_rates: Vec<u32>,
+    /// Seconds without a new message after a dispatch run's last send before the messages
+    /// still awaited count as lost (and fail the verdict); a backlog that drains is waited for.
+    #[arg(long, default_value_t = 60)]
+    pub dispatch_drain: u64,
+    /// A dispatch rate is kept up with when at least this share of it is accepted during the
+    /// window, …
+    #[arg(long, default_value_t = 0.95)]
+    pub dispatch_min_accepted: f64,
+    /// … and the p99 from answer to acceptance is below this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub dispatch_max_p99_ms: u64,
     /// The concurrency at which the service is compared with pgbench and the targets.
     #[arg(long, default_value_t = 32)]
     pub compare_at: usize,
@@ -130,7 +150,44 @@ impl Options {
             duration: Duration::from_secs(self.duration),
             rng_seed: self.seed,
             settle: true,
+            dispatch: DispatchPlan {
+                rates: self.dispatch_rates.clone(),
+                warmup: Duration::from_secs(self.warmup),
+                duration: Duration::from_secs(self.duration),
+                drain: Duration::from_secs(self.dispatch_drain),
+                min_accepted_share: self.dispatch_min_accepted,
+                max_p99: Duration::from_millis(self.dispatch_max_p99_ms),
+                settle: true,
+            },
         }
+    }
+
+    /// The server's arguments: the benchmark's own, then `--server-arg`s. Sends must not meet
+    /// the limits meant for people (a day's 100 per account, 10 a minute per address), and
+    /// emails go to the benchmark's SMTP receiver; a setting given with `--server-arg` wins.
+    pub fn server_args(&self, smtp: &SmtpReceiver) -> Vec<String> {
+        let ours = [
+            ("--smtp-url", smtp.url()),
+            (
+                "--code-secret",
+                "the code secret of contactd-bench".to_owned(),
+            ),
+            ("--send-limit-per-account-day", "1000000".to_owned()),
+            ("--send-limit-per-target-minute", "10000".to_owned()),
+        ];
+        let given = |flag: &str| {
+            self.server_arg
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        let mut args = Vec::new();
+        for (flag, value) in ours {
+            if !given(flag) {
+                args.push(format!("{flag}={value}"));
+            }
+        }
+        args.extend(self.server_arg.iter().cloned());
+        args
     }
 }
 
@@ -265,14 +322,17 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
             tokio::task::spawn_blocking(server::build_release_server).await??
         }
     };
-    let log = server::workspace_root().join("target/contactd-bench/server.log");
-    let mut server =
-        ServerProcess::start(&server_bin, &options.database_url, &options.server_arg, log)?;
+    let log = server::target_dir().join("contactd-bench/server.log");
+    let smtp = SmtpReceiver::start().await?;
+    let server_args = options.server_args(&smtp);
+    let mut server = ServerProcess::start(&server_bin, &options.database_url, &server_args, log)?;
     eprintln!(
-        "started {} (pid {}) on {}",
+        "started {} (pid {}) on {}, its emails to the SMTP receiver on {}; log in {}",
         server_bin.display(),
         server.pid(),
-        server.endpoint
+        server.endpoint,
+        smtp.address(),
+        server.log.display()
     );
     client::wait_until_serving(&server.endpoint, Duration::from_secs(60))
         .await
@@ -291,23 +351,42 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
         fleet: Fleet::connect(&server.endpoint, options.connections).await?,
         pool: pool.clone(),
         server_pid: Some(server.pid()),
+        smtp: Some(smtp.clone()),
     };
     let plan = options.service_plan();
-    eprintln!(
-        "seeding {} accounts × {} contacts, a {}-event stream, and the short streams",
-        options.accounts, options.contacts_per_account, options.long_stream_events
-    );
-    let service = service::run(&target, &plan, |run| {
+    if options.scenarios.iter().any(|s| s.is_closed_loop()) {
         eprintln!(
-            "{:>12} C={:<3} {:>8.0} calls/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
-            run.scenario.name(),
-            run.concurrency,
-            run.calls_per_second(),
-            run.latencies.percentile(50.0).as_secs_f64() * 1000.0,
-            run.latencies.percentile(99.0).as_secs_f64() * 1000.0,
-            run.errors.values().sum::<u64>()
+            "seeding {} accounts × {} contacts, a {}-event stream, and the short streams",
+            options.accounts, options.contacts_per_account, options.long_stream_events
         );
-    })
+    }
+    let service = service::run(
+        &target,
+        &plan,
+        |run| {
+            eprintln!(
+                "{:>12} C={:<3} {:>8.0} calls/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+                run.scenario.name(),
+                run.concurrency,
+                run.calls_per_second(),
+                run.latencies.percentile(50.0).as_secs_f64() * 1000.0,
+                run.latencies.percentile(99.0).as_secs_f64() * 1000.0,
+                run.errors.values().sum::<u64>()
+            );
+        },
+        |run| {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            eprintln!(
+                "    dispatch {:>5}/s offered {:>8.1}/s accepted  p50 {:>7.2} ms  p99 {} ms  failed {}  lost {}",
+                run.offered_rate,
+                run.accepted_per_second(),
+                ms(run.latencies.percentile(50.0)),
+                run.p99().map_or("never".into(), |d| format!("{:.2}", ms(d))),
+                run.failed(),
+                run.lost
+            );
+        },
+    )
     .await;
     server.check_running()?;
     let service = service?;
@@ -323,6 +402,8 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
     };
     if options.no_pgbench {
         eprintln!("skipping pgbench (--no-pgbench)");
+    } else if service.runs.is_empty() {
+        eprintln!("skipping pgbench: no scenario of calls in flight to compare it with");
     } else if !pgbench.available() {
         eprintln!(
             "skipping pgbench: {} does not run",
@@ -375,8 +456,14 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
     ));
     out.push_str(&report::machine(&machine));
     out.push('\n');
-    out.push_str(&report::service(&service, machine.cores));
-    out.push('\n');
+    if !service.runs.is_empty() {
+        out.push_str(&report::service(&service, machine.cores));
+        out.push('\n');
+    }
+    if let Some(dispatch) = &service.dispatch {
+        out.push_str(&report::dispatch(dispatch));
+        out.push('\n');
+    }
     if !pgbench_runs.is_empty() {
         out.push_str(&report::pgbench(&pgbench_runs));
         out.push('\n');

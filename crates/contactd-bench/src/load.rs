@@ -18,6 +18,7 @@ use crate::client::{Account, Client, ContactRef, Fleet, add_request, letters_nam
 use crate::dbstats::{self, DbCost, DbStats};
 use crate::procfs::{CpuSnapshot, CpuSplit, Memory};
 use crate::seed::{ADDED_FAMILY, Seeded, fresh_email_update};
+use crate::smtp::SmtpReceiver;
 use crate::stats::{Latencies, Rng};
 
 /// What the calls of a run do.
@@ -38,10 +39,25 @@ pub enum Scenario {
     /// The same on a contact with a short history (10 events at the start of the run): the
     /// comparison for `update-long`.
     UpdateShort,
+    /// `SendEmailVerificationForMessageContact` at steady open-loop rates (`--dispatch-rates`,
+    /// not `--concurrency`), each send's message followed to the SMTP receiver
+    /// (`dispatch.rs`); it runs after every closed-loop scenario.
+    Dispatch,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Update,
+        Scenario::Add,
+        Scenario::Get,
+        Scenario::List,
+        Scenario::UpdateLong,
+        Scenario::UpdateShort,
+        Scenario::Dispatch,
+    ];
+
+    /// The scenarios of C tasks with one call in flight each, run by [`run`].
+    pub const CLOSED_LOOP: [Scenario; 6] = [
         Scenario::Update,
         Scenario::Add,
         Scenario::Get,
@@ -49,6 +65,10 @@ impl Scenario {
         Scenario::UpdateLong,
         Scenario::UpdateShort,
     ];
+
+    pub fn is_closed_loop(self) -> bool {
+        Self::CLOSED_LOOP.contains(&self)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -58,6 +78,7 @@ impl Scenario {
             Scenario::List => "list",
             Scenario::UpdateLong => "update-long",
             Scenario::UpdateShort => "update-short",
+            Scenario::Dispatch => "dispatch",
         }
     }
 
@@ -69,6 +90,7 @@ impl Scenario {
             Scenario::Add => "AddMessageContact",
             Scenario::Get => "GetMessageContact",
             Scenario::List => "ListMessageContacts",
+            Scenario::Dispatch => "SendEmailVerificationForMessageContact",
         }
     }
 
@@ -186,6 +208,8 @@ pub struct Target {
     pub pool: PgPool,
     /// The server's pid when it runs as a child process (for its CPU and memory).
     pub server_pid: Option<u32>,
+    /// The SMTP receiver the server sends its emails to (`--smtp-url`), for `dispatch`.
+    pub smtp: Option<SmtpReceiver>,
 }
 
 async fn count_events(pool: &PgPool, stream: Option<&str>) -> anyhow::Result<i64> {
@@ -203,6 +227,9 @@ pub async fn run(
     settings: RunSettings,
 ) -> anyhow::Result<RunReport> {
     let scenario = settings.scenario;
+    if !scenario.is_closed_loop() {
+        anyhow::bail!("{scenario} is not a scenario of calls in flight; see dispatch.rs");
+    }
     let single_contact = match scenario {
         Scenario::UpdateLong => Some(workload.seeded.long_stream.clone()),
         Scenario::UpdateShort => Some(
@@ -403,6 +430,12 @@ async fn call(
             client
                 .list_message_contacts(account.request(request))
                 .await?;
+        }
+        // `run` refuses it before any task starts.
+        Scenario::Dispatch => {
+            return Err(Status::failed_precondition(
+                "dispatch is not a closed-loop scenario",
+            ));
         }
     }
     Ok(())

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::dbstats::DbCost;
+use crate::dispatch::DispatchReport;
 use crate::load::{RunReport, Scenario};
 use crate::pgbench::{PgbenchReport, Workload};
 use crate::service::{ServiceReport, Verdict};
@@ -129,6 +130,97 @@ pub fn service(report: &ServiceReport, cores: usize) -> String {
             );
         }
     }
+    out
+}
+
+/// The dispatch benchmark: a row per offered rate, then the highest rate kept up with.
+pub fn dispatch(report: &DispatchReport) -> String {
+    let plan = &report.plan;
+    let mut out = format!(
+        "## Verification dispatch: from the send's answer to the SMTP acceptance\n\n\
+         `SendEmailVerificationForMessageContact` at steady open-loop rates (send n at \
+         n / rate, whatever the others are doing), {warmup} s of warm-up then {duration} s \
+         measured at each, every send to a contact of its own (`b<n>@bench.example`, {contacts} \
+         seeded in {seeding:.1} s). Latency is from the send's answer, as the client saw it, to \
+         the instant the benchmark's SMTP receiver answered 250 to its message's DATA, for the \
+         sends scheduled in the window; \"RPC\" is the send call itself. The receiver accepts \
+         at once (loopback, no TLS): it stands in for a fast mail server, so the latency is \
+         the service's own. \"accepted/s\" counts messages accepted during the window. CPU is \
+         in cores during the window, as above. The receiver saw {connections} SMTP \
+         connection(s) over every run.\n\n\
+         | offered/s | sends | RPC p50 / p99 ms | accepted/s | share | p50 ms | p90 ms | p99 ms | max ms | failed | lost | drained in s | issue lag p99 / max ms | CPU server / postgres / generator / other | kept up |\n\
+         | --: | --: | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- | --- | --- |\n",
+        warmup = plan.warmup.as_secs_f64(),
+        duration = plan.duration.as_secs_f64(),
+        contacts = report.contacts,
+        seeding = report.seeding.as_secs_f64(),
+        connections = report.smtp_connections,
+    );
+    for run in &report.runs {
+        let l = &run.latencies;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} / {} | {:.1} | {:.1}% | {} | {} | {} | {} | {} | {} | {:.2} | {} / {} | {} / {:.2} / {:.2} / {:.2} | {} |",
+            run.offered_rate,
+            run.window_sends,
+            ms(run.rpc_latencies.percentile(50.0)),
+            ms(run.rpc_latencies.percentile(99.0)),
+            run.accepted_per_second(),
+            100.0 * run.accepted_share(),
+            ms(l.percentile(50.0)),
+            ms(l.percentile(90.0)),
+            run.p99().map_or("never".into(), ms),
+            ms(l.max()),
+            run.failed(),
+            run.lost,
+            run.drained_in.as_secs_f64(),
+            ms(run.issue_lag_p99),
+            ms(run.issue_lag_max),
+            run.cpu.server.map_or("-".into(), |s| format!("{s:.2}")),
+            run.cpu.postgres,
+            run.cpu.generator,
+            run.cpu.other(),
+            if run.kept_up(plan) { "yes" } else { "no" },
+        );
+    }
+    out.push_str(
+        "\nWhere the time goes, p50 / p99 ms of the window's accepted sends: from the answer to \
+         the receiver's reading of `MAIL` (the commit's projection into the outbox, the \
+         dispatcher's wake-up and claim, lettre's pool and its `NOOP`), from `MAIL` to the 250 \
+         (the SMTP conversation), and of that from `DATA` to the 250 (the body).\n\n\
+         | offered/s | answer → MAIL | MAIL → 250 | DATA → 250 |\n| --: | --- | --- | --- |\n",
+    );
+    let both = |l: &crate::stats::Latencies| {
+        format!("{} / {}", ms(l.percentile(50.0)), ms(l.percentile(99.0)))
+    };
+    for run in &report.runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            run.offered_rate,
+            both(&run.to_mail),
+            both(&run.conversation),
+            both(&run.body)
+        );
+    }
+    let early: usize = report.runs.iter().map(|r| r.before_answer).sum();
+    if early > 0 {
+        let _ = writeln!(
+            out,
+            "\n{early} message(s) were accepted before the client saw their send's answer (counted as 0 ms)."
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nKept up: {}. **Highest sustained rate: {}** (the highest offered rate kept up with, \
+         every lower one kept up with too).",
+        plan.rule(),
+        report
+            .highest_sustained()
+            .map_or("none of the offered rates".into(), |r| format!(
+                "{r} sends/s"
+            ))
+    );
     out
 }
 
@@ -257,10 +349,32 @@ pub fn targets(service: &ServiceReport, pgbench: &[PgbenchReport], at: usize) ->
         });
     }
 
+    if let Some(dispatch) = &service.dispatch {
+        let rates: Vec<String> = dispatch
+            .runs
+            .iter()
+            .map(|r| r.offered_rate.to_string())
+            .collect();
+        targets.push(Target {
+            what: format!(
+                "highest sustained verification dispatch rate (offered: {}/s)",
+                rates.join(", ")
+            ),
+            measured: dispatch
+                .highest_sustained()
+                .map_or("none".into(), |r| format!("{r} sends/s")),
+            wanted: "none: measured (rule in the dispatch section)".into(),
+            met: None,
+        });
+    }
+
+    let dispatch_runs = service.dispatch.iter().flat_map(|d| &d.runs);
     let peak = service
         .runs
         .iter()
-        .filter_map(|r| r.server_memory.map(|m| m.peak_kib))
+        .filter_map(|r| r.server_memory)
+        .chain(dispatch_runs.filter_map(|r| r.server_memory))
+        .map(|m| m.peak_kib)
         .max();
     if let Some(peak) = peak {
         targets.push(Target {
@@ -313,6 +427,9 @@ pub fn verdict(verdict: &Verdict) -> String {
         for line in &verdict.runs_not_adding_up {
             let _ = writeln!(out, "- {line}");
         }
+    }
+    for line in &verdict.dispatch_problems {
+        let _ = writeln!(out, "- {line}");
     }
     out
 }

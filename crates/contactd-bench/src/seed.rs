@@ -17,6 +17,8 @@ use crate::client::{Account, ContactRef, Fleet, add_request, letters_name};
 pub const SEEDED_FAMILY: u8 = 1;
 pub const ADDED_FAMILY: u8 = 2;
 pub const HISTORY_FAMILY: u8 = 3;
+/// The dispatch benchmark's contacts, one per send (`dispatch.rs`).
+pub const DISPATCH_FAMILY: u8 = 4;
 
 /// How much to seed.
 #[derive(Debug, Clone)]

@@ -16,10 +16,28 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds the release `contactd` binary with cargo and returns its path: `target/release/`
-/// beside this program's own profile folder.
+/// The cargo target folder this program was built into (`CARGO_TARGET_DIR` when it was set):
+/// the parent of its profile folder; `target/` of the repository if it is not in one.
+pub fn target_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds the release `contactd` binary with cargo and returns its path: `release/` of the
+/// target folder this program is in. The build is told that folder, so that it builds where
+/// the binary is looked for even when `CARGO_TARGET_DIR` is not passed on.
 pub fn build_release_server() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let exe = std::env::current_exe().context("locating this program")?;
+    // cargo marks every target folder with this file; without it the build would go
+    // somewhere that is not one.
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .filter(|folder| folder.join("CACHEDIR.TAG").is_file())
+        .context("this program is not in a cargo target folder; pass --server-bin")?;
     let status = Command::new(&cargo)
         .args([
             "build",
@@ -31,16 +49,12 @@ pub fn build_release_server() -> anyhow::Result<PathBuf> {
             "contactd",
         ])
         .current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target)
         .status()
         .context("running cargo build --release -p contactd")?;
     if !status.success() {
         bail!("cargo build --release -p contactd failed");
     }
-    let exe = std::env::current_exe().context("locating this program")?;
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("this program is not in a cargo target folder; pass --server-bin")?;
     let server = target.join("release").join("contactd");
     if !server.is_file() {
         bail!("{} was not built; pass --server-bin", server.display());

@@ -1,9 +1,12 @@
-//! The service half of the benchmark: seed, then every scenario at every concurrency, and the
-//! verdict on what the calls left behind.
+//! The service half of the benchmark: seed, then every scenario at every concurrency, then the
+//! dispatch benchmark at every rate, and the verdict on what the calls left behind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
+use crate::dispatch::{self, DispatchPlan, DispatchReport, RateReport};
 use crate::load::{self, RunReport, RunSettings, Scenario, Target, Workload};
 use crate::seed::{self, SeedPlan};
 use crate::verify::{self, Agreement};
@@ -19,6 +22,8 @@ pub struct ServicePlan {
     pub rng_seed: u64,
     /// See [`RunSettings::settle`].
     pub settle: bool,
+    /// The rates and rule of `dispatch`, when it is one of the scenarios.
+    pub dispatch: DispatchPlan,
 }
 
 /// What the service half measured.
@@ -26,6 +31,7 @@ pub struct ServicePlan {
 pub struct ServiceReport {
     pub seeding: Duration,
     pub runs: Vec<RunReport>,
+    pub dispatch: Option<DispatchReport>,
 }
 
 impl ServiceReport {
@@ -45,12 +51,43 @@ impl ServiceReport {
     }
 }
 
-/// Seeds, then runs every scenario at every concurrency; `progress` sees each run as it ends.
+/// Seeds, then runs every closed-loop scenario at every concurrency (`progress` sees each run
+/// as it ends), then `dispatch` at every rate (`dispatch_progress` likewise): last, so that
+/// the dispatcher's own events never fall into a closed-loop run's count of events appended.
 pub async fn run(
     target: &Target,
     plan: &ServicePlan,
     mut progress: impl FnMut(&RunReport),
+    dispatch_progress: impl FnMut(&RateReport),
 ) -> anyhow::Result<ServiceReport> {
+    let mut runs = Vec::new();
+    let mut seeding = Duration::ZERO;
+    if plan.scenarios.iter().any(|s| s.is_closed_loop()) {
+        let (seeded_in, closed) = run_closed_loop(target, plan, &mut progress).await?;
+        seeding = seeded_in;
+        runs = closed;
+    }
+    let dispatch = if plan.scenarios.contains(&Scenario::Dispatch) {
+        let receiver = target
+            .smtp
+            .as_ref()
+            .context("dispatch needs the SMTP receiver that the server sends to")?;
+        Some(dispatch::run(target, receiver, &plan.dispatch, dispatch_progress).await?)
+    } else {
+        None
+    };
+    Ok(ServiceReport {
+        seeding,
+        runs,
+        dispatch,
+    })
+}
+
+async fn run_closed_loop(
+    target: &Target,
+    plan: &ServicePlan,
+    progress: &mut impl FnMut(&RunReport),
+) -> anyhow::Result<(Duration, Vec<RunReport>)> {
     let mut seed_plan = plan.seed.clone();
     seed_plan.short_streams = if plan.scenarios.contains(&Scenario::UpdateShort) {
         plan.concurrency.len()
@@ -77,7 +114,7 @@ pub async fn run(
         progress(&report);
         runs.push(report);
     }
-    Ok(ServiceReport { seeding, runs })
+    Ok((seeding, runs))
 }
 
 /// The runs in order: each scenario at each concurrency (as an index into the plan's), except
@@ -99,6 +136,7 @@ fn order(plan: &ServicePlan) -> Vec<(Scenario, usize)> {
                     order.push((Scenario::UpdateShort, level));
                 }
             }
+            Scenario::Dispatch => {}
             _ => order.extend(levels.clone().map(|level| (scenario, level))),
         }
     }
@@ -106,17 +144,22 @@ fn order(plan: &ServicePlan) -> Vec<(Scenario, usize)> {
 }
 
 /// The end-of-run verdict: the log and the read model agree, no call failed with an
-/// unexpected code, and every write appended exactly one event.
+/// unexpected code, every write appended exactly one event, and every send of `dispatch` had
+/// its message accepted exactly once.
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub agreement: Agreement,
     pub unexpected_errors: u64,
     pub runs_not_adding_up: Vec<String>,
+    pub dispatch_problems: Vec<String>,
 }
 
 impl Verdict {
     pub fn passed(&self) -> bool {
-        self.agreement.holds() && self.unexpected_errors == 0 && self.runs_not_adding_up.is_empty()
+        self.agreement.holds()
+            && self.unexpected_errors == 0
+            && self.runs_not_adding_up.is_empty()
+            && self.dispatch_problems.is_empty()
     }
 }
 
@@ -135,5 +178,10 @@ pub async fn verdict(target: &Target, report: &ServiceReport) -> anyhow::Result<
                 )
             })
             .collect(),
+        dispatch_problems: report
+            .dispatch
+            .as_ref()
+            .map(DispatchReport::problems)
+            .unwrap_or_default(),
     })
 }

@@ -37,6 +37,19 @@ impl Latencies {
     pub fn max(&self) -> Duration {
         Duration::from_nanos(self.sorted.last().copied().unwrap_or(0))
     }
+
+    /// The nearest-rank percentile `p` of `total` outcomes of which these samples are the ones
+    /// that completed, the others ranking above every sample (they never completed): `None`
+    /// when the rank falls among those.
+    pub fn percentile_of(&self, p: f64, total: usize) -> Option<Duration> {
+        let total = total.max(self.sorted.len());
+        if total == 0 {
+            return Some(Duration::ZERO);
+        }
+        let rank = (p * total as f64 / 100.0 - 1e-9).ceil() as usize;
+        let index = rank.clamp(1, total) - 1;
+        self.sorted.get(index).map(|&ns| Duration::from_nanos(ns))
+    }
 }
 
 /// SplitMix64: fast, good enough to pick contacts, and reproducible from a seed.
@@ -77,6 +90,25 @@ mod tests {
         assert_eq!(Latencies::default().percentile(99.0), Duration::ZERO);
         let one = Latencies::new(vec![7]);
         assert_eq!(one.percentile(0.1), Duration::from_nanos(7));
+    }
+
+    #[test]
+    fn outcomes_that_never_completed_rank_last() {
+        let latencies = Latencies::new((1..=990).collect());
+        assert_eq!(
+            latencies.percentile_of(99.0, 1000),
+            Some(Duration::from_nanos(990))
+        );
+        assert_eq!(latencies.percentile_of(99.1, 1000), None);
+        assert_eq!(
+            latencies.percentile_of(50.0, 990),
+            latencies.percentile(50.0).into()
+        );
+        assert_eq!(
+            Latencies::default().percentile_of(99.0, 0),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(Latencies::default().percentile_of(99.0, 3), None);
     }
 
     #[test]

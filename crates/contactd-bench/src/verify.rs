@@ -1,6 +1,7 @@
 //! The end-of-run check that the log and the read model agree: for every contact, its row's
 //! version = the number of events in its stream = the stream's highest version; no contact
-//! stream without a row (a verification message's delivery stream has none); every contact's name claimed by it; every quota counter equal to the count.
+//! stream without a row (a verification message's delivery stream has none); every contact's
+//! name claimed by it; every quota counter equal to the count.
 
 use anyhow::Context;
 use sqlx::PgPool;

@@ -1,17 +1,20 @@
 //! A short run of the benchmark's every scenario at C=4 against the real server (in-process on
-//! port 0, on a fresh database), then the pgbench scripts for a second each: calls are made,
-//! none fails with an unexpected code, every write appends one event, and the log and the read
-//! model agree. No speed is asserted.
+//! port 0, on a fresh database, its emails to the benchmark's SMTP receiver), `dispatch` at one
+//! rate, then the pgbench scripts for a second each: calls are made, none fails with an
+//! unexpected code, every write appends one event, every send's email is accepted once, and
+//! the log and the read model agree. No speed is asserted.
 
 use std::time::Duration;
 
 use clap::Parser;
 use contactd::settings::{Cli, Command};
 use contactd_bench::client::{Fleet, wait_until_serving};
+use contactd_bench::dispatch::DispatchPlan;
 use contactd_bench::load::{Scenario, Target};
 use contactd_bench::pgbench::{Pgbench, Workload};
 use contactd_bench::seed::SeedPlan;
 use contactd_bench::service::{self, ServicePlan};
+use contactd_bench::smtp::SmtpReceiver;
 use contactd_bench::verify;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -20,6 +23,8 @@ use tokio::sync::oneshot;
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(pool: PgPool) {
     let data_dir = std::env::temp_dir().join(format!("contactd-smoke-{}", std::process::id()));
+    let smtp = SmtpReceiver::start().await.expect("the SMTP receiver");
+    let smtp_url = smtp.url();
     let Command::Serve(settings) = Cli::parse_from([
         "contactd",
         "serve",
@@ -27,6 +32,12 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
         data_dir.to_str().expect("a UTF-8 path"),
         "--code-secret",
         "the code secret of the smoke test",
+        "--smtp-url",
+        &smtp_url,
+        "--send-limit-per-account-day",
+        "1000000",
+        "--send-limit-per-target-minute",
+        "10000",
     ])
     .command
     else {
@@ -51,6 +62,7 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
         fleet: Fleet::connect(&endpoint, 2).await.expect("connect"),
         pool: pool.clone(),
         server_pid: None,
+        smtp: Some(smtp.clone()),
     };
     let contacts_per_account = 10;
     let plan = ServicePlan {
@@ -68,12 +80,21 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
         duration: Duration::from_secs(1),
         rng_seed: 7,
         settle: false,
+        dispatch: DispatchPlan {
+            rates: vec![20],
+            warmup: Duration::from_millis(200),
+            duration: Duration::from_secs(1),
+            drain: Duration::from_secs(30),
+            min_accepted_share: 0.95,
+            max_p99: Duration::from_secs(2),
+            settle: false,
+        },
     };
-    let report = service::run(&target, &plan, |_| {})
+    let report = service::run(&target, &plan, |_| {}, |_| {})
         .await
         .expect("the scenarios run");
 
-    assert_eq!(report.runs.len(), Scenario::ALL.len());
+    assert_eq!(report.runs.len(), Scenario::CLOSED_LOOP.len());
     for run in &report.runs {
         assert!(run.ok > 0, "{} made no successful call", run.scenario);
         assert_eq!(
@@ -97,14 +118,29 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
         .run(Scenario::UpdateShort, 4)
         .expect("update-short ran");
     assert_eq!(short.stream_events_at_start, Some(10));
+    // Every send was answered, and its email accepted by the receiver exactly once.
+    let dispatch = report.dispatch.as_ref().expect("dispatch ran");
+    let [rate] = dispatch.runs.as_slice() else {
+        panic!("one dispatch run: {:?}", dispatch.runs)
+    };
+    assert_eq!(rate.sends, 24, "20/s for 1.2 s");
+    assert!(rate.window_ok > 0 && rate.failed() == 0, "{rate:?}");
+    assert_eq!(rate.latencies.len(), rate.window_ok, "{rate:?}");
+    assert!(rate.accepted_in_window > 0, "{rate:?}");
+    assert!(dispatch.problems().is_empty(), "{:?}", dispatch.problems());
+    assert!(dispatch.smtp_connections > 0);
     let verdict = service::verdict(&target, &report).await.expect("verdict");
     assert!(verdict.passed(), "{verdict:?}");
     let added = report
         .run(Scenario::Add, 4)
         .and_then(|run| run.events_appended)
         .map_or(0, |(events, _)| events);
-    // The seeded contacts, the long and the short stream's, and those the add scenario made.
-    assert_eq!(verdict.agreement.contacts, 20 * 10 + 2 + added);
+    // The seeded contacts, the long and the short stream's, those the add scenario made, and
+    // one per dispatch send.
+    assert_eq!(
+        verdict.agreement.contacts,
+        20 * 10 + 2 + added + dispatch.contacts as i64
+    );
 
     // The committed pgbench scripts run on the seeded tables and keep them in agreement.
     let pgbench = Pgbench {

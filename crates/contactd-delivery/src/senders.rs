@@ -34,7 +34,9 @@ impl Senders {
         let email = settings
             .smtp_url
             .as_deref()
-            .map(|url| SmtpSender::new(url, settings.timeout).map(Arc::new))
+            .map(|url| {
+                SmtpSender::new(url, settings.timeout, settings.smtp_connections).map(Arc::new)
+            })
             .transpose()?;
         let sms = settings
             .sms_webhook_url
@@ -106,6 +108,7 @@ mod tests {
             sms_webhook_url: None,
             sink_dir: PathBuf::from("./data/messages"),
             timeout: Duration::from_secs(10),
+            smtp_connections: 4,
         }
     }
 

@@ -26,6 +26,9 @@ pub struct DeliverySettings {
     pub sink_dir: PathBuf,
     /// How long one delivery may take, from connecting to the server's last answer.
     pub timeout: Duration,
+    /// SMTP connections kept open for reuse: as many as messages are sent at once, or each
+    /// message beyond them opens (and closes) a connection of its own.
+    pub smtp_connections: u32,
 }
 
 // By hand, because the URLs may carry a password or a token that must not reach a log.
@@ -38,6 +41,7 @@ impl fmt::Debug for DeliverySettings {
             .field("sms_webhook_url", &shown(&self.sms_webhook_url))
             .field("sink_dir", &self.sink_dir)
             .field("timeout", &self.timeout)
+            .field("smtp_connections", &self.smtp_connections)
             .finish()
     }
 }
@@ -278,6 +282,7 @@ mod tests {
             sms_webhook_url: Some("https://sms.example.com/send?token=s3cr3t".to_owned()),
             sink_dir: PathBuf::from("./data/messages"),
             timeout: Duration::from_secs(10),
+            smtp_connections: 8,
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use contactd_app::{Delivered, DeliveryError};
-use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::transport::smtp::Error as SmtpError;
+use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::settings::{DeliveryConfigError, SmtpEndpoint};
@@ -22,12 +22,17 @@ pub(crate) struct SmtpSender {
 }
 
 impl SmtpSender {
-    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, DeliveryConfigError> {
+    pub(crate) fn new(
+        url: &str,
+        timeout: Duration,
+        connections: u32,
+    ) -> Result<Self, DeliveryConfigError> {
         let endpoint = SmtpEndpoint::parse(url)?;
         // lettre reads the URL itself, so that every form it documents works as documented.
         let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|_| DeliveryConfigError::SmtpUrl("lettre cannot use it".to_owned()))?
-            .timeout(Some(timeout));
+            .timeout(Some(timeout))
+            .pool_config(PoolConfig::new().max_size(connections.max(1)));
         Ok(Self {
             builder,
             transport: OnceLock::new(),

@@ -1,6 +1,7 @@
 //! The append: one SQL statement, so one transaction and one round trip, that writes the events
 //! at the expected version, the read-model row, the name claims, the quota counter, the
-//! remembered call and a send's code with its limits. Any rule the database refuses aborts all of it.
+//! remembered call and a send's code with its limits. Any rule the database refuses aborts all
+//! of it.
 
 use std::sync::LazyLock;
 

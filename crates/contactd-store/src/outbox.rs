@@ -30,8 +30,8 @@ pub struct VerificationOutbox {
 impl VerificationOutbox {
     pub const NAME: &'static str = "verification_outbox";
 
-    /// Wakes the dispatcher of this process (see [`crate::PgStore::verification_outbox`]) after each
-    /// batch that recorded messages.
+    /// Wakes the dispatcher of this process (see [`crate::PgStore::verification_outbox`])
+    /// after each batch that recorded messages.
     pub fn new(recorded: Arc<watch::Sender<u64>>) -> Self {
         Self { recorded }
     }

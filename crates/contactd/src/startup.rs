@@ -24,6 +24,9 @@ use tracing::info;
 
 use crate::settings::{DatabaseSettings, ServeSettings};
 
+/// How long the outbox projection lets events gather after catching up.
+const OUTBOX_GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// `contactd serve`.
 pub async fn serve(
     settings: ServeSettings,
@@ -82,6 +85,7 @@ pub async fn run(
         sms_webhook_url: verification.sms_webhook_url.clone(),
         sink_dir: verification.data_dir.join("messages"),
         timeout: verification.send_timeout(),
+        smtp_connections: u32::try_from(verification.dispatch_concurrency).unwrap_or(u32::MAX),
     })
     .context("setting up the verification messages")?;
     info!(senders = %senders.describe(), "verification messages");
@@ -108,10 +112,15 @@ pub async fn run(
         metrics.clone(),
         stopping.clone(),
     ));
+    // The outbox lets events gather for a shorter while than the audit view: each batch that
+    // waits is time added to every verification message (ADR 8).
     workers.spawn(contactd_store::run_projection(
         store.clone(),
         Arc::new(store.verification_outbox()),
-        runner,
+        RunnerSettings {
+            gather_interval: OUTBOX_GATHER,
+            ..runner
+        },
         metrics,
         stopping.clone(),
     ));

@@ -50,6 +50,7 @@ pub fn settings(sink_dir: PathBuf) -> DeliverySettings {
         sms_webhook_url: None,
         sink_dir,
         timeout: Duration::from_secs(5),
+        smtp_connections: 2,
     }
 }
 
