@@ -43,7 +43,8 @@ pub use activity::AccountActivity;
 pub use log::{StartPoint, event_json_line};
 pub use outbox::VerificationOutbox;
 pub use projection::{
-    Projection, ProjectionMetrics, ProjectionStatus, RunnerSettings, run_projection,
+    Projection, ProjectionMetrics, ProjectionStatus, RunnerSettings, SKIPPED_CHECKPOINT,
+    run_projection,
 };
 pub use rebuild::{INLINE_READ_MODEL, RebuildReport, rebuild_contacts, rebuild_projection};
 pub use schema::{decode_event, encode_event};

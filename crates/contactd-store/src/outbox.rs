@@ -151,6 +151,11 @@ impl Projection for VerificationOutbox {
             self.recorded.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
+
+    /// Most of the log is of no concern here: only the events that ask for a message.
+    fn concerns(&self, event: &RecordedEvent) -> bool {
+        requested(event).is_some()
+    }
 }
 
 #[derive(sqlx::FromRow)]

@@ -41,7 +41,18 @@ pub trait Projection: Send + Sync + 'static {
     /// Called once a batch has committed: where a projection tells this process's consumers
     /// of its read model that there is more to read.
     fn committed(&self, _events: &[RecordedEvent]) {}
+
+    /// Whether `apply` has anything to do with the event. A batch of events none of which
+    /// concerns the projection is not applied: no transaction is opened for it, and the
+    /// checkpoint passes it at the next batch that is, or within [`SKIPPED_CHECKPOINT`].
+    fn concerns(&self, _event: &RecordedEvent) -> bool {
+        true
+    }
 }
+
+/// How long a checkpoint may lag behind batches that concerned its projection not at all.
+/// Reading them again after a restart costs nothing but the read.
+pub const SKIPPED_CHECKPOINT: Duration = Duration::from_secs(1);
 
 /// How a runner paces itself.
 #[derive(Debug, Clone)]
@@ -182,6 +193,9 @@ async fn lead<P: Projection>(
         return Ok(Lead::Elsewhere);
     }
     let mut after = claim_checkpoint(&mut conn, name, &settings.holder).await?;
+    // Where the checkpoint row stands, and since when: behind `after` while only batches that
+    // did not concern the projection were passed.
+    let mut saved = (after, tokio::time::Instant::now());
     info!(
         projection = name,
         position = after.global_position,
@@ -190,12 +204,19 @@ async fn lead<P: Projection>(
     let mut changes = store.log_changes.subscribe();
     loop {
         if *shutdown.borrow() {
+            if saved.0 != after {
+                move_checkpoint(&mut conn, name, saved.0, after).await?;
+            }
             let _ = conn.close().await;
             return Ok(Lead::Stopped);
         }
         changes.borrow_and_update();
         let batch = read_log(&mut conn, after, None, settings.batch_size).await?;
         let Some(last) = batch.last() else {
+            if saved.0 != after {
+                move_checkpoint(&mut conn, name, saved.0, after).await?;
+                saved = (after, tokio::time::Instant::now());
+            }
             metrics.set(
                 name,
                 ProjectionStatus {
@@ -213,8 +234,14 @@ async fn lead<P: Projection>(
             continue;
         };
         let next = last.position;
-        apply_batch(&mut conn, projection, after, next, &batch).await?;
-        projection.committed(&batch);
+        if batch.iter().any(|event| projection.concerns(event)) {
+            apply_batch(&mut conn, projection, saved.0, next, &batch).await?;
+            projection.committed(&batch);
+            saved = (next, tokio::time::Instant::now());
+        } else if saved.1.elapsed() >= SKIPPED_CHECKPOINT {
+            move_checkpoint(&mut conn, name, saved.0, next).await?;
+            saved = (next, tokio::time::Instant::now());
+        }
         after = next;
         let status = lag(&mut conn, after, &batch).await?;
         debug!(
@@ -300,6 +327,37 @@ pub(crate) async fn apply_batch<P: Projection>(
     tx.commit()
         .await
         .map_err(failed("committing a projection batch failed"))
+}
+
+/// Moves the checkpoint past batches the projection had nothing to do with, if it is still
+/// where this runner left it (compared and set in one statement).
+async fn move_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+    from: LogPosition,
+    to: LogPosition,
+) -> Result<(), StoreError> {
+    let moved = sqlx::query(
+        "UPDATE projection_checkpoints SET transaction_id = $4::bigint::text::xid8, global_position = $5, \
+         updated_at = now() \
+         WHERE name = $1 AND transaction_id = $2::bigint::text::xid8 AND global_position = $3",
+    )
+    .bind(name)
+    .bind(from.transaction_id)
+    .bind(from.global_position)
+    .bind(to.transaction_id)
+    .bind(to.global_position)
+    .execute(conn)
+    .await
+    .map_err(|e| store_error("moving a projection checkpoint failed", e))?;
+    if moved.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::internal(
+            format!("the checkpoint of {name} moved under its runner; starting over"),
+            None,
+        ))
+    }
 }
 
 pub(crate) async fn save_checkpoint(

@@ -48,6 +48,44 @@ impl Projection for Recorder {
     }
 }
 
+/// Concerned only by every 50th event of each stream: most batches concern it not at all, so
+/// the runner passes them without a transaction and moves the checkpoint past them later.
+struct Picky;
+
+impl Projection for Picky {
+    fn name(&self) -> &'static str {
+        "test_picky"
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), sqlx::Error> {
+        let positions: Vec<i64> = events
+            .iter()
+            .filter(|e| self.concerns(e))
+            .map(|e| e.position.global_position)
+            .collect();
+        sqlx::query("INSERT INTO seen (global_position) SELECT position FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(position, n) ORDER BY n")
+            .bind(positions)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    fn clear(
+        &self,
+        _: &mut PgConnection,
+    ) -> Option<impl Future<Output = Result<(), sqlx::Error>> + Send> {
+        None::<std::future::Ready<Result<(), sqlx::Error>>>
+    }
+
+    fn concerns(&self, event: &RecordedEvent) -> bool {
+        event.stream_version % 50 == 0
+    }
+}
+
 /// Appends `count` events in transactions of 1 to 4 events that sleep a little before they
 /// commit, so that positions drawn early often commit late.
 async fn write(pool: PgPool, writer: usize, count: usize) {
@@ -198,6 +236,82 @@ async fn a_consumer_sees_every_event_of_concurrent_writers_once_and_in_one_order
         reordered > 0,
         "the writers committed out of position order at least once"
     );
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn a_projection_passing_what_does_not_concern_it_still_sees_all_that_does_once(pool: PgPool) {
+    sqlx::query("CREATE TABLE seen (n bigserial PRIMARY KEY, global_position bigint NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = PgStore::new(pool.clone());
+    let (_stop, stopping) = watch::channel(false);
+    let run = || {
+        tokio::spawn(run_projection(
+            store.clone(),
+            Arc::new(Picky),
+            settings(),
+            ProjectionMetrics::default(),
+            stopping.clone(),
+        ))
+    };
+    let first = run();
+    let mut writers = JoinSet::new();
+    for writer in 0..WRITERS {
+        writers.spawn(write(pool.clone(), writer, 2_000));
+    }
+    until(&pool, "the projection has seen some", async |pool| {
+        seen(pool).await >= 100
+    })
+    .await;
+    first.abort();
+    let _ = first.await;
+    let second = run();
+    writers.join_all().await;
+    let expected = (WRITERS * 2_000 / 50) as i64;
+    until(&pool, "the projection has seen every one", async |pool| {
+        seen(pool).await >= expected
+    })
+    .await;
+    // Once the log is quiet, the checkpoint passes the events that did not concern it too.
+    until(
+        &pool,
+        "the checkpoint reaches the log's end",
+        async |pool| {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT global_position = (SELECT max(global_position) FROM events) \
+             FROM projection_checkpoints WHERE name = 'test_picky'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    second.abort();
+
+    let (count, distinct, wrong): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT s.global_position), \
+                count(*) FILTER (WHERE e.stream_version % 50 <> 0) \
+         FROM seen s JOIN events e USING (global_position)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (count, distinct, wrong),
+        (expected, expected, 0),
+        "each concerning event once, and no other"
+    );
+    let out_of_order: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT s.n, row_number() OVER (ORDER BY e.transaction_id, e.global_position) AS log_rank, \
+                row_number() OVER (ORDER BY s.n) AS seen_rank \
+         FROM seen s JOIN events e USING (global_position)) ranks WHERE log_rank <> seen_rank",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(out_of_order, 0, "in log order");
 }
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
