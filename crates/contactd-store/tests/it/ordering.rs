@@ -82,7 +82,7 @@ impl Projection for Picky {
     }
 
     fn concerns(&self, event: &RecordedEvent) -> bool {
-        event.stream_version % 50 == 0
+        event.stream_version.is_multiple_of(50)
     }
 }
 
