@@ -14,6 +14,19 @@ use tokio::task::JoinSet;
 const WRITERS: usize = 8;
 const EVENTS: usize = 20_000;
 
+/// Records the events' positions in `seen`, in the order given, in the batch's transaction.
+async fn record_seen(
+    tx: &mut PgConnection,
+    events: impl Iterator<Item = &RecordedEvent>,
+) -> Result<(), sqlx::Error> {
+    let positions: Vec<i64> = events.map(|e| e.position.global_position).collect();
+    sqlx::query("INSERT INTO seen (global_position) SELECT position FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(position, n) ORDER BY n")
+        .bind(positions)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// Records every event it is given, in the order given, in the batch's transaction.
 struct Recorder;
 
@@ -27,12 +40,7 @@ impl Projection for Recorder {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), sqlx::Error> {
-        let positions: Vec<i64> = events.iter().map(|e| e.position.global_position).collect();
-        sqlx::query("INSERT INTO seen (global_position) SELECT position FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(position, n) ORDER BY n")
-            .bind(positions)
-            .execute(tx)
-            .await?;
-        Ok(())
+        record_seen(tx, events.iter()).await
     }
 
     fn clear(
@@ -62,16 +70,7 @@ impl Projection for Picky {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), sqlx::Error> {
-        let positions: Vec<i64> = events
-            .iter()
-            .filter(|e| self.concerns(e))
-            .map(|e| e.position.global_position)
-            .collect();
-        sqlx::query("INSERT INTO seen (global_position) SELECT position FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(position, n) ORDER BY n")
-            .bind(positions)
-            .execute(tx)
-            .await?;
-        Ok(())
+        record_seen(tx, events.iter().filter(|e| self.concerns(e))).await
     }
 
     fn clear(

@@ -112,6 +112,16 @@ async fn cancel(
         .request_id)
 }
 
+/// Adds Tom and sends a code for his email address; his id and the code.
+async fn tom_sent_a_code(server: &mut TestServer, pool: &PgPool) -> (String, String) {
+    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
+    send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
+        .await
+        .unwrap();
+    let code = issued_code(pool, &id, EMAIL_SENT).await;
+    (id, code)
+}
+
 async fn events_of(pool: &PgPool, contact_id: &str, event_type: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = $2")
         .bind(contact_id)
@@ -185,11 +195,7 @@ async fn a_phone_number_is_verified_by_its_code_and_leaves_the_status_alone(pool
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn five_wrong_codes_burn_the_code_and_a_new_send_gives_a_fresh_one(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
-    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
-    send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
-        .await
-        .unwrap();
-    let code = issued_code(&pool, &id, EMAIL_SENT).await;
+    let (id, code) = tom_sent_a_code(&mut server, &pool).await;
     for _ in 0..5 {
         let status = confirm(
             &mut server.client,
@@ -274,11 +280,7 @@ async fn concurrent_tries_from_two_servers_never_get_a_sixth(pool: PgPool) {
 async fn an_expired_code_is_refused(pool: PgPool) {
     let mut server =
         TestServer::start_with(pool.clone(), |s| s.verification.code_ttl_secs = 1).await;
-    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
-    send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
-        .await
-        .unwrap();
-    let code = issued_code(&pool, &id, EMAIL_SENT).await;
+    let (id, code) = tom_sent_a_code(&mut server, &pool).await;
     // Let the code's second of life pass: time, not synchronisation, is what is tested.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let status = confirm(&mut server.client, ACCOUNT, &id, "tom@example.com", &code)
@@ -639,11 +641,7 @@ async fn client_tokens_make_sends_cancels_and_confirmations_safe_to_retry(pool: 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn another_accounts_contact_has_no_verifications(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
-    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
-    send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
-        .await
-        .unwrap();
-    let code = issued_code(&pool, &id, EMAIL_SENT).await;
+    let (id, code) = tom_sent_a_code(&mut server, &pool).await;
     let no_contact = |status: Status| {
         assert_error(
             &status,
