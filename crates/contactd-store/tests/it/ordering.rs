@@ -121,6 +121,19 @@ async fn write(pool: PgPool, writer: usize, count: usize) {
     }
 }
 
+/// How many events were seen at another rank than the log's order gives them: by writing
+/// transaction, then position.
+async fn seen_out_of_log_order(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT s.n, row_number() OVER (ORDER BY e.transaction_id, e.global_position) AS log_rank, \
+                row_number() OVER (ORDER BY s.n) AS seen_rank \
+         FROM seen s JOIN events e USING (global_position)) ranks WHERE log_rank <> seen_rank",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 async fn seen(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM seen")
         .fetch_one(pool)
@@ -214,14 +227,7 @@ async fn a_consumer_sees_every_event_of_concurrent_writers_once_and_in_one_order
         .unwrap();
     assert_eq!(missing, 0, "no event is skipped");
     // The order seen is the log's order: by writing transaction, then position.
-    let out_of_order: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT s.n, row_number() OVER (ORDER BY e.transaction_id, e.global_position) AS log_rank, \
-                row_number() OVER (ORDER BY s.n) AS seen_rank \
-         FROM seen s JOIN events e USING (global_position)) ranks WHERE log_rank <> seen_rank",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let out_of_order = seen_out_of_log_order(&pool).await;
     assert_eq!(out_of_order, 0, "events are seen in log order");
     // And that order really differs from position order: commits did come out of order.
     let reordered: i64 = sqlx::query_scalar(
@@ -302,14 +308,7 @@ async fn a_projection_passing_what_does_not_concern_it_still_sees_all_that_does_
         (expected, expected, 0),
         "each concerning event once, and no other"
     );
-    let out_of_order: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT s.n, row_number() OVER (ORDER BY e.transaction_id, e.global_position) AS log_rank, \
-                row_number() OVER (ORDER BY s.n) AS seen_rank \
-         FROM seen s JOIN events e USING (global_position)) ranks WHERE log_rank <> seen_rank",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let out_of_order = seen_out_of_log_order(&pool).await;
     assert_eq!(out_of_order, 0, "in log order");
 }
 
