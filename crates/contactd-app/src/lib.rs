@@ -20,9 +20,10 @@ pub use error::AppError;
 pub use paging::{Page, PageRequest};
 pub use port::{
     Append, AppendError, AsOf, AuditLog, CodeIssue, ContactStore, Delivered, DeliveryError,
-    EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey, LinkedCode, LogPosition, LogSubscription,
+    EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey, IntegrationMessage, IntegrationPublisher,
+    LinkedCode, LogPosition, LogSubscription,
     NameClaim, NewEvent, Notification, Notifier, Operation, Outbox, OutboxMessage, Outcome,
-    RecordedEvent, RememberedCall, SendLimits, StoreError, contact_history,
+    PublishError, RecordedEvent, RememberedCall, SendLimits, StoreError, contact_history,
 };
 pub use service::{
     ContactService, DEFAULT_DECIDED_CONTACTS, Idempotency, ListQuery, NewContact, Policy,

@@ -447,3 +447,30 @@ pub trait Notifier: Send + Sync + 'static {
         notification: &Notification,
     ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
 }
+
+/// An integration event for the services outside that consume them (a member account's
+/// notification center), ready to publish: the application decides subject and payload, the
+/// adapter only carries them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationMessage {
+    /// Unique per message and the same on every attempt: the broker de-duplicates on it.
+    pub message_id: String,
+    pub subject: String,
+    /// JSON, with its schema version inside.
+    pub payload: Vec<u8>,
+}
+
+/// Why a message was not published; the reason names the failure, never the payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PublishError(pub String);
+
+/// Publishes integration events to the broker (NATS JetStream).
+pub trait IntegrationPublisher: Send + Sync + 'static {
+    /// Publishes one message and waits until the broker has stored it; a message published
+    /// twice under one id is stored once.
+    fn publish(
+        &self,
+        message: &IntegrationMessage,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
