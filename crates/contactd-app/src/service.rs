@@ -4,8 +4,8 @@ use std::hash::{BuildHasher, RandomState};
 
 use chrono::{DateTime, Utc};
 use contactd_domain::{
-    AddMessageContact, ClientToken, Contact, ContactEvent, ContactId, ContactName, CountryCodes,
-    EmailAddress, MemberId, MessageTypes, PhoneNumber, Title, UpdateMessageContact,
+    AddMessageContact, ClientToken, Contact, ContactEvent, ContactId, ContactName, ContactStatus,
+    CountryCodes, EmailAddress, MemberId, MessageTypes, PhoneNumber, Title, UpdateMessageContact,
 };
 use tokio::sync::Mutex;
 use tracing::{debug, instrument};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::context::CallContext;
 use crate::error::AppError;
-use crate::paging::{Page, PageRequest};
+use crate::paging::PageRequest;
 use crate::port::{
     Append, AppendError, CodeIssue, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW,
     IdempotencyKey, NameClaim, NewEvent, Operation, Outcome, RememberedCall,
@@ -256,10 +256,7 @@ impl<S: ContactStore> ContactService<S> {
             .await
     }
 
-    /// Runs a command on a contact: decides it on the contact's state (as this process last
-    /// wrote it, else as stored), appends what it decided at the version it decided on, and
-    /// decides again on the stored state when another process moved the contact on. Every
-    /// command that changes a contact's stream goes through here.
+    /// Runs a command on a contact whose response is its request id alone.
     pub(crate) async fn change(
         &self,
         ctx: &CallContext,
@@ -267,12 +264,34 @@ impl<S: ContactStore> ContactService<S> {
         change: Change<'_>,
         decide: impl Fn(&Contact) -> Result<Vec<ContactEvent>, AppError>,
     ) -> Result<Outcome, AppError> {
-        let outcome = Outcome::Acknowledged {
-            request_id: ctx.request_id.to_string(),
+        let request_id = ctx.request_id.to_string();
+        self.change_answering(ctx, contact_id, change, decide, |_, _| {
+            Outcome::Acknowledged {
+                request_id: request_id.clone(),
+            }
+        })
+        .await
+    }
+
+    /// Runs a command on a contact: decides it on the contact's state (as this process last
+    /// wrote it, else as stored), appends what it decided at the version it decided on, and
+    /// decides again on the stored state when another process moved the contact on. Every
+    /// command that changes a contact's stream goes through here. `answer` makes the response
+    /// from the state after the command and the time its events are recorded at.
+    pub(crate) async fn change_answering(
+        &self,
+        ctx: &CallContext,
+        contact_id: &ContactId,
+        change: Change<'_>,
+        decide: impl Fn(&Contact) -> Result<Vec<ContactEvent>, AppError>,
+        answer: impl Fn(&Contact, DateTime<Utc>) -> Outcome,
+    ) -> Result<Outcome, AppError> {
+        let remembered_as = |outcome: &Outcome| {
+            change
+                .idempotency
+                .clone()
+                .map(|i| self.remembered(ctx, change.operation, i, outcome.clone()))
         };
-        let remember = change
-            .idempotency
-            .map(|i| self.remembered(ctx, change.operation, i, outcome.clone()));
         let mut stripe = self.stripe(contact_id).lock().await;
         let mut cached = stripe
             .take(contact_id)
@@ -301,7 +320,11 @@ impl<S: ContactStore> ContactService<S> {
                     return Err(error);
                 }
             };
+            // Recorded times never go back within a stream, whatever the clocks of the processes.
+            let now = crate::context::now().max(state.updated_at);
             if decided.is_empty() {
+                let outcome = answer(&state, now);
+                let remember = remembered_as(&outcome);
                 stripe.keep(state, self.decided_per_stripe);
                 return match &remember {
                     None => Ok(outcome),
@@ -311,8 +334,6 @@ impl<S: ContactStore> ContactService<S> {
                     },
                 };
             }
-            // Recorded times never go back within a stream, whatever the clocks of the processes.
-            let now = crate::context::now().max(state.updated_at);
             let mut after = state.clone();
             let events: Vec<NewEvent> = decided
                 .into_iter()
@@ -324,8 +345,12 @@ impl<S: ContactStore> ContactService<S> {
                     }
                 })
                 .collect();
+            let outcome = answer(&after, now);
+            let remember = remembered_as(&outcome);
             let (from, to) = (state.name.uniqueness_key(), after.name.uniqueness_key());
-            let name_claim = if from == to {
+            let name_claim = if after.status == ContactStatus::Deleted {
+                NameClaim::Release { key: from }
+            } else if from == to {
                 NameClaim::Keep
             } else {
                 NameClaim::Move { from, to }
@@ -342,7 +367,9 @@ impl<S: ContactStore> ContactService<S> {
             };
             match self.store.append(append).await {
                 Ok(()) => {
-                    stripe.keep(after, self.decided_per_stripe);
+                    if after.status != ContactStatus::Deleted {
+                        stripe.keep(after, self.decided_per_stripe);
+                    }
                     return Ok(outcome);
                 }
                 Err(AppendError::VersionConflict) => {
@@ -388,29 +415,7 @@ impl<S: ContactStore> ContactService<S> {
             .ok_or(AppError::ContactNotFound)
     }
 
-    #[instrument(level = "debug", skip_all, fields(request_id = %ctx.request_id))]
-    pub async fn list_contacts(
-        &self,
-        ctx: &CallContext,
-        query: &ListQuery,
-    ) -> Result<Page<Contact>, AppError> {
-        if let Some(contact_id) = &query.contact_id {
-            self.store
-                .load_contact(&ctx.account_id, contact_id)
-                .await?
-                .ok_or(AppError::ContactNotFound)?;
-        }
-        if query.member.is_some() {
-            // No directory tree is known to this service yet, so no member exists in it.
-            return Err(AppError::MemberNotFound);
-        }
-        Ok(self
-            .store
-            .list_contacts(&ctx.account_id, query.contact_id.as_ref(), query.page)
-            .await?)
-    }
-
-    fn remembered(
+    pub(crate) fn remembered(
         &self,
         ctx: &CallContext,
         operation: Operation,
@@ -431,7 +436,7 @@ impl<S: ContactStore> ContactService<S> {
 
     /// The store refused the append. If a call with the same token committed first (its name
     /// claim or token row is then what collided), answer as a retry of that call would.
-    async fn answer_refused_append(
+    pub(crate) async fn answer_refused_append(
         &self,
         ctx: &CallContext,
         remember: Option<RememberedCall>,
@@ -459,7 +464,7 @@ impl<S: ContactStore> ContactService<S> {
 pub(crate) fn metadata(ctx: &CallContext, recorded_at: DateTime<Utc>) -> EventMetadata {
     let request_id = ctx.request_id.to_string();
     EventMetadata {
-        causation_id: request_id.clone(),
+        causation_id: ctx.causation_id.clone().unwrap_or_else(|| request_id.clone()),
         request_id,
         account_id: ctx.account_id.clone(),
         caller: ctx.caller.clone(),
@@ -553,9 +558,10 @@ mod tests {
             &self,
             _: &AccountId,
             _: Option<&ContactId>,
+            _: Option<&MemberId>,
             page: PageRequest,
-        ) -> Result<Page<Contact>, StoreError> {
-            Ok(Page {
+        ) -> Result<crate::Page<crate::ListedContact>, StoreError> {
+            Ok(crate::Page {
                 request: page,
                 total_count: 0,
                 items: vec![],

@@ -2,9 +2,16 @@
 //! events, and events are applied to the state. Both are pure and synchronous.
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::verification::{Channel, IssuedCode, VerificationId, VerificationTarget};
-use crate::{AccountId, ContactId, ContactName, EmailAddress, MessageTypes, PhoneNumber, Title};
+use crate::{
+    AccountId, ContactId, ContactName, Directory, EmailAddress, MemberAccountId, MemberId,
+    MessageTypes, PhoneNumber, Title,
+};
+
+/// A contact is bound to at most this many targets (`LimitExceeded.ContactMembers`).
+pub const MAX_BOUND_TARGETS: usize = 10;
 
 /// Where a contact is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -13,8 +20,10 @@ pub enum ContactStatus {
     Verifying,
     /// Once an email address has been verified.
     Active,
-    /// While an asynchronous delete runs; no change is allowed.
+    /// While an asynchronous delete runs, or after it failed; no change is allowed.
     Deleting,
+    /// Gone: the last state of a deleted contact's stream, which only its history shows.
+    Deleted,
 }
 
 impl ContactStatus {
@@ -23,6 +32,7 @@ impl ContactStatus {
             ContactStatus::Verifying => "Verifying",
             ContactStatus::Active => "Active",
             ContactStatus::Deleting => "Deleting",
+            ContactStatus::Deleted => "Deleted",
         }
     }
 
@@ -31,6 +41,7 @@ impl ContactStatus {
             ContactStatus::Verifying,
             ContactStatus::Active,
             ContactStatus::Deleting,
+            ContactStatus::Deleted,
         ]
         .into_iter()
         .find(|s| s.as_str() == raw)
@@ -137,6 +148,65 @@ pub enum ContactEvent {
     PhoneNumberChangeCancelled {
         phone_number: PhoneNumber,
     },
+    /// Targets newly bound, in the order asked for.
+    MembersAssociated {
+        members: Vec<MemberId>,
+    },
+    /// Targets unbound: by a caller, or because the directory no longer holds them.
+    MembersDisassociated {
+        members: Vec<MemberId>,
+    },
+    /// An asynchronous delete began: the contact is removed from every member it applied to,
+    /// then deleted.
+    ContactDeletionStarted {
+        deletion_id: Uuid,
+    },
+    /// The asynchronous delete could not remove the contact from these members.
+    ContactDeletionFailed {
+        deletion_id: Uuid,
+        fail_reasons: Vec<FailReason>,
+    },
+    /// The contact is gone: its name is free and it leaves the quota. The last event of its
+    /// stream.
+    MessageContactDeleted,
+}
+
+/// A member the contact could not be removed from, and the message types it still gets there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailReason {
+    pub account_id: MemberAccountId,
+    pub message_types: MessageTypes,
+}
+
+/// A target the contact is bound to, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub target: MemberId,
+    pub bound_at: DateTime<Utc>,
+}
+
+/// An asynchronous delete of the contact: running, or failed with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub deletion_id: Uuid,
+    /// `None` while it runs.
+    pub failures: Option<Vec<FailReason>>,
+}
+
+/// What a delete answered: deleted at once, or deleting in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteStatus {
+    Deleted,
+    Deleting,
+}
+
+impl DeleteStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeleteStatus::Deleted => "Deleted",
+            DeleteStatus::Deleting => "Deleting",
+        }
+    }
 }
 
 impl ContactEvent {
@@ -156,6 +226,11 @@ impl ContactEvent {
             ContactEvent::PhoneNumberVerified { .. } => "PhoneNumberVerified",
             ContactEvent::EmailAddressChangeCancelled { .. } => "EmailAddressChangeCancelled",
             ContactEvent::PhoneNumberChangeCancelled { .. } => "PhoneNumberChangeCancelled",
+            ContactEvent::MembersAssociated { .. } => "MembersAssociated",
+            ContactEvent::MembersDisassociated { .. } => "MembersDisassociated",
+            ContactEvent::ContactDeletionStarted { .. } => "ContactDeletionStarted",
+            ContactEvent::ContactDeletionFailed { .. } => "ContactDeletionFailed",
+            ContactEvent::MessageContactDeleted => "MessageContactDeleted",
         }
     }
 }
@@ -173,6 +248,12 @@ pub enum ContactRejection {
     /// a newer one replaced it.
     #[error("the target holds no live code")]
     NoLiveCode,
+    /// `InvalidMember`: a target is not the directory's root, folder or member.
+    #[error("a target is not in the resource directory")]
+    InvalidMember,
+    /// `LimitExceeded.ContactMembers`
+    #[error("the contact would be bound to more than {MAX_BOUND_TARGETS} targets")]
+    TooManyMembers,
 }
 
 /// The state of one contact: the fold of its events.
@@ -196,6 +277,10 @@ pub struct Contact {
     pub email_code: Option<IssuedCode>,
     /// The code issued for the pending phone number.
     pub phone_code: Option<IssuedCode>,
+    /// The targets the contact is bound to, in the order they were bound.
+    pub members: Vec<Binding>,
+    /// The asynchronous delete, while it runs or after it failed.
+    pub deletion: Option<Deletion>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The number of events in the contact's stream.
@@ -244,6 +329,8 @@ impl Contact {
             status: ContactStatus::Verifying,
             email_code: None,
             phone_code: None,
+            members: Vec::new(),
+            deletion: None,
             created_at: at,
             updated_at: at,
             version: 1,
@@ -392,6 +479,125 @@ impl Contact {
         Ok(events)
     }
 
+    /// Decides a binding: every target must be in the directory (`None`: the account has no
+    /// directory yet), and at most [`MAX_BOUND_TARGETS`] may be bound. Targets bound already
+    /// change nothing.
+    pub fn associate(
+        &self,
+        targets: &[MemberId],
+        directory: Option<&Directory>,
+    ) -> Result<Vec<ContactEvent>, ContactRejection> {
+        self.changeable()?;
+        if !targets
+            .iter()
+            .all(|t| directory.is_some_and(|d| d.contains(t)))
+        {
+            return Err(ContactRejection::InvalidMember);
+        }
+        let new: Vec<MemberId> = targets
+            .iter()
+            .filter(|t| !self.is_bound(t))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.members.len() + new.len() > MAX_BOUND_TARGETS {
+            return Err(ContactRejection::TooManyMembers);
+        }
+        Ok(vec![ContactEvent::MembersAssociated { members: new }])
+    }
+
+    /// Decides an unbinding: a target must be bound or in the directory (one the directory
+    /// dropped may still be bound until it is unbound for it). Unbound targets change nothing.
+    pub fn disassociate(
+        &self,
+        targets: &[MemberId],
+        directory: Option<&Directory>,
+    ) -> Result<Vec<ContactEvent>, ContactRejection> {
+        self.changeable()?;
+        let known = |t: &MemberId| self.is_bound(t) || directory.is_some_and(|d| d.contains(t));
+        if !targets.iter().all(known) {
+            return Err(ContactRejection::InvalidMember);
+        }
+        let bound: Vec<MemberId> = targets
+            .iter()
+            .filter(|t| self.is_bound(t))
+            .cloned()
+            .collect();
+        Ok(if bound.is_empty() {
+            Vec::new()
+        } else {
+            vec![ContactEvent::MembersDisassociated { members: bound }]
+        })
+    }
+
+    /// Unbinds a target the directory no longer holds, whatever the contact's status: the
+    /// directory's truth is not the caller's to refuse.
+    pub fn unbind_removed(&self, target: &MemberId) -> Vec<ContactEvent> {
+        if self.is_bound(target) && self.status != ContactStatus::Deleted {
+            vec![ContactEvent::MembersDisassociated {
+                members: vec![target.clone()],
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Decides a delete. Keeping the contact in the members deletes it at once; otherwise an
+    /// asynchronous delete starts (`deletion_id` drawn by the application). A delete that is
+    /// running answers `Deleting` again; a failed one starts over.
+    pub fn delete(
+        &self,
+        retain_in_members: bool,
+        deletion_id: Uuid,
+    ) -> Result<(Vec<ContactEvent>, DeleteStatus), ContactRejection> {
+        match (&self.status, &self.deletion) {
+            (ContactStatus::Deleted, _) => Err(ContactRejection::StatusMismatch),
+            (ContactStatus::Deleting, Some(Deletion { failures: None, .. })) => {
+                Ok((Vec::new(), DeleteStatus::Deleting))
+            }
+            _ if retain_in_members => Ok((
+                vec![ContactEvent::MessageContactDeleted],
+                DeleteStatus::Deleted,
+            )),
+            _ => Ok((
+                vec![ContactEvent::ContactDeletionStarted { deletion_id }],
+                DeleteStatus::Deleting,
+            )),
+        }
+    }
+
+    /// Decides the end of the asynchronous delete `deletion_id`: deleted, or failed for the
+    /// members it could not be removed from. Nothing if that delete is no longer the one
+    /// running (it ended, or a newer one replaced it).
+    pub fn finish_deletion(&self, deletion_id: Uuid, failures: Vec<FailReason>) -> Vec<ContactEvent> {
+        let running = matches!(
+            &self.deletion,
+            Some(Deletion { deletion_id: id, failures: None }) if *id == deletion_id
+        );
+        if !running || self.status != ContactStatus::Deleting {
+            Vec::new()
+        } else if failures.is_empty() {
+            vec![ContactEvent::MessageContactDeleted]
+        } else {
+            vec![ContactEvent::ContactDeletionFailed {
+                deletion_id,
+                fail_reasons: failures,
+            }]
+        }
+    }
+
+    /// Whether the contact is bound to `target` directly.
+    pub fn is_bound(&self, target: &MemberId) -> bool {
+        self.members.iter().any(|b| b.target == *target)
+    }
+
+    /// When the contact's current bindings were last added to; `None` while it has none.
+    pub fn associated_at(&self) -> Option<DateTime<Utc>> {
+        self.members.iter().map(|b| b.bound_at).max()
+    }
+
     /// Applies one event recorded at `at`; it only assigns.
     pub fn apply(&mut self, event: &ContactEvent, at: DateTime<Utc>) {
         match event {
@@ -455,6 +661,31 @@ impl Contact {
                 self.phone_number = self.active_phone_number.clone();
                 self.phone_code = None;
             }
+            ContactEvent::MembersAssociated { members } => {
+                self.members.extend(members.iter().map(|target| Binding {
+                    target: target.clone(),
+                    bound_at: at,
+                }));
+            }
+            ContactEvent::MembersDisassociated { members } => {
+                self.members.retain(|b| !members.contains(&b.target));
+            }
+            ContactEvent::ContactDeletionStarted { deletion_id } => {
+                self.status = ContactStatus::Deleting;
+                self.deletion = Some(Deletion {
+                    deletion_id: *deletion_id,
+                    failures: None,
+                });
+            }
+            ContactEvent::ContactDeletionFailed { fail_reasons, .. } => {
+                if let Some(deletion) = &mut self.deletion {
+                    deletion.failures = Some(fail_reasons.clone());
+                }
+            }
+            ContactEvent::MessageContactDeleted => {
+                self.status = ContactStatus::Deleted;
+                self.deletion = None;
+            }
         }
         self.updated_at = at;
         self.version += 1;
@@ -513,9 +744,9 @@ impl Contact {
         }
     }
 
-    /// A `Deleting` contact refuses every change.
+    /// A `Deleting` (or deleted) contact refuses every change.
     fn changeable(&self) -> Result<(), ContactRejection> {
-        if self.status == ContactStatus::Deleting {
+        if matches!(self.status, ContactStatus::Deleting | ContactStatus::Deleted) {
             Err(ContactRejection::StatusMismatch)
         } else {
             Ok(())

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{Channel, ContactEvent, ContactId};
+use crate::{Channel, ContactEvent, ContactId, DirectoryEvent};
 
 /// One attempt to deliver a verification message, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,10 +48,11 @@ impl DeliveryEvent {
     }
 }
 
-/// Any event of the log: a contact's, or a message delivery's.
+/// Any event of the log: a contact's, a directory's, or a message delivery's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DomainEvent {
     Contact(ContactEvent),
+    Directory(DirectoryEvent),
     Delivery(DeliveryEvent),
 }
 
@@ -59,6 +60,7 @@ impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             DomainEvent::Contact(event) => event.event_type(),
+            DomainEvent::Directory(event) => event.event_type(),
             DomainEvent::Delivery(event) => event.event_type(),
         }
     }
@@ -66,8 +68,21 @@ impl DomainEvent {
     pub fn as_contact(&self) -> Option<&ContactEvent> {
         match self {
             DomainEvent::Contact(event) => Some(event),
-            DomainEvent::Delivery(_) => None,
+            _ => None,
         }
+    }
+
+    pub fn as_directory(&self) -> Option<&DirectoryEvent> {
+        match self {
+            DomainEvent::Directory(event) => Some(event),
+            _ => None,
+        }
+    }
+}
+
+impl From<DirectoryEvent> for DomainEvent {
+    fn from(event: DirectoryEvent) -> Self {
+        DomainEvent::Directory(event)
     }
 }
 

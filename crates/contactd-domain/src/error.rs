@@ -20,6 +20,10 @@ pub enum Field {
     FromPosition,
     Target,
     VerificationCode,
+    Members,
+    FolderId,
+    ParentId,
+    AccountId,
 }
 
 impl Field {
@@ -41,6 +45,10 @@ impl Field {
             Field::FromPosition => "FromPosition",
             Field::Target => "Target",
             Field::VerificationCode => "VerificationCode",
+            Field::Members => "Members",
+            Field::FolderId => "FolderId",
+            Field::ParentId => "ParentId",
+            Field::AccountId => "AccountId",
         }
     }
 }
@@ -63,6 +71,9 @@ pub enum ParameterError {
     /// `InvalidParameter.<Field>.Length`
     #[error("{0} has a length outside its limits")]
     Length(Field),
+    /// `InvalidParameter.<Field>.Duplicate`
+    #[error("{0} contains duplicate values")]
+    Duplicate(Field),
     /// `InvalidParameter.MobileCountryCode`
     #[error("the phone number's country code is not supported")]
     UnsupportedCountryCode,
@@ -74,7 +85,8 @@ impl ParameterError {
         match self {
             ParameterError::Missing(field)
             | ParameterError::Invalid(field)
-            | ParameterError::Length(field) => field,
+            | ParameterError::Length(field)
+            | ParameterError::Duplicate(field) => field,
             ParameterError::UnsupportedCountryCode => Field::PhoneNumber,
         }
     }

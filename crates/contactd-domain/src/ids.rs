@@ -101,28 +101,134 @@ impl ClientToken {
     }
 }
 
-/// A binding target in the caller's directory: the directory itself (`rd-` + 10
-/// alphanumerics), a folder (`fd-` + 10 alphanumerics) or a member account (16 digits).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MemberId(String);
+/// `prefix` followed by 10 characters `[A-Za-z0-9]`: the shape of directory and folder ids.
+fn prefixed_ten(raw: &str, prefix: &str) -> bool {
+    raw.strip_prefix(prefix)
+        .is_some_and(|body| body.len() == 10 && body.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
 
-impl MemberId {
-    /// Any other shape is `InvalidParameter.Member`.
+/// A resource directory's id: `rd-` + 10 alphanumerics, drawn when the directory is first used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceDirectoryId(String);
+
+impl ResourceDirectoryId {
+    pub fn parse(raw: &str) -> Option<Self> {
+        prefixed_ten(raw, "rd-").then(|| Self(raw.to_owned()))
+    }
+
+    /// A fresh id from 59 random bits (62^10 ids; one per account, so collisions do not
+    /// matter: ids are only compared within an account).
+    pub fn generate() -> Self {
+        let mut bits = uuid::Uuid::new_v4().as_u128();
+        let mut id = String::from("rd-");
+        for _ in 0..10 {
+            id.push(char::from(ALPHANUMERIC[(bits % 62) as usize]));
+            bits /= 62;
+        }
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A folder's id: `fd-` + 10 alphanumerics, given by the directory service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FolderId(String);
+
+impl FolderId {
+    /// Any other shape is `InvalidParameter.FolderId`.
     pub fn parse(raw: &str) -> Result<Self, ParameterError> {
-        let alphanumerics =
-            |body: &str| body.len() == 10 && body.bytes().all(|b| b.is_ascii_alphanumeric());
-        let well_formed = raw.strip_prefix("rd-").is_some_and(alphanumerics)
-            || raw.strip_prefix("fd-").is_some_and(alphanumerics)
-            || (raw.len() == 16 && raw.bytes().all(|b| b.is_ascii_digit()));
-        if well_formed {
+        if prefixed_ten(raw, "fd-") {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(ParameterError::Invalid(Field::Member))
+            Err(ParameterError::Invalid(Field::FolderId))
         }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A member account of a directory: 16 digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberAccountId(String);
+
+impl MemberAccountId {
+    /// Any other shape is `InvalidParameter.AccountId`.
+    pub fn parse(raw: &str) -> Result<Self, ParameterError> {
+        if raw.len() == 16 && raw.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ParameterError::Invalid(Field::AccountId))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MemberAccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for FolderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for ResourceDirectoryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A binding target in the caller's directory: the directory itself (its root), a folder or a
+/// member account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberId {
+    Directory(ResourceDirectoryId),
+    Folder(FolderId),
+    Account(MemberAccountId),
+}
+
+impl MemberId {
+    /// Parses the `member` filter of a list: any other shape is `InvalidParameter.Member`.
+    pub fn parse(raw: &str) -> Result<Self, ParameterError> {
+        Self::parse_as(raw, Field::Member)
+    }
+
+    /// Parses a target named in `field`; any other shape is `InvalidParameter.<field>`.
+    pub fn parse_as(raw: &str, field: Field) -> Result<Self, ParameterError> {
+        if let Some(id) = ResourceDirectoryId::parse(raw) {
+            Ok(MemberId::Directory(id))
+        } else if let Ok(id) = FolderId::parse(raw) {
+            Ok(MemberId::Folder(id))
+        } else if let Ok(id) = MemberAccountId::parse(raw) {
+            Ok(MemberId::Account(id))
+        } else {
+            Err(ParameterError::Invalid(field))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            MemberId::Directory(id) => id.as_str(),
+            MemberId::Folder(id) => id.as_str(),
+            MemberId::Account(id) => id.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod contact;
 mod delivery;
+mod directory;
 mod email;
 mod error;
 mod ids;
@@ -14,13 +15,18 @@ mod title;
 mod verification;
 
 pub use contact::{
-    AddMessageContact, CancelMessageContactUpdate, Contact, ContactEvent, ContactRejection,
-    ContactStatus, PhoneChange, UpdateMessageContact,
+    AddMessageContact, Binding, CancelMessageContactUpdate, Contact, ContactEvent,
+    ContactRejection, ContactStatus, DeleteStatus, Deletion, FailReason, MAX_BOUND_TARGETS,
+    PhoneChange, UpdateMessageContact,
 };
+pub use directory::{Directory, DirectoryEvent, DirectoryRejection};
 pub use delivery::{DeliveryEvent, DeliveryOutcome, DomainEvent};
 pub use email::EmailAddress;
 pub use error::{Field, ParameterError};
-pub use ids::{AccountId, ClientToken, ContactId, InvalidAccountId, MemberId};
+pub use ids::{
+    AccountId, ClientToken, ContactId, FolderId, InvalidAccountId, MemberAccountId, MemberId,
+    ResourceDirectoryId,
+};
 pub use message_types::{MessageType, MessageTypes};
 pub use name::ContactName;
 pub use phone::{CountryCodes, PhoneNumber};

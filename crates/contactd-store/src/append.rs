@@ -5,16 +5,19 @@
 
 use std::sync::LazyLock;
 
-use contactd_app::{Append, AppendError, IDEMPOTENCY_WINDOW, NameClaim, RememberedCall};
+use contactd_app::{
+    Append, AppendError, DirectoryAppend, IDEMPOTENCY_WINDOW, NameClaim, RememberedCall,
+};
+use contactd_domain::DirectoryEvent;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use contactd_domain::Contact;
+use contactd_domain::{Contact, ContactStatus};
 
 use crate::error::{append_error, store_error};
-use crate::rows::{StoredContact, outcome_to_json};
-use crate::schema::encode_contact_event;
+use crate::rows::{StoredContact, StoredDirectory, outcome_to_json};
+use crate::schema::{encode_contact_event, encode_directory_event};
 
 /// The statement is composed of the parts an append needs: an update carries no quota and
 /// usually no name claim or remembered call, and every part left out is work PostgreSQL does
@@ -47,6 +50,16 @@ projected AS (
     UPDATE contacts SET state = $15, version = $14
     WHERE contact_id = $2 AND account_id = $1 AND version = $16::bigint
     RETURNING 1
+)"#;
+
+/// A deleted contact: its row goes (at the expected version) and it leaves the quota.
+const DELETE_CONTACT: &str = r#"
+projected AS (
+    DELETE FROM contacts WHERE contact_id = $2 AND account_id = $1 AND version = $16::bigint
+    RETURNING 1
+),
+uncounted AS (
+    UPDATE contact_quotas SET contacts = contacts - 1 WHERE account_id = $1 AND contacts > 0
 )"#;
 
 const RELEASE_NAME: &str = r#"
@@ -106,15 +119,19 @@ counted_target AS (
 
 const COUNTS: &str = "\nSELECT (SELECT count(*) FROM appended), (SELECT count(*) FROM projected)";
 
-/// The parts an append needs, as bits: a new contact (1), the name claim kept, claimed or
-/// moved (0, 2 or 4), the quota counted (8), the call remembered (16), a code issued (32).
+/// The parts an append needs, as bits: a new contact (1), the name claim kept, claimed, moved
+/// or released (0, 2, 4 or 6), the quota counted (8), the call remembered (16), a code issued
+/// (32), the contact deleted (64).
 fn shape(append: &Append<'_>) -> usize {
     let claim = match append.name_claim {
         NameClaim::Keep => 0,
         NameClaim::Claim { .. } => 2,
         NameClaim::Move { .. } => 4,
+        NameClaim::Release { .. } => 6,
     };
+    let deleted = append.contact.status == ContactStatus::Deleted;
     usize::from(append.expected_version == 0)
+        | if deleted { 64 } else { 0 }
         | claim
         | if append.quota_limit.is_some() { 8 } else { 0 }
         | if append.remember.is_some() { 16 } else { 0 }
@@ -125,12 +142,15 @@ fn compose(shape: usize) -> String {
     let mut parts = vec![APPEND_EVENTS];
     parts.push(if shape & 1 != 0 {
         INSERT_CONTACT
+    } else if shape & 64 != 0 {
+        DELETE_CONTACT
     } else {
         UPDATE_CONTACT
     });
     match shape & 6 {
         2 => parts.push(CLAIM_NAME),
         4 => parts.extend([RELEASE_NAME, CLAIM_NAME]),
+        6 => parts.push(RELEASE_NAME),
         _ => {}
     }
     if shape & 8 != 0 {
@@ -146,7 +166,7 @@ fn compose(shape: usize) -> String {
 }
 
 /// Every composed text, built once: the hot path only picks one.
-static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| (0..64).map(compose).collect());
+static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| (0..128).map(compose).collect());
 
 /// The append statement for this kind of append.
 fn append_sql(append: &Append<'_>) -> &'static str {
@@ -194,6 +214,7 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
         NameClaim::Keep => (None, None),
         NameClaim::Claim { key } => (None, Some(key)),
         NameClaim::Move { from, to } => (Some(from), Some(to)),
+        NameClaim::Release { key } => (Some(key), None),
     };
     let remember = append.remember;
     let code = append.code;
@@ -299,4 +320,65 @@ pub(crate) async fn remember(pool: &PgPool, call: &RememberedCall) -> Result<(),
     .await
     .map_err(append_error)?;
     stored.map(|_| ()).ok_or(AppendError::ClientTokenTaken)
+}
+
+/// A directory's append: its events at the expected version and its row, in one statement.
+/// The row's version is the guard: two first uses race on its key, later changes on its
+/// version, and the events' `(stream_id, stream_version)` catch the rest.
+pub(crate) async fn append_directory(
+    pool: &PgPool,
+    append: DirectoryAppend<'_>,
+) -> Result<(), AppendError> {
+    let metadata = append.metadata;
+    let first_version = append.expected_version as i64 + 1;
+    let encoded: Vec<_> = append
+        .events
+        .iter()
+        .map(|new| encode_directory_event(&new.event))
+        .collect();
+    let row = StoredDirectory::from(append.directory);
+    let (appended, projected): (i64, i64) = sqlx::query_as(
+        r#"
+        WITH appended AS (
+            INSERT INTO events (event_id, account_id, stream_id, stream_version, event_type,
+                                schema_version, payload, request_id, caller, correlation_id,
+                                causation_id, recorded_at)
+            SELECT e.event_id, $1, $2, $3 + e.ordinal - 1, e.event_type, e.schema_version,
+                   e.payload, $4, $5, $6, $7, $8
+            FROM UNNEST($9::uuid[], $10::text[], $11::int[], $12::jsonb[]) WITH ORDINALITY
+                 AS e(event_id, event_type, schema_version, payload, ordinal)
+            RETURNING 1
+        ),
+        projected AS (
+            INSERT INTO directories AS d (account_id, resource_directory_id, version, state)
+            VALUES ($1, $13, $14, $15)
+            ON CONFLICT (account_id) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state
+                WHERE d.version = $3 - 1
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM appended), (SELECT count(*) FROM projected)
+        "#,
+    )
+    .bind(metadata.account_id.as_str())
+    .bind(DirectoryEvent::stream_id(&metadata.account_id))
+    .bind(first_version)
+    .bind(&metadata.request_id)
+    .bind(&metadata.caller)
+    .bind(&metadata.correlation_id)
+    .bind(&metadata.causation_id)
+    .bind(metadata.recorded_at)
+    .bind(append.events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(encoded.iter().map(|e| e.0).collect::<Vec<_>>())
+    .bind(encoded.iter().map(|e| e.1).collect::<Vec<_>>())
+    .bind(encoded.iter().map(|e| &e.2).collect::<Vec<_>>())
+    .bind(&row.resource_directory_id)
+    .bind(row.version)
+    .bind(row.state_json())
+    .fetch_one(pool)
+    .await
+    .map_err(append_error)?;
+    if appended != append.events.len() as i64 || projected != 1 {
+        return Err(AppendError::VersionConflict);
+    }
+    Ok(())
 }

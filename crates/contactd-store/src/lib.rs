@@ -10,7 +10,9 @@ mod error;
 mod group_commit;
 mod group_read;
 mod grouping;
+mod jobs;
 mod log;
+mod member_contacts;
 mod outbox;
 mod projection;
 mod read;
@@ -24,11 +26,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use contactd_app::{
-    Append, AppendError, AsOf, AuditLog, ContactStore, EventMetadata, IdempotencyKey, LinkedCode,
-    LogPosition, LogSubscription, Outbox, OutboxMessage, Page, PageRequest, RecordedEvent,
-    RememberedCall, StoreError,
+    Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
+    DirectoryStore, EventMetadata, IdempotencyKey, JobOutcome, LifecycleJob, LifecycleJobs,
+    LinkedCode, ListedContact, LogPosition, LogSubscription, Outbox, OutboxMessage, Page,
+    PageRequest, RecordedEvent, RememberedCall, StoreError,
 };
-use contactd_domain::{AccountId, Contact, ContactId, DeliveryEvent, VerificationId};
+use contactd_domain::{
+    AccountId, Contact, ContactId, DeliveryEvent, Directory, MemberId, VerificationId,
+};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -41,6 +46,7 @@ use crate::grouping::Grouped;
 
 pub use activity::AccountActivity;
 pub use log::{StartPoint, event_json_line};
+pub use member_contacts::MemberContacts;
 pub use outbox::VerificationOutbox;
 pub use projection::{
     Projection, ProjectionMetrics, ProjectionStatus, RunnerSettings, SKIPPED_CHECKPOINT,
@@ -118,6 +124,9 @@ pub struct PgStore {
     log_changes: Arc<watch::Sender<u64>>,
     /// Bumped when this process's outbox projection recorded messages: wakes its dispatcher.
     outbox_recorded: Arc<watch::Sender<u64>>,
+    /// Bumped when this process's member-contacts projection recorded lifecycle jobs: wakes
+    /// its lifecycle worker.
+    jobs_recorded: Arc<watch::Sender<u64>>,
 }
 
 impl PgStore {
@@ -129,7 +138,14 @@ impl PgStore {
             local_appends: Arc::new(watch::Sender::new(0)),
             log_changes: Arc::new(watch::Sender::new(0)),
             outbox_recorded: Arc::new(watch::Sender::new(0)),
+            jobs_recorded: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// The live member-contacts projection, recording lifecycle jobs and waking this store's
+    /// lifecycle worker.
+    pub fn member_contacts(&self) -> MemberContacts {
+        MemberContacts::live(self.jobs_recorded.clone())
     }
 
     /// The projection that records verification messages in this store's outbox, waking this
@@ -279,9 +295,10 @@ impl ContactStore for PgStore {
         &self,
         account_id: &AccountId,
         only: Option<&ContactId>,
+        member: Option<&MemberId>,
         page: PageRequest,
-    ) -> Result<Page<Contact>, StoreError> {
-        read::list_contacts(&self.pool, account_id, only, page).await
+    ) -> Result<Page<ListedContact>, StoreError> {
+        read::list_contacts(&self.pool, account_id, only, member, page).await
     }
 
     async fn recall(
@@ -307,6 +324,54 @@ impl ContactStore for PgStore {
 
     async fn find_link(&self, link_hash: &[u8; 32]) -> Result<Option<LinkedCode>, StoreError> {
         codes::find_link(&self.pool, link_hash).await
+    }
+}
+
+impl DirectoryStore for PgStore {
+    async fn load_directory(&self, account_id: &AccountId) -> Result<Option<Directory>, StoreError> {
+        read::load_directory(&self.pool, account_id).await
+    }
+
+    async fn append_directory(&self, append: DirectoryAppend<'_>) -> Result<(), AppendError> {
+        let result = append::append_directory(&self.pool, append).await;
+        self.appended();
+        result
+    }
+}
+
+impl LifecycleJobs for PgStore {
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<LifecycleJob>, StoreError> {
+        jobs::claim_jobs(&self.pool, owner, lease, limit).await
+    }
+
+    async fn settle_job(
+        &self,
+        owner: &str,
+        job: &LifecycleJob,
+        outcome: JobOutcome,
+    ) -> Result<bool, StoreError> {
+        jobs::settle_job(&self.pool, owner, job, outcome).await
+    }
+
+    async fn deletion_progress(
+        &self,
+        account_id: &AccountId,
+        deletion_id: Uuid,
+    ) -> Result<DeletionProgress, StoreError> {
+        jobs::deletion_progress(&self.pool, account_id, deletion_id).await
+    }
+
+    async fn next_job_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        jobs::next_job_due(&self.pool).await
+    }
+
+    fn recorded_jobs(&self) -> watch::Receiver<u64> {
+        self.jobs_recorded.subscribe()
     }
 }
 

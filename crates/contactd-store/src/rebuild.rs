@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use contactd_app::{LogPosition, StoreError};
-use contactd_domain::Contact;
+use contactd_app::{LogPosition, RecordedEvent, StoreError};
+use contactd_domain::{Contact, ContactStatus, Directory, DirectoryEvent};
 use sqlx::{Acquire, PgConnection};
 use tokio_stream::StreamExt;
 
@@ -13,7 +13,7 @@ use crate::PgStore;
 use crate::error::{failed, store_error};
 use crate::log::{EVENT_COLUMNS, EventRow, read_log};
 use crate::projection::{Projection, save_checkpoint};
-use crate::rows::StoredContact;
+use crate::rows::{StoredContact, StoredDirectory};
 
 /// The name under which the inline read model is rebuilt.
 pub const INLINE_READ_MODEL: &str = "contacts";
@@ -29,7 +29,8 @@ pub struct RebuildReport {
 
 const INSERT_BATCH: usize = 5000;
 
-/// Rebuilds the inline read model (`contacts`, `contact_names`, `contact_quotas`) from the log.
+/// Rebuilds the inline read models (`contacts`, `contact_names`, `contact_quotas`, and the
+/// directories) from the log; a deleted contact leaves no row, name or count.
 /// Appends wait while it runs: they write these tables in the statement that appends, so the
 /// tables' lock keeps the log still until the new model commits.
 pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreError> {
@@ -38,12 +39,13 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
         .begin()
         .await
         .map_err(failed("beginning the rebuild failed"))?;
-    sqlx::query("LOCK TABLE contacts, contact_names, contact_quotas IN EXCLUSIVE MODE")
+    sqlx::query("LOCK TABLE contacts, contact_names, contact_quotas, directories IN EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await
         .map_err(failed("locking the read model failed"))?;
 
     let mut contacts: HashMap<String, Contact> = HashMap::new();
+    let mut directories: HashMap<String, Directory> = HashMap::new();
     let mut events = 0_u64;
     {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY stream_id, stream_version");
@@ -54,7 +56,11 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
                 .into_recorded()?;
             events += 1;
             let at = recorded.metadata.recorded_at;
-            // Other streams (a message's delivery) are not the contacts' read model.
+            if let Some(event) = recorded.event.as_directory() {
+                fold_directory(&mut directories, &recorded, event)?;
+                continue;
+            }
+            // Other streams (a message's delivery) are not a read model of their own.
             let Some(event) = recorded.contact_event() else {
                 continue;
             };
@@ -76,7 +82,7 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
         }
     }
 
-    sqlx::query("TRUNCATE contacts, contact_names")
+    sqlx::query("TRUNCATE contacts, contact_names, directories")
         .execute(&mut *tx)
         .await
         .map_err(failed("emptying the read model failed"))?;
@@ -84,17 +90,57 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
         .execute(&mut *tx)
         .await
         .map_err(failed("resetting the quota counters failed"))?;
-    let all: Vec<&Contact> = contacts.values().collect();
+    let all: Vec<&Contact> = contacts
+        .values()
+        .filter(|c| c.status != ContactStatus::Deleted)
+        .collect();
     for chunk in all.chunks(INSERT_BATCH) {
         insert_contacts(&mut tx, chunk).await?;
+    }
+    for directory in directories.values() {
+        let row = StoredDirectory::from(directory);
+        sqlx::query(
+            "INSERT INTO directories (account_id, resource_directory_id, version, state) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&row.account_id)
+        .bind(&row.resource_directory_id)
+        .bind(row.version)
+        .bind(row.state_json())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store_error("writing a rebuilt directory failed", e))?;
     }
     tx.commit()
         .await
         .map_err(failed("committing the rebuild failed"))?;
     Ok(RebuildReport {
         events,
-        rows: Some(contacts.len() as u64),
+        rows: Some(all.len() as u64),
     })
+}
+
+/// Applies one directory event to the directory of its stream.
+fn fold_directory(
+    directories: &mut HashMap<String, Directory>,
+    recorded: &RecordedEvent,
+    event: &DirectoryEvent,
+) -> Result<(), StoreError> {
+    let at = recorded.metadata.recorded_at;
+    match directories.get_mut(&recorded.stream_id) {
+        Some(directory) => directory.apply(event, at),
+        None => {
+            let directory = Directory::created(recorded.metadata.account_id.clone(), event, at)
+                .ok_or_else(|| {
+                    StoreError::internal(
+                        format!("stream {} does not start with its creation", recorded.stream_id),
+                        None,
+                    )
+                })?;
+            directories.insert(recorded.stream_id.clone(), directory);
+        }
+    }
+    Ok(())
 }
 
 async fn insert_contacts(tx: &mut PgConnection, contacts: &[&Contact]) -> Result<(), StoreError> {

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use contactd_app::StoreError;
 use contactd_domain::{
     AccountId, Channel, ContactEvent, ContactId, ContactName, DeliveryEvent, DeliveryOutcome,
-    DomainEvent, EmailAddress, MessageTypes, ParameterError, PhoneNumber, Title, VerificationId,
+    DirectoryEvent, DomainEvent, EmailAddress, FailReason, FolderId, MemberAccountId, MemberId,
+    MessageTypes, ParameterError, PhoneNumber, ResourceDirectoryId, Title, VerificationId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -114,6 +115,59 @@ struct PhoneNumberChangeCancelledV1 {
     phone_number: String,
 }
 
+/// `MembersAssociated` and `MembersDisassociated`: the targets, as their ids.
+#[derive(Debug, Serialize, Deserialize)]
+struct MembersV1 {
+    members: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ContactDeletionStartedV1 {
+    deletion_id: Uuid,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ContactDeletionFailedV1 {
+    deletion_id: Uuid,
+    fail_reasons: Vec<FailReasonV1>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FailReasonV1 {
+    account_id: String,
+    message_types: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MessageContactDeletedV1 {}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ResourceDirectoryCreatedV1 {
+    resource_directory_id: String,
+}
+
+/// `FolderRegistered` (with its parent, `None` for the root) and `FolderRemoved`.
+#[derive(Debug, Serialize, Deserialize)]
+struct FolderV1 {
+    folder_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent_id: Option<String>,
+}
+
+/// `MemberRegistered` and `MemberRemoved` (its folder, `None` for the root).
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberV1 {
+    account_id: String,
+    folder_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberMovedV1 {
+    account_id: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
 /// The payload of the three delivery events; `reason` and `retry_at` only where they apply.
 #[derive(Debug, Serialize, Deserialize)]
 struct VerificationMessageV1 {
@@ -132,8 +186,117 @@ struct VerificationMessageV1 {
 pub fn encode_event(event: &DomainEvent) -> (&'static str, i32, Value) {
     match event {
         DomainEvent::Contact(event) => encode_contact_event(event),
+        DomainEvent::Directory(event) => encode_directory_event(event),
         DomainEvent::Delivery(event) => encode_delivery_event(event),
     }
+}
+
+/// A directory's event as it is stored.
+pub(crate) fn encode_directory_event(event: &DirectoryEvent) -> (&'static str, i32, Value) {
+    let name = |f: &Option<FolderId>| f.as_ref().map(|f| f.as_str().to_owned());
+    let payload = match event {
+        DirectoryEvent::ResourceDirectoryCreated {
+            resource_directory_id,
+        } => to_value(ResourceDirectoryCreatedV1 {
+            resource_directory_id: resource_directory_id.as_str().to_owned(),
+        }),
+        DirectoryEvent::FolderRegistered {
+            folder_id,
+            parent_id,
+        } => to_value(FolderV1 {
+            folder_id: folder_id.as_str().to_owned(),
+            parent_id: name(parent_id),
+        }),
+        DirectoryEvent::FolderRemoved { folder_id } => to_value(FolderV1 {
+            folder_id: folder_id.as_str().to_owned(),
+            parent_id: None,
+        }),
+        DirectoryEvent::MemberRegistered {
+            account_id,
+            folder_id,
+        }
+        | DirectoryEvent::MemberRemoved {
+            account_id,
+            folder_id,
+        } => to_value(MemberV1 {
+            account_id: account_id.as_str().to_owned(),
+            folder_id: name(folder_id),
+        }),
+        DirectoryEvent::MemberMoved {
+            account_id,
+            from,
+            to,
+        } => to_value(MemberMovedV1 {
+            account_id: account_id.as_str().to_owned(),
+            from: name(from),
+            to: name(to),
+        }),
+    };
+    (event.event_type(), 1, payload)
+}
+
+fn decode_directory(event_type: &str, payload: Value) -> Result<DirectoryEvent, String> {
+    let folder = |raw: Option<String>| {
+        raw.as_deref()
+            .map(FolderId::parse)
+            .transpose()
+            .map_err(|e| e.to_string())
+    };
+    let folder_id = |raw: &str| FolderId::parse(raw).map_err(|e| e.to_string());
+    let member = |raw: &str| MemberAccountId::parse(raw).map_err(|e| e.to_string());
+    Ok(match event_type {
+        "ResourceDirectoryCreated" => {
+            let p: ResourceDirectoryCreatedV1 = from_value(payload)?;
+            DirectoryEvent::ResourceDirectoryCreated {
+                resource_directory_id: ResourceDirectoryId::parse(&p.resource_directory_id)
+                    .ok_or("an unreadable directory id")?,
+            }
+        }
+        "FolderRegistered" => {
+            let p: FolderV1 = from_value(payload)?;
+            DirectoryEvent::FolderRegistered {
+                folder_id: folder_id(&p.folder_id)?,
+                parent_id: folder(p.parent_id)?,
+            }
+        }
+        "FolderRemoved" => {
+            let p: FolderV1 = from_value(payload)?;
+            DirectoryEvent::FolderRemoved {
+                folder_id: folder_id(&p.folder_id)?,
+            }
+        }
+        "MemberRegistered" => {
+            let p: MemberV1 = from_value(payload)?;
+            DirectoryEvent::MemberRegistered {
+                account_id: member(&p.account_id)?,
+                folder_id: folder(p.folder_id)?,
+            }
+        }
+        "MemberRemoved" => {
+            let p: MemberV1 = from_value(payload)?;
+            DirectoryEvent::MemberRemoved {
+                account_id: member(&p.account_id)?,
+                folder_id: folder(p.folder_id)?,
+            }
+        }
+        "MemberMoved" => {
+            let p: MemberMovedV1 = from_value(payload)?;
+            DirectoryEvent::MemberMoved {
+                account_id: member(&p.account_id)?,
+                from: folder(p.from)?,
+                to: folder(p.to)?,
+            }
+        }
+        _ => return Err("not a directory event".to_owned()),
+    })
+}
+
+fn member_ids(members: &[MemberId]) -> Vec<String> {
+    members.iter().map(|m| m.as_str().to_owned()).collect()
+}
+
+fn parse_members(members: &[String]) -> Result<Vec<MemberId>, ParameterError> {
+    members.iter().map(|m| MemberId::parse(m)).collect()
 }
 
 /// A delivery's event as it is stored (what [`encode_event`] does for deliveries).
@@ -266,6 +429,36 @@ pub(crate) fn encode_contact_event(event: &ContactEvent) -> (&'static str, i32, 
                 phone_number: phone_number.as_str().to_owned(),
             }),
         ),
+        ContactEvent::MembersAssociated { members }
+        | ContactEvent::MembersDisassociated { members } => (
+            1,
+            to_value(MembersV1 {
+                members: member_ids(members),
+            }),
+        ),
+        ContactEvent::ContactDeletionStarted { deletion_id } => (
+            1,
+            to_value(ContactDeletionStartedV1 {
+                deletion_id: *deletion_id,
+            }),
+        ),
+        ContactEvent::ContactDeletionFailed {
+            deletion_id,
+            fail_reasons,
+        } => (
+            1,
+            to_value(ContactDeletionFailedV1 {
+                deletion_id: *deletion_id,
+                fail_reasons: fail_reasons
+                    .iter()
+                    .map(|r| FailReasonV1 {
+                        account_id: r.account_id.as_str().to_owned(),
+                        message_types: type_names(r.message_types),
+                    })
+                    .collect(),
+            }),
+        ),
+        ContactEvent::MessageContactDeleted => (1, to_value(MessageContactDeletedV1 {})),
     };
     (event.event_type(), schema_version, payload)
 }
@@ -374,6 +567,55 @@ pub fn decode_event(
             Ok(ContactEvent::PhoneNumberChangeCancelled {
                 phone_number: phone(&p.phone_number)?,
             })
+        }
+        ("MembersAssociated", 1) => {
+            let p: MembersV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::MembersAssociated {
+                members: parse_members(&p.members).map_err(invalid)?,
+            })
+        }
+        ("MembersDisassociated", 1) => {
+            let p: MembersV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::MembersDisassociated {
+                members: parse_members(&p.members).map_err(invalid)?,
+            })
+        }
+        ("ContactDeletionStarted", 1) => {
+            let p: ContactDeletionStartedV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::ContactDeletionStarted {
+                deletion_id: p.deletion_id,
+            })
+        }
+        ("ContactDeletionFailed", 1) => {
+            let p: ContactDeletionFailedV1 = from_value(payload).map_err(corrupt)?;
+            let fail_reasons = p
+                .fail_reasons
+                .into_iter()
+                .map(|r| {
+                    Ok(FailReason {
+                        account_id: MemberAccountId::parse(&r.account_id)?,
+                        message_types: message_types(&r.message_types)?,
+                    })
+                })
+                .collect::<Result<_, ParameterError>>()
+                .map_err(invalid)?;
+            Ok(ContactEvent::ContactDeletionFailed {
+                deletion_id: p.deletion_id,
+                fail_reasons,
+            })
+        }
+        ("MessageContactDeleted", 1) => {
+            let _: MessageContactDeletedV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::MessageContactDeleted)
+        }
+        (
+            "ResourceDirectoryCreated" | "FolderRegistered" | "FolderRemoved" | "MemberRegistered"
+            | "MemberMoved" | "MemberRemoved",
+            1,
+        ) => {
+            return decode_directory(event_type, payload)
+                .map(DomainEvent::Directory)
+                .map_err(corrupt);
         }
         (
             "VerificationMessageSent"
@@ -505,6 +747,58 @@ mod tests {
             ContactEvent::PhoneNumberChangeCancelled {
                 phone_number: PhoneNumber::restore("86-18612345678").unwrap(),
             },
+            ContactEvent::MembersAssociated {
+                members: vec![
+                    MemberId::parse("rd-0123456789").unwrap(),
+                    MemberId::parse("fd-0123456789").unwrap(),
+                    MemberId::parse("1000000000000001").unwrap(),
+                ],
+            },
+            ContactEvent::MembersDisassociated {
+                members: vec![MemberId::parse("fd-0123456789").unwrap()],
+            },
+            ContactEvent::ContactDeletionStarted {
+                deletion_id: Uuid::now_v7(),
+            },
+            ContactEvent::ContactDeletionFailed {
+                deletion_id: Uuid::now_v7(),
+                fail_reasons: vec![FailReason {
+                    account_id: MemberAccountId::parse("1000000000000001").unwrap(),
+                    message_types: MessageTypes::parse(["FaultMessage"]).unwrap().unwrap(),
+                }],
+            },
+            ContactEvent::MessageContactDeleted,
+        ];
+        let folder = |raw: &str| FolderId::parse(raw).unwrap();
+        let member = || MemberAccountId::parse("1000000000000001").unwrap();
+        let directory = [
+            DirectoryEvent::ResourceDirectoryCreated {
+                resource_directory_id: ResourceDirectoryId::parse("rd-0123456789").unwrap(),
+            },
+            DirectoryEvent::FolderRegistered {
+                folder_id: folder("fd-0123456789"),
+                parent_id: None,
+            },
+            DirectoryEvent::FolderRegistered {
+                folder_id: folder("fd-abcdefghij"),
+                parent_id: Some(folder("fd-0123456789")),
+            },
+            DirectoryEvent::FolderRemoved {
+                folder_id: folder("fd-abcdefghij"),
+            },
+            DirectoryEvent::MemberRegistered {
+                account_id: member(),
+                folder_id: None,
+            },
+            DirectoryEvent::MemberMoved {
+                account_id: member(),
+                from: None,
+                to: Some(folder("fd-0123456789")),
+            },
+            DirectoryEvent::MemberRemoved {
+                account_id: member(),
+                folder_id: Some(folder("fd-0123456789")),
+            },
         ];
         let delivery = |outcome| DeliveryEvent {
             message_id: Uuid::now_v7(),
@@ -526,6 +820,7 @@ mod tests {
         let all = events
             .into_iter()
             .map(DomainEvent::Contact)
+            .chain(directory.into_iter().map(DomainEvent::Directory))
             .chain(deliveries.into_iter().map(DomainEvent::Delivery));
         for event in all {
             let (event_type, version, payload) = encode_event(&event);

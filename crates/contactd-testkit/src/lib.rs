@@ -1,8 +1,9 @@
 //! The real peers that tests run against, each on loopback and gone when dropped: an SMTP server
 //! ([`SmtpSink`], `scripts/smtp-sink.py` on aiosmtpd), an HTTP server standing in for the SMS
-//! gateway ([`Gateway`]), peers that accept connections and never answer ([`SilentPeer`]), an
-//! address where nothing listens ([`closed_port`]), and Debian's Chromium driven headless over
-//! WebDriver ([`Browser`]). What a verification message carries is read with
+//! gateway ([`Gateway`]), a NATS server with JetStream and the messages its streams hold
+//! ([`NatsServer`], Debian's `nats-server -js`), peers that accept connections and never answer
+//! ([`SilentPeer`]), an address where nothing listens ([`closed_port`]), and Debian's Chromium
+//! driven headless over WebDriver ([`Browser`]). What a verification message carries is read with
 //! [`verification_code`] and [`verification_link`].
 //!
 //! For tests only (a dev-dependency): every constructor panics when its peer cannot be set up.
@@ -13,6 +14,7 @@
 mod browser;
 mod extract;
 mod gateway;
+mod nats;
 mod peer;
 mod smtp;
 
@@ -24,6 +26,7 @@ pub use extract::{verification_code, verification_link};
 /// `Locator`, `Client` and errors without depending on it themselves.
 pub use fantoccini;
 pub use gateway::{Gateway, RecordedRequest};
+pub use nats::{DEFAULT_NATS_STREAM, NatsMessage, NatsServer};
 pub use peer::{SilentPeer, closed_port};
 pub use smtp::{ReceivedMail, SmtpSink};
 
