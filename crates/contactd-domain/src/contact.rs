@@ -1306,4 +1306,213 @@ mod tests {
             Err(ContactRejection::StatusMismatch)
         );
     }
+
+    mod lifecycle {
+        //! Bindings and deletes.
+
+        use super::*;
+        use crate::{DirectoryEvent, FolderId, ResourceDirectoryId};
+
+        fn root() -> ResourceDirectoryId {
+            ResourceDirectoryId::parse("rd-0123456789").unwrap()
+        }
+
+        fn folder(n: usize) -> FolderId {
+            FolderId::parse(&format!("fd-{n:010}")).unwrap()
+        }
+
+        /// A directory with twelve folders at the root and one member.
+        fn directory() -> Directory {
+            let account = AccountId::parse("1234567890123456").unwrap();
+            let mut events = vec![Directory::create(root())];
+            events.extend((0..12).map(|n| DirectoryEvent::FolderRegistered {
+                folder_id: folder(n),
+                parent_id: None,
+            }));
+            events.push(DirectoryEvent::MemberRegistered {
+                account_id: MemberAccountId::parse("1000000000000001").unwrap(),
+                folder_id: Some(folder(0)),
+            });
+            Directory::fold(account, events.iter().map(|e| (e, at(0)))).unwrap()
+        }
+
+        fn targets(range: std::ops::Range<usize>) -> Vec<MemberId> {
+            range.map(|n| MemberId::Folder(folder(n))).collect()
+        }
+
+        fn bound(contact: &Contact, targets: &[MemberId], second: u32) -> Contact {
+            let mut contact = contact.clone();
+            for event in contact.associate(targets, Some(&directory())).unwrap() {
+                contact.apply(&event, at(second));
+            }
+            contact
+        }
+
+        #[test]
+        fn only_targets_of_the_directory_are_bound_and_bound_ones_change_nothing() {
+            let contact = given(&[added()]);
+            let directory = directory();
+            let stranger = MemberId::Folder(FolderId::parse("fd-zzzzzzzzzz").unwrap());
+            assert_eq!(
+                contact.associate(&[stranger.clone()], Some(&directory)),
+                Err(ContactRejection::InvalidMember)
+            );
+            assert_eq!(
+                contact.associate(&[MemberId::Directory(root())], None),
+                Err(ContactRejection::InvalidMember)
+            );
+            let member = MemberId::Account(MemberAccountId::parse("1000000000000001").unwrap());
+            let first = vec![MemberId::Directory(root()), member.clone()];
+            assert_eq!(
+                contact.associate(&first, Some(&directory)),
+                Ok(vec![ContactEvent::MembersAssociated {
+                    members: first.clone()
+                }])
+            );
+            let contact = bound(&contact, &first, 3);
+            assert_eq!(contact.associate(&first, Some(&directory)), Ok(vec![]));
+            assert_eq!(contact.members[1].bound_at, at(3));
+            assert_eq!(contact.associated_at(), Some(at(3)));
+            assert_eq!(contact.version, 2);
+        }
+
+        #[test]
+        fn at_most_ten_targets_are_bound() {
+            let contact = bound(&given(&[added()]), &targets(0..9), 1);
+            let directory = directory();
+            assert_eq!(
+                contact.associate(&targets(9..11), Some(&directory)),
+                Err(ContactRejection::TooManyMembers)
+            );
+            // Targets already bound do not count twice.
+            let contact = bound(&contact, &targets(8..10), 2);
+            assert_eq!(contact.members.len(), 10);
+            assert_eq!(
+                contact.associate(&targets(10..11), Some(&directory)),
+                Err(ContactRejection::TooManyMembers)
+            );
+        }
+
+        #[test]
+        fn unbinding_an_unbound_target_changes_nothing_and_a_stranger_is_invalid() {
+            let contact = bound(&given(&[added()]), &targets(0..2), 1);
+            let directory = directory();
+            assert_eq!(
+                contact.disassociate(&targets(2..3), Some(&directory)),
+                Ok(vec![])
+            );
+            assert_eq!(
+                contact.disassociate(
+                    &[MemberId::Folder(FolderId::parse("fd-zzzzzzzzzz").unwrap())],
+                    Some(&directory)
+                ),
+                Err(ContactRejection::InvalidMember)
+            );
+            let events = contact.disassociate(&targets(0..3), Some(&directory)).unwrap();
+            assert_eq!(
+                events,
+                vec![ContactEvent::MembersDisassociated {
+                    members: targets(0..2)
+                }]
+            );
+            // A target the directory dropped can still be unbound.
+            assert_eq!(contact.disassociate(&targets(1..2), None).unwrap().len(), 1);
+            assert_eq!(contact.unbind_removed(&targets(0..1)[0]).len(), 1);
+            assert_eq!(contact.unbind_removed(&targets(5..6)[0]), vec![]);
+        }
+
+        #[test]
+        fn a_delete_that_retains_the_contact_in_members_deletes_it_at_once() {
+            let contact = given(&[added()]);
+            let (events, status) = contact.delete(true, Uuid::nil()).unwrap();
+            assert_eq!(events, vec![ContactEvent::MessageContactDeleted]);
+            assert_eq!(status, DeleteStatus::Deleted);
+            let mut deleted = contact.clone();
+            deleted.apply(&events[0], at(1));
+            assert_eq!(deleted.status, ContactStatus::Deleted);
+            assert_eq!(
+                deleted.update(&UpdateMessageContact::default()),
+                Err(ContactRejection::StatusMismatch)
+            );
+            assert_eq!(
+                deleted.delete(true, Uuid::nil()),
+                Err(ContactRejection::StatusMismatch)
+            );
+            assert_eq!(deleted.unbind_removed(&targets(0..1)[0]), vec![]);
+        }
+
+        #[test]
+        fn an_asynchronous_delete_runs_answers_deleting_again_and_ends_once() {
+            let contact = bound(&given(&[added()]), &targets(0..1), 1);
+            let first = Uuid::now_v7();
+            let (events, status) = contact.delete(false, first).unwrap();
+            assert_eq!(status, DeleteStatus::Deleting);
+            let mut deleting = contact.clone();
+            deleting.apply(&events[0], at(2));
+            assert_eq!(deleting.status, ContactStatus::Deleting);
+            // Running: deleting again answers Deleting, whatever is asked, and changes nothing.
+            for retain in [true, false] {
+                assert_eq!(
+                    deleting.delete(retain, Uuid::now_v7()),
+                    Ok((vec![], DeleteStatus::Deleting))
+                );
+            }
+            for refused in [
+                deleting.update(&UpdateMessageContact::default()).err(),
+                deleting.associate(&targets(1..2), Some(&directory())).err(),
+                deleting.disassociate(&targets(0..1), Some(&directory())).err(),
+            ] {
+                assert_eq!(refused, Some(ContactRejection::StatusMismatch));
+            }
+            // Another delete's end changes nothing; its own deletes the contact.
+            assert_eq!(deleting.finish_deletion(Uuid::now_v7(), vec![]), vec![]);
+            assert_eq!(
+                deleting.finish_deletion(first, vec![]),
+                vec![ContactEvent::MessageContactDeleted]
+            );
+        }
+
+        #[test]
+        fn a_failed_delete_keeps_its_reasons_and_a_new_delete_starts_over() {
+            let contact = given(&[added()]);
+            let first = Uuid::now_v7();
+            let (events, _) = contact.delete(false, first).unwrap();
+            let mut failed = contact.clone();
+            failed.apply(&events[0], at(1));
+            let reasons = vec![FailReason {
+                account_id: MemberAccountId::parse("1000000000000001").unwrap(),
+                message_types: types(&["AccountExpenses"]),
+            }];
+            let ended = failed.finish_deletion(first, reasons.clone());
+            assert_eq!(
+                ended,
+                vec![ContactEvent::ContactDeletionFailed {
+                    deletion_id: first,
+                    fail_reasons: reasons.clone()
+                }]
+            );
+            failed.apply(&ended[0], at(2));
+            assert_eq!(failed.status, ContactStatus::Deleting);
+            assert_eq!(
+                failed.deletion.as_ref().and_then(|d| d.failures.clone()),
+                Some(reasons)
+            );
+            // The failed delete is over: ending it again changes nothing.
+            assert_eq!(failed.finish_deletion(first, vec![]), vec![]);
+            let second = Uuid::now_v7();
+            assert_eq!(
+                failed.delete(false, second),
+                Ok((
+                    vec![ContactEvent::ContactDeletionStarted {
+                        deletion_id: second
+                    }],
+                    DeleteStatus::Deleting
+                ))
+            );
+            assert_eq!(
+                failed.delete(true, second),
+                Ok((vec![ContactEvent::MessageContactDeleted], DeleteStatus::Deleted))
+            );
+        }
+    }
 }

@@ -2,24 +2,30 @@
 //! fallible and follows the contract's check order (missing parameters, then shapes in field
 //! order).
 
+use std::collections::HashSet;
+
 use contactd_app::{ListQuery, NewContact, PageRequest};
 use contactd_domain::{
     CancelMessageContactUpdate, ContactId, ContactName, CountryCodes, EmailAddress, Field,
-    MemberId, MessageTypes, ParameterError, PhoneChange, PhoneNumber, Title, UpdateMessageContact,
-    VerificationCode, VerificationTarget,
+    FolderId, MemberAccountId, MemberId, MessageTypes, ParameterError, PhoneChange, PhoneNumber,
+    Title, UpdateMessageContact, VerificationCode, VerificationTarget,
 };
 use prost::Message;
 
 use crate::proto::{
-    AddMessageContactRequest, CancelMessageContactUpdateRequest,
-    ConfirmMessageContactVerificationRequest, GetMessageContactRequest,
-    ListMessageContactVerificationsRequest, ListMessageContactsRequest,
+    AddMessageContactRequest, AssociateMembersRequest, CancelMessageContactUpdateRequest,
+    ConfirmMessageContactVerificationRequest, DeleteMessageContactRequest,
+    DisassociateMembersRequest, GetMessageContactDeletionStatusRequest, GetMessageContactRequest,
+    ListMessageContactVerificationsRequest, ListMessageContactsRequest, MoveMemberRequest,
+    RegisterFolderRequest, RegisterMemberRequest, RemoveFolderRequest, RemoveMemberRequest,
     SendEmailVerificationForMessageContactRequest, SendPhoneVerificationForMessageContactRequest,
     UpdateMessageContactRequest,
 };
 
 const DEFAULT_PAGE_SIZE: u32 = 10;
 const MAX_PAGE_SIZE: u32 = 100;
+/// The most targets one AssociateMembers or DisassociateMembers call names.
+const MAX_MEMBERS_PER_CALL: usize = 5;
 
 /// The first required field sent empty, in field order: missing parameters are reported
 /// before any field's shape.
@@ -178,6 +184,105 @@ pub(crate) fn confirm(
         VerificationTarget::parse(&req.target, codes)?,
         VerificationCode::parse(&req.code)?,
     ))
+}
+
+/// A delete keeps the contact for its members unless told otherwise.
+pub(crate) fn delete(
+    req: &DeleteMessageContactRequest,
+) -> Result<(ContactId, bool), ParameterError> {
+    Ok((
+        ContactId::parse(&req.contact_id)?,
+        req.retain_contact_in_members.unwrap_or(true),
+    ))
+}
+
+pub(crate) fn deletion_status(
+    req: &GetMessageContactDeletionStatusRequest,
+) -> Result<ContactId, ParameterError> {
+    ContactId::parse(&req.contact_id)
+}
+
+pub(crate) fn associate(
+    req: &AssociateMembersRequest,
+) -> Result<(ContactId, Vec<MemberId>), ParameterError> {
+    Ok((ContactId::parse(&req.contact_id)?, members(&req.members)?))
+}
+
+pub(crate) fn disassociate(
+    req: &DisassociateMembersRequest,
+) -> Result<(ContactId, Vec<MemberId>), ParameterError> {
+    Ok((ContactId::parse(&req.contact_id)?, members(&req.members)?))
+}
+
+/// The targets of a binding call: 1 to 5, each of a target's shape, then none twice (the same
+/// string: ids are taken as given, so equal ids are equal strings).
+fn members(raw: &[String]) -> Result<Vec<MemberId>, ParameterError> {
+    if raw.is_empty() || raw.len() > MAX_MEMBERS_PER_CALL {
+        return Err(ParameterError::Invalid(Field::Members));
+    }
+    let targets = raw
+        .iter()
+        .map(|member| MemberId::parse_as(member, Field::Members))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = HashSet::with_capacity(raw.len());
+    if !raw.iter().all(|member| seen.insert(member.as_str())) {
+        return Err(ParameterError::Duplicate(Field::Members));
+    }
+    Ok(targets)
+}
+
+pub(crate) fn register_folder(
+    req: &RegisterFolderRequest,
+) -> Result<(FolderId, Option<FolderId>), ParameterError> {
+    require([(req.folder_id.is_empty(), Field::FolderId)])?;
+    Ok((
+        FolderId::parse(&req.folder_id)?,
+        folder_or_root(&req.parent_id, Field::ParentId)?,
+    ))
+}
+
+pub(crate) fn remove_folder(req: &RemoveFolderRequest) -> Result<FolderId, ParameterError> {
+    require([(req.folder_id.is_empty(), Field::FolderId)])?;
+    FolderId::parse(&req.folder_id)
+}
+
+pub(crate) fn register_member(
+    req: &RegisterMemberRequest,
+) -> Result<(MemberAccountId, Option<FolderId>), ParameterError> {
+    member_in_folder(&req.account_id, &req.folder_id)
+}
+
+pub(crate) fn move_member(
+    req: &MoveMemberRequest,
+) -> Result<(MemberAccountId, Option<FolderId>), ParameterError> {
+    member_in_folder(&req.account_id, &req.folder_id)
+}
+
+pub(crate) fn remove_member(req: &RemoveMemberRequest) -> Result<MemberAccountId, ParameterError> {
+    require([(req.account_id.is_empty(), Field::AccountId)])?;
+    MemberAccountId::parse(&req.account_id)
+}
+
+/// A member account and the folder it goes in (empty: the root).
+fn member_in_folder(
+    account_id: &str,
+    folder_id: &str,
+) -> Result<(MemberAccountId, Option<FolderId>), ParameterError> {
+    require([(account_id.is_empty(), Field::AccountId)])?;
+    Ok((
+        MemberAccountId::parse(account_id)?,
+        folder_or_root(folder_id, Field::FolderId)?,
+    ))
+}
+
+/// A folder named in `field`, where empty means the directory's root.
+fn folder_or_root(raw: &str, field: Field) -> Result<Option<FolderId>, ParameterError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    FolderId::parse(raw)
+        .map(Some)
+        .map_err(|_| ParameterError::Invalid(field))
 }
 
 fn message_types(raw: &[String]) -> Result<Option<MessageTypes>, ParameterError> {
@@ -366,6 +471,234 @@ mod tests {
         assert_ne!(fingerprint(&ab, clear), fingerprint(&ba, clear));
     }
 
+    fn targets(raw: &[&str]) -> Vec<String> {
+        raw.iter().map(|m| (*m).to_owned()).collect()
+    }
+
+    fn associate_request(members: &[&str]) -> AssociateMembersRequest {
+        AssociateMembersRequest {
+            contact_id: "c-0123456789abcdef".into(),
+            members: targets(members),
+            client_token: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_binding_call_names_one_to_five_targets() {
+        let five = [
+            "rd-abcDE12345",
+            "fd-ZDNPiT1234",
+            "fd-ZDNPiT1235",
+            "1997968394351234",
+            "1997968394351235",
+        ];
+        let (_, members) = associate(&associate_request(&five)).unwrap();
+        assert_eq!(
+            members.iter().map(MemberId::as_str).collect::<Vec<_>>(),
+            five
+        );
+        let six = [&five[..], &["1997968394351236"]].concat();
+        for count in [&[][..], &six[..]] {
+            assert_eq!(
+                associate(&associate_request(count)).map(|_| ()),
+                Err(ParameterError::Invalid(Field::Members)),
+                "{} targets",
+                count.len()
+            );
+            let req = DisassociateMembersRequest {
+                contact_id: "c-0123456789abcdef".into(),
+                members: targets(count),
+                client_token: String::new(),
+            };
+            assert_eq!(
+                disassociate(&req).map(|_| ()),
+                Err(ParameterError::Invalid(Field::Members))
+            );
+        }
+    }
+
+    #[test]
+    fn binding_targets_must_have_a_target_shape_and_differ() {
+        for bad in [
+            "",
+            "rd-abc",
+            "fd-ZDNPiT12345",
+            "199796839435123",
+            "c-0123456789abcdef",
+        ] {
+            assert_eq!(
+                associate(&associate_request(&["fd-ZDNPiT1234", bad])).map(|_| ()),
+                Err(ParameterError::Invalid(Field::Members)),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            associate(&associate_request(&[
+                "fd-ZDNPiT1234",
+                "1997968394351234",
+                "fd-ZDNPiT1234"
+            ]))
+            .map(|_| ()),
+            Err(ParameterError::Duplicate(Field::Members))
+        );
+        // Every target's shape is checked before any repetition.
+        assert_eq!(
+            associate(&associate_request(&[
+                "fd-ZDNPiT1234",
+                "fd-ZDNPiT1234",
+                "bad"
+            ]))
+            .map(|_| ()),
+            Err(ParameterError::Invalid(Field::Members))
+        );
+        // Ids are taken as given: another case is another id, not a repetition.
+        assert!(associate(&associate_request(&["fd-ZDNPiT1234", "fd-zdnpit1234"])).is_ok());
+    }
+
+    #[test]
+    fn a_binding_call_checks_the_contact_id_first() {
+        let req = AssociateMembersRequest {
+            contact_id: String::new(),
+            ..associate_request(&[])
+        };
+        assert_eq!(
+            associate(&req).map(|_| ()),
+            Err(ParameterError::Missing(Field::ContactId))
+        );
+        let req = AssociateMembersRequest {
+            contact_id: "c-short".into(),
+            ..associate_request(&["bad", "bad"])
+        };
+        assert_eq!(
+            associate(&req).map(|_| ()),
+            Err(ParameterError::Invalid(Field::ContactId))
+        );
+    }
+
+    #[test]
+    fn a_delete_retains_the_contact_in_its_members_unless_told_not_to() {
+        let req = |retain| DeleteMessageContactRequest {
+            contact_id: "c-0123456789abcdef".into(),
+            retain_contact_in_members: retain,
+            client_token: "t".into(),
+        };
+        assert!(delete(&req(None)).unwrap().1);
+        assert!(delete(&req(Some(true))).unwrap().1);
+        assert!(!delete(&req(Some(false))).unwrap().1);
+        assert_eq!(
+            delete(&DeleteMessageContactRequest {
+                contact_id: String::new(),
+                ..req(None)
+            }),
+            Err(ParameterError::Missing(Field::ContactId))
+        );
+        let clear = |r: &mut DeleteMessageContactRequest| r.client_token.clear();
+        let prints = [None, Some(true), Some(false)].map(|retain| fingerprint(&req(retain), clear));
+        assert_ne!(prints[0], prints[1]);
+        assert_ne!(prints[0], prints[2]);
+        assert_ne!(prints[1], prints[2]);
+    }
+
+    #[test]
+    fn folders_are_required_where_named_and_the_root_is_empty() {
+        let req = |folder_id: &str, parent_id: &str| RegisterFolderRequest {
+            folder_id: folder_id.into(),
+            parent_id: parent_id.into(),
+        };
+        assert_eq!(
+            register_folder(&req("", "bad")),
+            Err(ParameterError::Missing(Field::FolderId))
+        );
+        assert_eq!(
+            register_folder(&req("fd-ZDNPiT123", "bad")),
+            Err(ParameterError::Invalid(Field::FolderId))
+        );
+        assert_eq!(
+            register_folder(&req("fd-ZDNPiT1234", "rd-abcDE12345")),
+            Err(ParameterError::Invalid(Field::ParentId))
+        );
+        assert_eq!(
+            register_folder(&req("fd-ZDNPiT1234", "")),
+            Ok((FolderId::parse("fd-ZDNPiT1234").unwrap(), None))
+        );
+        assert_eq!(
+            register_folder(&req("fd-ZDNPiT1234", "fd-ZDNPiT0000"))
+                .unwrap()
+                .1
+                .map(|p| p.to_string()),
+            Some("fd-ZDNPiT0000".to_owned())
+        );
+        let remove = |folder_id: &str| {
+            remove_folder(&RemoveFolderRequest {
+                folder_id: folder_id.into(),
+            })
+        };
+        assert_eq!(remove(""), Err(ParameterError::Missing(Field::FolderId)));
+        assert_eq!(
+            remove("fd-ZDNPiT12_4"),
+            Err(ParameterError::Invalid(Field::FolderId))
+        );
+        assert!(remove("fd-ZDNPiT1234").is_ok());
+    }
+
+    #[test]
+    fn member_accounts_are_sixteen_digits_in_a_folder_or_the_root() {
+        let register = |account_id: &str, folder_id: &str| {
+            register_member(&RegisterMemberRequest {
+                account_id: account_id.into(),
+                folder_id: folder_id.into(),
+            })
+        };
+        let moved = |account_id: &str, folder_id: &str| {
+            move_member(&MoveMemberRequest {
+                account_id: account_id.into(),
+                folder_id: folder_id.into(),
+            })
+        };
+        for convert in [register, moved] {
+            assert_eq!(
+                convert("", "bad"),
+                Err(ParameterError::Missing(Field::AccountId))
+            );
+            for bad in [
+                "199796839435123",
+                "19979683943512345",
+                "199796839435123a",
+                "١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦",
+            ] {
+                assert_eq!(
+                    convert(bad, "bad"),
+                    Err(ParameterError::Invalid(Field::AccountId)),
+                    "{bad}"
+                );
+            }
+            assert_eq!(
+                convert("1997968394351234", "bad"),
+                Err(ParameterError::Invalid(Field::FolderId))
+            );
+            let (account, folder) = convert("1997968394351234", "").unwrap();
+            assert_eq!(account.as_str(), "1997968394351234");
+            assert_eq!(folder, None);
+            assert!(
+                convert("1997968394351234", "fd-ZDNPiT1234")
+                    .unwrap()
+                    .1
+                    .is_some()
+            );
+        }
+        let remove = |account_id: &str| {
+            remove_member(&RemoveMemberRequest {
+                account_id: account_id.into(),
+            })
+        };
+        assert_eq!(remove(""), Err(ParameterError::Missing(Field::AccountId)));
+        assert_eq!(
+            remove("fd-ZDNPiT1234"),
+            Err(ParameterError::Invalid(Field::AccountId))
+        );
+        assert!(remove("0000000000000000").is_ok());
+    }
+
     proptest! {
         #[test]
         fn arbitrary_update_fields_yield_a_command_or_an_error_never_a_panic(
@@ -403,6 +736,26 @@ mod tests {
             let _ = cancel_command(&CancelMessageContactUpdateRequest {
                 contact_id, email_address: email, phone_number: phone, client_token: String::new(),
             }, &codes);
+        }
+
+        #[test]
+        fn arbitrary_binding_and_directory_requests_never_panic(
+            contact_id in any::<String>(),
+            members in proptest::collection::vec("(rd-|fd-)?[A-Za-z0-9]{10}|[0-9]{16}|.*", 0..8),
+            id in "(fd-)?[A-Za-z0-9]{10}|[0-9]{16}|.*",
+            other in "(fd-)?[A-Za-z0-9]{10}|.*",
+        ) {
+            let _ = associate(&AssociateMembersRequest {
+                contact_id: contact_id.clone(), members: members.clone(), client_token: String::new(),
+            });
+            let _ = disassociate(&DisassociateMembersRequest {
+                contact_id, members, client_token: String::new(),
+            });
+            let _ = register_folder(&RegisterFolderRequest { folder_id: id.clone(), parent_id: other.clone() });
+            let _ = remove_folder(&RemoveFolderRequest { folder_id: id.clone() });
+            let _ = register_member(&RegisterMemberRequest { account_id: id.clone(), folder_id: other.clone() });
+            let _ = move_member(&MoveMemberRequest { account_id: id.clone(), folder_id: other });
+            let _ = remove_member(&RemoveMemberRequest { account_id: id });
         }
 
         #[test]

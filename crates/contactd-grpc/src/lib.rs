@@ -1,8 +1,11 @@
 //! The gRPC front end: the only crate that knows the wire format. It turns calls into commands
 //! (`from_proto`), results into responses (`to_proto`), errors into statuses with the
-//! contract's details (`status`), and serves it all with health and reflection (`server`).
+//! contract's details (`status`), and serves it all with health and reflection (`server`): the
+//! contact service (`service`: fields, verification, delete, bindings), the audit service
+//! (`audit`) and the resource directory mirror (`directory`).
 
 mod audit;
+mod directory;
 mod from_proto;
 mod identity;
 mod server;

@@ -1,10 +1,11 @@
-//! The gRPC server: the contact service, health and reflection (v1 and v1alpha, so that
-//! grpcurl 1.8 works without proto files), on a listener the caller binds.
+//! The gRPC server: the contact, audit and resource directory services, health and reflection
+//! (v1 and v1alpha, so that grpcurl 1.8 works without proto files), on a listener the caller
+//! binds.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use contactd_app::{AuditLog, AuditService, ContactService, ContactStore};
+use contactd_app::{AuditLog, AuditService, ContactService, ContactStore, DirectoryStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
@@ -12,13 +13,16 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::audit::AuditGrpc;
+use crate::directory::DirectoryGrpc;
 use crate::proto::message_contact_audit_service_server::MessageContactAuditServiceServer;
 use crate::proto::message_contact_service_server::MessageContactServiceServer;
+use crate::proto::resource_directory_service_server::ResourceDirectoryServiceServer;
 use crate::service::ContactGrpc;
 
-const SERVICE_NAMES: [&str; 2] = [
+const SERVICE_NAMES: [&str; 3] = [
     "resourcemanager.messagecontact.v1.MessageContactService",
     "resourcemanager.messagecontact.v1.MessageContactAuditService",
+    "resourcemanager.messagecontact.v1.ResourceDirectoryService",
 ];
 
 /// Transport settings of the server.
@@ -47,7 +51,7 @@ pub struct Server<S, L> {
     settings: ServerSettings,
 }
 
-impl<S: ContactStore, L: AuditLog> Server<S, L> {
+impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
     pub fn new(
         app: Arc<ContactService<S>>,
         audit: Arc<AuditService<L>>,
@@ -70,7 +74,9 @@ impl<S: ContactStore, L: AuditLog> Server<S, L> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let contacts = MessageContactServiceServer::new(ContactGrpc::new(self.app))
+        let contacts = MessageContactServiceServer::new(ContactGrpc::new(Arc::clone(&self.app)))
+            .max_decoding_message_size(self.settings.max_request_bytes);
+        let directory = ResourceDirectoryServiceServer::new(DirectoryGrpc::new(self.app))
             .max_decoding_message_size(self.settings.max_request_bytes);
         // Streams never end by themselves: they are told to when shutdown begins, so that the
         // graceful shutdown, which waits for every call, completes.
@@ -90,6 +96,7 @@ impl<S: ContactStore, L: AuditLog> Server<S, L> {
             .add_service(reflection_v1alpha)
             .add_service(contacts)
             .add_service(audit)
+            .add_service(directory)
             // The builder's `tcp_nodelay` applies only to listeners it binds itself; without
             // NODELAY on accepted sockets, small replies wait ~40 ms for delayed ACKs.
             .serve_with_incoming_shutdown(

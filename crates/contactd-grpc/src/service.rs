@@ -1,10 +1,12 @@
 //! `MessageContactService`: each RPC identifies the caller, honours the client token, converts
-//! the request, runs the use case and converts the result, in the contract's check order.
+//! the request, runs the use case and converts the result, in the contract's check order. The
+//! contact's fields and verification, its delete and its bindings to the directory.
 
 use std::sync::Arc;
 
 use contactd_app::{
-    AppError, CallContext, ContactService, ContactStore, Idempotency, Operation, Outcome, RequestId,
+    AppError, CallContext, ContactService, ContactStore, DirectoryStore, Idempotency, Operation,
+    Outcome, RequestId,
 };
 use contactd_domain::ClientToken;
 use tonic::metadata::MetadataValue;
@@ -14,15 +16,18 @@ use crate::from_proto::{self, fingerprint};
 use crate::identity::call_context;
 use crate::proto::message_contact_service_server::MessageContactService;
 use crate::proto::{
-    AddMessageContactRequest, AddMessageContactResponse, CancelMessageContactUpdateRequest,
+    AddMessageContactRequest, AddMessageContactResponse, AssociateMembersRequest,
+    AssociateMembersResponse, CancelMessageContactUpdateRequest,
     CancelMessageContactUpdateResponse, ConfirmMessageContactVerificationRequest,
-    ConfirmMessageContactVerificationResponse, ContactVerification, GetMessageContactRequest,
-    GetMessageContactResponse, ListMessageContactVerificationsRequest,
-    ListMessageContactVerificationsResponse, ListMessageContactsRequest,
-    ListMessageContactsResponse, SendEmailVerificationForMessageContactRequest,
-    SendEmailVerificationForMessageContactResponse, SendPhoneVerificationForMessageContactRequest,
-    SendPhoneVerificationForMessageContactResponse, UpdateMessageContactRequest,
-    UpdateMessageContactResponse,
+    ConfirmMessageContactVerificationResponse, ContactMember, ContactVerification,
+    DeleteMessageContactRequest, DeleteMessageContactResponse, DisassociateMembersRequest,
+    DisassociateMembersResponse, GetMessageContactDeletionStatusRequest,
+    GetMessageContactDeletionStatusResponse, GetMessageContactRequest, GetMessageContactResponse,
+    ListMessageContactVerificationsRequest, ListMessageContactVerificationsResponse,
+    ListMessageContactsRequest, ListMessageContactsResponse,
+    SendEmailVerificationForMessageContactRequest, SendEmailVerificationForMessageContactResponse,
+    SendPhoneVerificationForMessageContactRequest, SendPhoneVerificationForMessageContactResponse,
+    UpdateMessageContactRequest, UpdateMessageContactResponse,
 };
 use crate::status::{self, REQUEST_ID_HEADER};
 use crate::to_proto;
@@ -48,7 +53,7 @@ enum Token {
     Recalled(Outcome),
 }
 
-impl<S: ContactStore> ContactGrpc<S> {
+impl<S: ContactStore + DirectoryStore> ContactGrpc<S> {
     async fn token(
         &self,
         ctx: &CallContext,
@@ -118,7 +123,9 @@ impl<S: ContactStore> ContactGrpc<S> {
                 request_id,
                 contact: Some(to_proto::contact(&contact)),
             }),
-            Outcome::Acknowledged { .. } => Err(mismatched_outcome()),
+            Outcome::Acknowledged { .. } | Outcome::Deleted { .. } | Outcome::Bindings { .. } => {
+                Err(mismatched_outcome())
+            }
         }
     }
 
@@ -289,8 +296,120 @@ impl<S: ContactStore> ContactGrpc<S> {
             total_count: i64::try_from(page.total_count).unwrap_or(i64::MAX),
             page_number: i32::try_from(page.request.number).unwrap_or(i32::MAX),
             page_size: i32::try_from(page.request.size).unwrap_or(i32::MAX),
-            contacts: page.items.iter().map(to_proto::contact).collect(),
+            contacts: page.items.iter().map(to_proto::listed).collect(),
         })
+    }
+
+    async fn delete(
+        &self,
+        ctx: &CallContext,
+        req: DeleteMessageContactRequest,
+    ) -> Result<DeleteMessageContactResponse, AppError> {
+        let outcome = self
+            .idempotent(
+                ctx,
+                Operation::DeleteMessageContact,
+                &req,
+                |idempotency| async {
+                    let (contact_id, retain_in_members) = from_proto::delete(&req)?;
+                    self.app
+                        .delete_contact(ctx, &contact_id, retain_in_members, idempotency)
+                        .await
+                },
+            )
+            .await?;
+        match outcome {
+            Outcome::Deleted { request_id, status } => Ok(DeleteMessageContactResponse {
+                request_id,
+                status: status.as_str().to_owned(),
+            }),
+            Outcome::Added { .. } | Outcome::Acknowledged { .. } | Outcome::Bindings { .. } => {
+                Err(mismatched_outcome())
+            }
+        }
+    }
+
+    async fn deletion_status(
+        &self,
+        ctx: &CallContext,
+        req: GetMessageContactDeletionStatusRequest,
+    ) -> Result<GetMessageContactDeletionStatusResponse, AppError> {
+        let contact_id = from_proto::deletion_status(&req)?;
+        let status = self.app.deletion_status(ctx, &contact_id).await?;
+        Ok(GetMessageContactDeletionStatusResponse {
+            request_id: ctx.request_id.to_string(),
+            contact_deletion_status: Some(to_proto::deletion_status(&contact_id, &status)),
+        })
+    }
+
+    async fn associate(
+        &self,
+        ctx: &CallContext,
+        req: AssociateMembersRequest,
+    ) -> Result<AssociateMembersResponse, AppError> {
+        let outcome = self
+            .idempotent(
+                ctx,
+                Operation::AssociateMembers,
+                &req,
+                |idempotency| async {
+                    let (contact_id, targets) = from_proto::associate(&req)?;
+                    self.app
+                        .associate_members(ctx, &contact_id, &targets, idempotency)
+                        .await
+                },
+            )
+            .await?;
+        let (request_id, members) = bindings(&req.contact_id, outcome)?;
+        Ok(AssociateMembersResponse {
+            request_id,
+            members,
+        })
+    }
+
+    async fn disassociate(
+        &self,
+        ctx: &CallContext,
+        req: DisassociateMembersRequest,
+    ) -> Result<DisassociateMembersResponse, AppError> {
+        let outcome = self
+            .idempotent(
+                ctx,
+                Operation::DisassociateMembers,
+                &req,
+                |idempotency| async {
+                    let (contact_id, targets) = from_proto::disassociate(&req)?;
+                    self.app
+                        .disassociate_members(ctx, &contact_id, &targets, idempotency)
+                        .await
+                },
+            )
+            .await?;
+        let (request_id, members) = bindings(&req.contact_id, outcome)?;
+        Ok(DisassociateMembersResponse {
+            request_id,
+            members,
+        })
+    }
+}
+
+/// The answer of a binding call. `contact_id` is the request's, validated when the call ran: a
+/// recalled outcome was answered to a request with the same fields.
+fn bindings(contact_id: &str, outcome: Outcome) -> Result<(String, Vec<ContactMember>), AppError> {
+    match outcome {
+        Outcome::Bindings {
+            request_id,
+            members,
+        } => Ok((
+            request_id,
+            members
+                .iter()
+                .map(|change| to_proto::binding(contact_id, change))
+                .collect(),
+        )),
+        Outcome::Added { .. } | Outcome::Acknowledged { .. } | Outcome::Deleted { .. } => {
+            Err(mismatched_outcome())
+        }
     }
 }
 
@@ -298,7 +417,9 @@ impl<S: ContactStore> ContactGrpc<S> {
 fn acknowledged(outcome: Outcome) -> Result<String, AppError> {
     match outcome {
         Outcome::Acknowledged { request_id } => Ok(request_id),
-        Outcome::Added { .. } => Err(mismatched_outcome()),
+        Outcome::Added { .. } | Outcome::Deleted { .. } | Outcome::Bindings { .. } => {
+            Err(mismatched_outcome())
+        }
     }
 }
 
@@ -363,7 +484,10 @@ with_client_token!(
     SendEmailVerificationForMessageContactRequest,
     SendPhoneVerificationForMessageContactRequest,
     CancelMessageContactUpdateRequest,
-    ConfirmMessageContactVerificationRequest
+    ConfirmMessageContactVerificationRequest,
+    DeleteMessageContactRequest,
+    AssociateMembersRequest,
+    DisassociateMembersRequest
 );
 
 /// Responses carry their request id in the body; [`serve`] copies it into metadata.
@@ -392,11 +516,21 @@ with_request_id!(
     SendPhoneVerificationForMessageContactResponse,
     ListMessageContactVerificationsResponse,
     CancelMessageContactUpdateResponse,
-    ConfirmMessageContactVerificationResponse
+    ConfirmMessageContactVerificationResponse,
+    DeleteMessageContactResponse,
+    GetMessageContactDeletionStatusResponse,
+    AssociateMembersResponse,
+    DisassociateMembersResponse,
+    crate::proto::GetResourceDirectoryResponse,
+    crate::proto::RegisterFolderResponse,
+    crate::proto::RemoveFolderResponse,
+    crate::proto::RegisterMemberResponse,
+    crate::proto::MoveMemberResponse,
+    crate::proto::RemoveMemberResponse
 );
 
 #[tonic::async_trait]
-impl<S: ContactStore> MessageContactService for ContactGrpc<S> {
+impl<S: ContactStore + DirectoryStore> MessageContactService for ContactGrpc<S> {
     async fn add_message_contact(
         &self,
         request: Request<AddMessageContactRequest>,
@@ -482,6 +616,47 @@ impl<S: ContactStore> MessageContactService for ContactGrpc<S> {
             request,
             |ctx, req| async move { self.confirm(&ctx, req).await },
         )
+        .await
+    }
+
+    async fn delete_message_contact(
+        &self,
+        request: Request<DeleteMessageContactRequest>,
+    ) -> Result<Response<DeleteMessageContactResponse>, Status> {
+        serve(
+            request,
+            |ctx, req| async move { self.delete(&ctx, req).await },
+        )
+        .await
+    }
+
+    async fn get_message_contact_deletion_status(
+        &self,
+        request: Request<GetMessageContactDeletionStatusRequest>,
+    ) -> Result<Response<GetMessageContactDeletionStatusResponse>, Status> {
+        serve(request, |ctx, req| async move {
+            self.deletion_status(&ctx, req).await
+        })
+        .await
+    }
+
+    async fn associate_members(
+        &self,
+        request: Request<AssociateMembersRequest>,
+    ) -> Result<Response<AssociateMembersResponse>, Status> {
+        serve(request, |ctx, req| async move {
+            self.associate(&ctx, req).await
+        })
+        .await
+    }
+
+    async fn disassociate_members(
+        &self,
+        request: Request<DisassociateMembersRequest>,
+    ) -> Result<Response<DisassociateMembersResponse>, Status> {
+        serve(request, |ctx, req| async move {
+            self.disassociate(&ctx, req).await
+        })
         .await
     }
 }

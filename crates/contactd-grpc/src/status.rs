@@ -65,6 +65,44 @@ pub(crate) fn app_error(error: &AppError, request_id: &str) -> Status {
             Code::NotFound,
             404,
         ),
+        AppError::InvalidMember => ErrorCode::new(
+            "InvalidMember",
+            "The member does not exist in the resource directory.",
+            Code::FailedPrecondition,
+            400,
+        ),
+        AppError::ContactMembersExceeded => ErrorCode::new(
+            "LimitExceeded.ContactMembers",
+            "The maximum number of contact members exceeds the limit.",
+            Code::ResourceExhausted,
+            400,
+        ),
+        // The directory's own errors: the contract names their codes, not their messages, so
+        // these follow upstream's (DeleteFolder's `EntityNotExists.Folder` and conflicts).
+        AppError::FolderNotFound => ErrorCode::new(
+            "EntityNotExists.Folder",
+            "The resource directory folder does not exist.",
+            Code::NotFound,
+            404,
+        ),
+        AppError::FolderExists => ErrorCode::new(
+            "EntityAlreadyExists.Folder",
+            "The resource directory folder already exists.",
+            Code::AlreadyExists,
+            409,
+        ),
+        AppError::MemberExists => ErrorCode::new(
+            "EntityAlreadyExists.Member",
+            "The member already exists in the resource directory.",
+            Code::AlreadyExists,
+            409,
+        ),
+        AppError::FolderNotEmpty => ErrorCode::new(
+            "FolderNotEmpty",
+            "This folder has sub folders or accounts.",
+            Code::FailedPrecondition,
+            409,
+        ),
         AppError::StatusMismatch => ErrorCode::new(
             "ContactStatusMismatchAction",
             "The status of the contact does not allow the specified operation.",
@@ -133,7 +171,7 @@ pub(crate) fn unauthenticated(request_id: &str) -> Status {
 
 fn parameter(error: ParameterError) -> ErrorCode {
     let field = error.field();
-    let name = field.contract_name();
+    let name = code_name(field);
     let code = match error {
         ParameterError::Missing(_) => ErrorCode::new(
             &format!("MissingParameter.{name}"),
@@ -160,6 +198,12 @@ fn parameter(error: ParameterError) -> ErrorCode {
             Code::InvalidArgument,
             400,
         ),
+        ParameterError::Duplicate(_) => ErrorCode::new(
+            &format!("InvalidParameter.{name}.Duplicate"),
+            &format!("The {name} contains duplicate values."),
+            Code::InvalidArgument,
+            400,
+        ),
         ParameterError::UnsupportedCountryCode => ErrorCode::new(
             "InvalidParameter.MobileCountryCode",
             "The current site does not support the country code.",
@@ -168,6 +212,16 @@ fn parameter(error: ParameterError) -> ErrorCode {
         ),
     };
     code.about(field)
+}
+
+/// The field's name in error codes and messages. A folder's parent is a folder id, and the
+/// contract has one code for every malformed folder id (`InvalidParameter.FolderId`); the
+/// `BadRequest` still names the field at fault (`parent_id`).
+fn code_name(field: Field) -> &'static str {
+    match field {
+        Field::ParentId => Field::FolderId.contract_name(),
+        other => other.contract_name(),
+    }
 }
 
 fn status(error: ErrorCode, request_id: &str) -> Status {
@@ -209,6 +263,10 @@ fn proto_field_name(field: Field) -> &'static str {
         Field::FromPosition => "from_position",
         Field::Target => "target",
         Field::VerificationCode => "code",
+        Field::Members => "members",
+        Field::FolderId => "folder_id",
+        Field::ParentId => "parent_id",
+        Field::AccountId => "account_id",
     }
 }
 
@@ -226,5 +284,127 @@ fn log(error: &AppError, request_id: &str) {
             tracing::error!(request_id, error = %chain, "call failed");
         }
         rejection => tracing::debug!(request_id, %rejection, "call rejected"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The code, message, gRPC code, HTTP status and `BadRequest` field of an error's status.
+    fn answer(error: AppError) -> (String, String, Code, String, Option<String>) {
+        let status = app_error(&error, "9B34724D-54B0-4A51-B34D-4512372FE1BE");
+        let details = status.get_error_details();
+        let info = details.error_info().expect("every error carries ErrorInfo");
+        let field = details
+            .bad_request()
+            .and_then(|bad| bad.field_violations.first())
+            .map(|violation| violation.field.clone());
+        (
+            info.reason.clone(),
+            status.message().to_owned(),
+            status.code(),
+            info.metadata["http_status"].clone(),
+            field,
+        )
+    }
+
+    #[test]
+    fn binding_parameters_name_the_members_field() {
+        assert_eq!(
+            answer(ParameterError::Invalid(Field::Members).into()),
+            (
+                "InvalidParameter.Members".into(),
+                "The Members is invalid.".into(),
+                Code::InvalidArgument,
+                "400".into(),
+                Some("members".into())
+            )
+        );
+        assert_eq!(
+            answer(ParameterError::Duplicate(Field::Members).into()),
+            (
+                "InvalidParameter.Members.Duplicate".into(),
+                "The Members contains duplicate values.".into(),
+                Code::InvalidArgument,
+                "400".into(),
+                Some("members".into())
+            )
+        );
+    }
+
+    #[test]
+    fn a_malformed_parent_is_a_malformed_folder_id_about_parent_id() {
+        let (reason, message, code, _, field) =
+            answer(ParameterError::Invalid(Field::ParentId).into());
+        assert_eq!(reason, "InvalidParameter.FolderId");
+        assert_eq!(message, "The FolderId is invalid.");
+        assert_eq!(code, Code::InvalidArgument);
+        assert_eq!(field.as_deref(), Some("parent_id"));
+        let (reason, message, _, _, field) =
+            answer(ParameterError::Missing(Field::AccountId).into());
+        assert_eq!(reason, "MissingParameter.AccountId");
+        assert_eq!(message, "You must specify AccountId.");
+        assert_eq!(field.as_deref(), Some("account_id"));
+    }
+
+    #[test]
+    fn directory_and_binding_rejections_carry_the_contract_codes() {
+        for (error, reason, code, http) in [
+            (
+                AppError::InvalidMember,
+                "InvalidMember",
+                Code::FailedPrecondition,
+                "400",
+            ),
+            (
+                AppError::ContactMembersExceeded,
+                "LimitExceeded.ContactMembers",
+                Code::ResourceExhausted,
+                "400",
+            ),
+            (
+                AppError::FolderNotFound,
+                "EntityNotExists.Folder",
+                Code::NotFound,
+                "404",
+            ),
+            (
+                AppError::MemberNotFound,
+                "EntityNotExists.Member",
+                Code::NotFound,
+                "404",
+            ),
+            (
+                AppError::FolderExists,
+                "EntityAlreadyExists.Folder",
+                Code::AlreadyExists,
+                "409",
+            ),
+            (
+                AppError::MemberExists,
+                "EntityAlreadyExists.Member",
+                Code::AlreadyExists,
+                "409",
+            ),
+            (
+                AppError::FolderNotEmpty,
+                "FolderNotEmpty",
+                Code::FailedPrecondition,
+                "409",
+            ),
+        ] {
+            let answered = answer(error);
+            assert_eq!(
+                (
+                    answered.0.as_str(),
+                    answered.2,
+                    answered.3.as_str(),
+                    answered.4
+                ),
+                (reason, code, http, None)
+            );
+            assert!(answered.1.ends_with('.'), "{reason}: {}", answered.1);
+        }
     }
 }

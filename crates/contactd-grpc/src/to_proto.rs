@@ -1,12 +1,23 @@
-//! From the application to the wire: contacts and responses.
+//! From the application to the wire: contacts, bindings, deletions, the directory and events.
 
 use chrono::{DateTime, Utc};
-use contactd_app::RecordedEvent;
-use contactd_domain::Contact;
+use contactd_app::{BindingChange, DeletionStatus, ListedContact, RecordedEvent};
+use contactd_domain::{Contact, ContactId, Directory};
 
 use crate::proto;
 
+/// A contact as Get answers it: `associated_date` is when its bindings were last added to.
 pub(crate) fn contact(contact: &Contact) -> proto::Contact {
+    with_associated_date(contact, contact.associated_at())
+}
+
+/// A contact in a list: `associated_date` is when it came to apply to the member filtered by,
+/// as the store reports it.
+pub(crate) fn listed(listed: &ListedContact) -> proto::Contact {
+    with_associated_date(&listed.contact, listed.associated_at)
+}
+
+fn with_associated_date(contact: &Contact, associated_at: Option<DateTime<Utc>>) -> proto::Contact {
     proto::Contact {
         contact_id: contact.contact_id.to_string(),
         name: contact.name.to_string(),
@@ -22,10 +33,14 @@ pub(crate) fn contact(contact: &Contact) -> proto::Contact {
             .iter()
             .map(|t| t.as_str().to_owned())
             .collect(),
-        members: Vec::new(),
+        members: contact
+            .members
+            .iter()
+            .map(|binding| binding.target.as_str().to_owned())
+            .collect(),
         status: contact.status.as_str().to_owned(),
         create_date: Some(timestamp(contact.created_at)),
-        associated_date: None,
+        associated_date: associated_at.map(timestamp),
         active_email_address: contact
             .active_email_address
             .as_ref()
@@ -38,6 +53,70 @@ pub(crate) fn contact(contact: &Contact) -> proto::Contact {
             .unwrap_or_default(),
         update_date: Some(timestamp(contact.updated_at)),
         version: i64::try_from(contact.version).unwrap_or(i64::MAX),
+    }
+}
+
+/// A target of a binding call, as answered.
+pub(crate) fn binding(contact_id: &str, change: &BindingChange) -> proto::ContactMember {
+    proto::ContactMember {
+        contact_id: contact_id.to_owned(),
+        member_id: change.member_id.as_str().to_owned(),
+        modify_date: Some(timestamp(change.modify_date)),
+    }
+}
+
+pub(crate) fn deletion_status(
+    contact_id: &ContactId,
+    status: &DeletionStatus,
+) -> proto::ContactDeletionStatus {
+    let (status, fail_reasons) = match status {
+        DeletionStatus::Deleting => ("Deleting", &[][..]),
+        DeletionStatus::Failed(reasons) => ("Failed", reasons.as_slice()),
+    };
+    proto::ContactDeletionStatus {
+        contact_id: contact_id.to_string(),
+        status: status.to_owned(),
+        fail_reason_list: fail_reasons
+            .iter()
+            .map(|reason| proto::ContactDeletionFailReason {
+                account_id: reason.account_id.to_string(),
+                message_types: reason
+                    .message_types
+                    .iter()
+                    .map(|t| t.as_str().to_owned())
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The directory with its folders and members in id order; the root is an empty id.
+pub(crate) fn directory(
+    request_id: String,
+    directory: &Directory,
+) -> proto::GetResourceDirectoryResponse {
+    let id_or_root = |folder: &Option<contactd_domain::FolderId>| {
+        folder.as_ref().map(ToString::to_string).unwrap_or_default()
+    };
+    proto::GetResourceDirectoryResponse {
+        request_id,
+        resource_directory_id: directory.resource_directory_id.to_string(),
+        folders: directory
+            .folders
+            .iter()
+            .map(|(folder_id, parent_id)| proto::DirectoryFolder {
+                folder_id: folder_id.to_string(),
+                parent_id: id_or_root(parent_id),
+            })
+            .collect(),
+        members: directory
+            .members
+            .iter()
+            .map(|(account_id, folder_id)| proto::DirectoryMember {
+                account_id: account_id.to_string(),
+                folder_id: id_or_root(folder_id),
+            })
+            .collect(),
     }
 }
 

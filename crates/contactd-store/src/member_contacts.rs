@@ -10,7 +10,7 @@
 //! that ends it; the unbinding of a target the directory no longer holds. The lifecycle
 //! worker carries them out after commit (ADR 9).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -110,6 +110,24 @@ struct Batch<'a> {
     tx: &'a mut PgConnection,
     live: bool,
     jobs: Vec<Job>,
+    /// The contacts of the batch that may apply to members: bound before it, or in it. A
+    /// change of any other contact (most changes) costs no query.
+    bound: HashSet<String>,
+}
+
+/// A change of the contact's details, which members it applies to are told of.
+fn is_detail_change(event: &RecordedEvent) -> bool {
+    matches!(
+        event.contact_event(),
+        Some(
+            ContactEvent::MessageContactRenamed { .. }
+                | ContactEvent::TitleChanged { .. }
+                | ContactEvent::MessageTypesChanged { .. }
+                | ContactEvent::EmailAddressVerified { .. }
+                | ContactEvent::PhoneNumberVerified { .. }
+                | ContactEvent::PhoneNumberRemoved
+        )
+    )
 }
 
 /// A (member node, contact) pair of the effective view.
@@ -125,10 +143,35 @@ impl Projection for MemberContacts {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), sqlx::Error> {
+        let live = self.recorded.is_some();
+        let mut bound = HashSet::new();
+        let changed: Vec<&str> = events
+            .iter()
+            .filter(|e| live && is_detail_change(e))
+            .map(|e| e.stream_id.as_str())
+            .collect();
+        if !changed.is_empty() {
+            let already: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT contact_id FROM contact_bindings WHERE contact_id = ANY($1)",
+            )
+            .bind(&changed)
+            .fetch_all(&mut *tx)
+            .await?;
+            bound.extend(already);
+            bound.extend(
+                events
+                    .iter()
+                    .filter(|e| {
+                        matches!(e.contact_event(), Some(ContactEvent::MembersAssociated { .. }))
+                    })
+                    .map(|e| e.stream_id.clone()),
+            );
+        }
         let mut batch = Batch {
             tx,
-            live: self.recorded.is_some(),
+            live,
             jobs: Vec::new(),
+            bound,
         };
         for event in events.iter().filter(|e| concerned(e)) {
             batch.project(event).await?;
@@ -233,7 +276,7 @@ impl Batch<'_> {
                         .map(drop)
                     }
                     _ => {
-                        if self.live {
+                        if self.live && self.bound.contains(contact_id) {
                             self.changed(event, contact_id).await?;
                         }
                         Ok(())

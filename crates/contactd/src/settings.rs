@@ -38,7 +38,8 @@ pub enum ProjectionsCommand {
     /// Drop a read model and replay the log into it (all of them without NAME). Side effects
     /// are never replayed.
     Rebuild {
-        /// `contacts` (the inline read model) or `account_activity`.
+        /// `contacts` (the inline read models: contacts and directories), `account_activity` or
+        /// `member_contacts`.
         name: Option<String>,
         #[command(flatten)]
         database: DatabaseSettings,
@@ -129,6 +130,43 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub verification: VerificationSettings,
+
+    #[command(flatten)]
+    pub lifecycle: LifecycleSettings,
+}
+
+/// Integration events on NATS JetStream, and the jobs of the contact's lifecycle (the
+/// removals of an asynchronous delete, unbinding what the directory dropped).
+#[derive(Debug, Clone, Args)]
+pub struct LifecycleSettings {
+    /// The NATS server(s) integration events are published to (`nats://host:4222`, several
+    /// comma-separated). Unset: nothing is published and asynchronous deletes complete locally.
+    #[arg(long, env = "CONTACTD_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+
+    /// The JetStream stream the events are stored in; created if missing.
+    #[arg(long, env = "CONTACTD_NATS_STREAM", default_value = contactd_nats::DEFAULT_STREAM)]
+    pub nats_stream: String,
+
+    /// The longest one publish may take (until JetStream acknowledges it), in seconds.
+    #[arg(long, env = "CONTACTD_PUBLISH_TIMEOUT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub publish_timeout_secs: u64,
+
+    /// Attempts to publish one of an asynchronous delete's removals before the delete fails
+    /// for its member. Other events are tried until they are published.
+    #[arg(long, env = "CONTACTD_PUBLISH_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub publish_max_attempts: u32,
+
+    /// The wait after a job's first failed attempt, in milliseconds; it doubles after each
+    /// further one (up to a minute), jittered.
+    #[arg(long, env = "CONTACTD_PUBLISH_RETRY_BASE_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub publish_retry_base_ms: u64,
+}
+
+impl LifecycleSettings {
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_secs(self.publish_timeout_secs)
+    }
 }
 
 /// Verification codes, the messages that carry them, and the page their links lead to.

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use contactd_app::{
-    AuditService, ContactService, DispatchSettings, Dispatcher, Policy, VerificationPolicy,
+    AuditService, ContactService, DispatchSettings, Dispatcher, LifecycleSettings,
+    LifecycleWorker, Policy, VerificationPolicy,
 };
 use contactd_delivery::{DeliverySettings, Senders};
 use contactd_grpc::{Server, ServerSettings};
+use contactd_nats::{NatsPublisher, NatsSettings};
 use contactd_store::{
-    AccountActivity, INLINE_READ_MODEL, PgStore, PoolSettings, Projection, ProjectionMetrics,
-    RunnerSettings, VerificationOutbox,
+    AccountActivity, INLINE_READ_MODEL, MemberContacts, PgStore, PoolSettings, Projection,
+    ProjectionMetrics, RunnerSettings, VerificationOutbox,
 };
 use sqlx::PgPool;
 use sqlx::migrate::MigrateDatabase;
@@ -24,7 +26,8 @@ use tracing::info;
 
 use crate::settings::{DatabaseSettings, ServeSettings};
 
-/// How long the outbox projection lets events gather after catching up.
+/// How long the outbox and member-contacts projections let events gather after catching up:
+/// each batch that waits is time added to every message and every member list.
 const OUTBOX_GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// `contactd serve`.
@@ -119,6 +122,16 @@ pub async fn run(
         Arc::new(store.verification_outbox()),
         RunnerSettings {
             gather_interval: OUTBOX_GATHER,
+            ..runner.clone()
+        },
+        metrics.clone(),
+        stopping.clone(),
+    ));
+    workers.spawn(contactd_store::run_projection(
+        store.clone(),
+        Arc::new(store.member_contacts()),
+        RunnerSettings {
+            gather_interval: OUTBOX_GATHER,
             ..runner
         },
         metrics,
@@ -139,7 +152,7 @@ pub async fn run(
             ..DispatchSettings::default()
         },
     ));
-    workers.spawn(dispatcher.run(stopping));
+    workers.spawn(dispatcher.run(stopping.clone()));
 
     let policy = Policy {
         max_contacts: settings.max_contacts,
@@ -155,6 +168,38 @@ pub async fn run(
         ..Policy::default()
     };
     let app = Arc::new(ContactService::new(store.clone(), policy));
+    let lifecycle = &settings.lifecycle;
+    let publisher = match &lifecycle.nats_url {
+        Some(url) => {
+            let publisher = NatsPublisher::connect(NatsSettings {
+                stream: lifecycle.nats_stream.clone(),
+                timeout: lifecycle.publish_timeout(),
+                ..NatsSettings::new(url.clone())
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("setting up NATS: {e}"))?;
+            info!(stream = %lifecycle.nats_stream, "integration events go to NATS JetStream");
+            Some(publisher)
+        }
+        None => {
+            info!("no --nats-url: integration events are not published");
+            None
+        }
+    };
+    let worker = Arc::new(LifecycleWorker::new(
+        app.clone(),
+        publisher,
+        LifecycleSettings {
+            owner: settings.instance_name(),
+            max_attempts: lifecycle.publish_max_attempts,
+            retry_base: std::time::Duration::from_millis(lifecycle.publish_retry_base_ms),
+            publish_timeout: lifecycle.publish_timeout(),
+            // Longer than a publish may take, so that one is never taken over while it runs.
+            lease: (4 * lifecycle.publish_timeout()).max(std::time::Duration::from_secs(60)),
+            ..LifecycleSettings::default()
+        },
+    ));
+    workers.spawn(worker.run(stopping));
     let audit = Arc::new(AuditService::new(store));
     let server_settings = ServerSettings {
         call_timeout: settings.call_timeout(),
@@ -186,7 +231,7 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
 /// `contactd projections rebuild [NAME]`.
 pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow::Result<()> {
     let store = PgStore::new(connect(settings, false).await?);
-    let names = [INLINE_READ_MODEL, AccountActivity.name()];
+    let names = [INLINE_READ_MODEL, AccountActivity.name(), MemberContacts::NAME];
     let chosen: Vec<&str> = match name {
         None => names.to_vec(),
         Some(name) if names.contains(&name) => vec![name],
@@ -203,6 +248,9 @@ pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow:
         let started = std::time::Instant::now();
         let report = if name == INLINE_READ_MODEL {
             contactd_store::rebuild_contacts(&store).await
+        } else if name == MemberContacts::NAME {
+            // Replayed without its jobs: a rebuild publishes and unbinds nothing again.
+            contactd_store::rebuild_projection(&store, &MemberContacts::replaying(), 5000).await
         } else {
             contactd_store::rebuild_projection(&store, &AccountActivity, 5000).await
         }

@@ -158,6 +158,8 @@ async fn a_version_1_creation_and_title_change_read_as_todays_events(pool: PgPoo
         status: ContactStatus::Verifying,
         email_code: None,
         phone_code: None,
+        members: Vec::new(),
+        deletion: None,
         created_at: created,
         updated_at: retitled,
         version: 2,

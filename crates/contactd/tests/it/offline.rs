@@ -209,6 +209,10 @@ struct Checksums {
     contact_names: String,
     contact_quotas: String,
     account_activity: String,
+    directories: String,
+    directory_nodes: String,
+    contact_bindings: String,
+    effective_contacts: String,
 }
 
 async fn checksums(pool: &PgPool) -> Checksums {
@@ -227,7 +231,85 @@ async fn checksums(pool: &PgPool) -> Checksums {
         contact_names: sum("contact_names", "account_id, name_key").await,
         contact_quotas: sum("contact_quotas", "account_id").await,
         account_activity: sum("account_activity", "account_id").await,
+        directories: sum("directories", "account_id").await,
+        directory_nodes: sum("directory_nodes", "account_id, node_id").await,
+        contact_bindings: sum("contact_bindings", "account_id, contact_id, node_id").await,
+        effective_contacts: sum("effective_contacts", "account_id, node_id, contact_id").await,
     }
+}
+
+/// The events `member_contacts` projects.
+const MEMBER_CONTACT_EVENTS: [&str; 11] = [
+    "ResourceDirectoryCreated",
+    "FolderRegistered",
+    "FolderRemoved",
+    "MemberRegistered",
+    "MemberMoved",
+    "MemberRemoved",
+    "MembersAssociated",
+    "MembersDisassociated",
+    "ContactDeletionStarted",
+    "MessageContactDeleted",
+    "MessageTypesChanged",
+];
+
+/// A directory with two folder levels, contacts bound at each level, a member moved, a folder
+/// removed (unbinding it), one contact deleted at once and one in the background; waits until
+/// the background delete is done and `member_contacts` has projected every event.
+async fn populate_lifecycle(server: &mut TestServer, pool: &PgPool) {
+    use crate::lifecycle_support::*;
+    let mut directory = directory_client(server).await;
+    let root = two_levels(&mut directory, ACCOUNT).await;
+    two_levels(&mut directory, OTHER_ACCOUNT).await;
+    register_folder(&mut directory, ACCOUNT, &folder("E"), &folder("B"))
+        .await
+        .unwrap();
+    let client = &mut server.client;
+    let mut ids = Vec::new();
+    for (account, name, targets) in [
+        (ACCOUNT, "Root", vec![root.clone(), folder("E")]),
+        (ACCOUNT, "Alpha", vec![folder("A"), MEMBER_ROOT.to_owned()]),
+        (ACCOUNT, "Gone", vec![folder("B")]),
+        (ACCOUNT, "Later", vec![folder("A")]),
+        (OTHER_ACCOUNT, "Other", vec![folder("B")]),
+    ] {
+        let id = add(client, account, name).await.contact_id;
+        let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+        associate(client, account, &id, &targets).await.unwrap();
+        ids.push(id);
+    }
+    move_member(&mut directory, ACCOUNT, MEMBER_DEEP, &folder("A"))
+        .await
+        .unwrap();
+    let remove = contactd_grpc::proto::RemoveFolderRequest {
+        folder_id: folder("E"),
+    };
+    directory
+        .remove_folder(as_account(ACCOUNT, remove))
+        .await
+        .unwrap();
+    delete(client, ACCOUNT, &ids[2], None).await.unwrap();
+    delete(client, ACCOUNT, &ids[3], Some(false)).await.unwrap();
+    until("the background delete is done", Duration::from_secs(30), async || {
+        get(client, ACCOUNT, &ids[3]).await.err().map(drop)
+    })
+    .await;
+    until("folder E is unbound", Duration::from_secs(30), async || {
+        let root = get(client, ACCOUNT, &ids[0]).await.unwrap();
+        (root.members.len() == 1).then_some(())
+    })
+    .await;
+    until("member_contacts has projected every event", Duration::from_secs(60), async || {
+        let caught_up: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM events e, projection_checkpoints c                  WHERE c.name = 'member_contacts' AND e.event_type = ANY($1)                    AND (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))              AND EXISTS (SELECT 1 FROM projection_checkpoints WHERE name = 'member_contacts')              AND NOT EXISTS (SELECT 1 FROM lifecycle_jobs)",
+        )
+        .bind(MEMBER_CONTACT_EVENTS)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        caught_up.then_some(())
+    })
+    .await;
 }
 
 /// Spoils the inline read model so that only a real rebuild gives it back.
@@ -243,6 +325,21 @@ async fn spoil_contacts(pool: &PgPool) {
             .execute(pool)
             .await
             .expect("spoil the read model");
+    }
+}
+
+/// Spoils the `member_contacts` projection's tables and the directories' inline read model.
+async fn spoil_member_contacts(pool: &PgPool) {
+    for statement in [
+        "DELETE FROM effective_contacts WHERE node_id LIKE 'fd-%'",
+        "UPDATE contact_bindings SET bound_at = now()",
+        "DELETE FROM directory_nodes WHERE is_member",
+        "UPDATE directories SET state = '{}'::jsonb",
+    ] {
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .expect("spoil member_contacts");
     }
 }
 
@@ -265,6 +362,7 @@ async fn live_read_models(pool: &PgPool) -> Checksums {
     let mut server = TestServer::start(pool.clone()).await;
     let ids = populate(&mut server.client).await;
     verify_some(&mut server.client, pool, &ids).await;
+    populate_lifecycle(&mut server, pool).await;
     projection_caught_up(pool).await;
     server.stop().await;
     let live = checksums(pool).await;
@@ -273,6 +371,10 @@ async fn live_read_models(pool: &PgPool) -> Checksums {
         &live.contact_names,
         &live.contact_quotas,
         &live.account_activity,
+        &live.directories,
+        &live.directory_nodes,
+        &live.contact_bindings,
+        &live.effective_contacts,
     ] {
         assert!(!sum.ends_with("is empty"), "{sum}");
     }
@@ -450,10 +552,15 @@ async fn rebuilding_every_read_model_gives_back_the_live_ones_exactly(pool: PgPo
         stdout.contains(&format!("rebuilt account_activity: {events} events")),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(&format!("rebuilt member_contacts: {events} events")),
+        "{stdout}"
+    );
 
     // ...and restored from the log once spoiled.
     spoil_contacts(&pool).await;
     spoil_activity(&pool).await;
+    spoil_member_contacts(&pool).await;
     assert_ne!(checksums(&pool).await, live);
     assert_success(&rebuild(&pool, None).await);
     assert_eq!(checksums(&pool).await, live);

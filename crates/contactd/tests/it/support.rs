@@ -178,6 +178,15 @@ pub async fn get(client: &mut Client, account: &str, contact_id: &str) -> Result
         .expect("contact"))
 }
 
+/// The contract's error code of a failed call (`ErrorInfo.reason`).
+pub fn error_code(status: &Status) -> String {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+        .unwrap_or_else(|| format!("no ErrorInfo: {status:?}"))
+}
+
 /// Asserts that `status` is the contract's error `reason`: gRPC code, message word for word,
 /// `ErrorInfo`, `RequestInfo`, `BadRequest` naming `field` (parameter errors only), and the
 /// code and request id in metadata.
