@@ -36,7 +36,11 @@ impl<S: ContactStore + DirectoryStore> ContactService<S> {
     }
 
     #[instrument(level = "debug", skip_all, fields(request_id = %ctx.request_id))]
-    pub async fn remove_folder(&self, ctx: &CallContext, folder_id: &FolderId) -> Result<(), AppError> {
+    pub async fn remove_folder(
+        &self,
+        ctx: &CallContext,
+        folder_id: &FolderId,
+    ) -> Result<(), AppError> {
         self.change_directory(ctx, |d| d.remove_folder(folder_id).map(Some))
             .await
             .map(drop)
@@ -132,7 +136,10 @@ impl<S: ContactStore + DirectoryStore> ContactService<S> {
                     if attempts >= self.policy().max_attempts {
                         return Err(AppError::ConcurrentCall);
                     }
-                    debug!(attempts, "the directory changed under the call; deciding again");
+                    debug!(
+                        attempts,
+                        "the directory changed under the call; deciding again"
+                    );
                 }
                 Err(AppendError::Store(error)) => return Err(error.into()),
                 Err(_) => return Err(AppError::ConcurrentCall),

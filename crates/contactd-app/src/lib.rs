@@ -29,9 +29,9 @@ pub use lifecycle_worker::{LifecycleSettings, LifecycleWorker};
 pub use paging::{Page, PageRequest};
 pub use port::{
     Append, AppendError, AsOf, AuditLog, BindingChange, CodeIssue, ContactStore, DeletionProgress,
-    Delivered, DeliveryError, DirectoryAppend, DirectoryStore, EventMetadata, JobOutcome,
-    LifecycleJob, LifecycleJobs, LifecycleTask, ListedContact, IDEMPOTENCY_WINDOW, IdempotencyKey, IntegrationMessage, IntegrationPublisher,
-    LinkedCode, LogPosition, LogSubscription,
+    Delivered, DeliveryError, DirectoryAppend, DirectoryStore, EventMetadata, IDEMPOTENCY_WINDOW,
+    IdempotencyKey, IntegrationMessage, IntegrationPublisher, JobOutcome, LifecycleJob,
+    LifecycleJobs, LifecycleTask, LinkedCode, ListedContact, LogPosition, LogSubscription,
     NameClaim, NewEvent, Notification, Notifier, Operation, Outbox, OutboxMessage, Outcome,
     PublishError, RecordedEvent, RememberedCall, SendLimits, StoreError, contact_history,
 };

@@ -12,9 +12,7 @@ use uuid::Uuid;
 use crate::context::CallContext;
 use crate::error::AppError;
 use crate::paging::Page;
-use crate::port::{
-    BindingChange, ContactStore, DirectoryStore, ListedContact, Operation, Outcome,
-};
+use crate::port::{BindingChange, ContactStore, DirectoryStore, ListedContact, Operation, Outcome};
 use crate::service::{Change, ContactService, Idempotency, ListQuery};
 
 /// How an asynchronous delete stands, as `GetMessageContactDeletionStatus` answers it.
@@ -205,7 +203,9 @@ impl<S: ContactStore + DirectoryStore> ContactService<S> {
             code: None,
         };
         match self
-            .change(ctx, contact_id, change, |state| Ok(state.unbind_removed(target)))
+            .change(ctx, contact_id, change, |state| {
+                Ok(state.unbind_removed(target))
+            })
             .await
         {
             Ok(_) | Err(AppError::ContactNotFound) => Ok(()),

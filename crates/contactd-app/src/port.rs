@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use contactd_domain::{
-    AccountId, Channel, ClientToken, Contact, ContactEvent, ContactId, DeleteStatus,
-    DeliveryEvent, Directory, DirectoryEvent, DomainEvent, MemberId, VerificationCode,
-    VerificationId, VerificationTarget,
+    AccountId, Channel, ClientToken, Contact, ContactEvent, ContactId, DeleteStatus, DeliveryEvent,
+    Directory, DirectoryEvent, DomainEvent, MemberId, VerificationCode, VerificationId,
+    VerificationTarget,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -623,7 +623,9 @@ pub trait LifecycleJobs: Send + Sync + 'static {
     ) -> impl Future<Output = Result<DeletionProgress, StoreError>> + Send;
 
     /// When the next pending job falls due, if any is pending.
-    fn next_job_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+    fn next_job_due(
+        &self,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 
     /// Changes whenever this process records new jobs.
     fn recorded_jobs(&self) -> watch::Receiver<u64>;

@@ -464,7 +464,10 @@ impl<S: ContactStore> ContactService<S> {
 pub(crate) fn metadata(ctx: &CallContext, recorded_at: DateTime<Utc>) -> EventMetadata {
     let request_id = ctx.request_id.to_string();
     EventMetadata {
-        causation_id: ctx.causation_id.clone().unwrap_or_else(|| request_id.clone()),
+        causation_id: ctx
+            .causation_id
+            .clone()
+            .unwrap_or_else(|| request_id.clone()),
         request_id,
         account_id: ctx.account_id.clone(),
         caller: ctx.caller.clone(),

@@ -571,7 +571,11 @@ impl Contact {
     /// Decides the end of the asynchronous delete `deletion_id`: deleted, or failed for the
     /// members it could not be removed from. Nothing if that delete is no longer the one
     /// running (it ended, or a newer one replaced it).
-    pub fn finish_deletion(&self, deletion_id: Uuid, failures: Vec<FailReason>) -> Vec<ContactEvent> {
+    pub fn finish_deletion(
+        &self,
+        deletion_id: Uuid,
+        failures: Vec<FailReason>,
+    ) -> Vec<ContactEvent> {
         let running = matches!(
             &self.deletion,
             Some(Deletion { deletion_id: id, failures: None }) if *id == deletion_id
@@ -746,7 +750,10 @@ impl Contact {
 
     /// A `Deleting` (or deleted) contact refuses every change.
     fn changeable(&self) -> Result<(), ContactRejection> {
-        if matches!(self.status, ContactStatus::Deleting | ContactStatus::Deleted) {
+        if matches!(
+            self.status,
+            ContactStatus::Deleting | ContactStatus::Deleted
+        ) {
             Err(ContactRejection::StatusMismatch)
         } else {
             Ok(())
@@ -1354,7 +1361,7 @@ mod tests {
             let directory = directory();
             let stranger = MemberId::Folder(FolderId::parse("fd-zzzzzzzzzz").unwrap());
             assert_eq!(
-                contact.associate(&[stranger.clone()], Some(&directory)),
+                contact.associate(std::slice::from_ref(&stranger), Some(&directory)),
                 Err(ContactRejection::InvalidMember)
             );
             assert_eq!(
@@ -1408,7 +1415,9 @@ mod tests {
                 ),
                 Err(ContactRejection::InvalidMember)
             );
-            let events = contact.disassociate(&targets(0..3), Some(&directory)).unwrap();
+            let events = contact
+                .disassociate(&targets(0..3), Some(&directory))
+                .unwrap();
             assert_eq!(
                 events,
                 vec![ContactEvent::MembersDisassociated {
@@ -1460,7 +1469,9 @@ mod tests {
             for refused in [
                 deleting.update(&UpdateMessageContact::default()).err(),
                 deleting.associate(&targets(1..2), Some(&directory())).err(),
-                deleting.disassociate(&targets(0..1), Some(&directory())).err(),
+                deleting
+                    .disassociate(&targets(0..1), Some(&directory()))
+                    .err(),
             ] {
                 assert_eq!(refused, Some(ContactRejection::StatusMismatch));
             }
@@ -1511,7 +1522,10 @@ mod tests {
             );
             assert_eq!(
                 failed.delete(true, second),
-                Ok((vec![ContactEvent::MessageContactDeleted], DeleteStatus::Deleted))
+                Ok((
+                    vec![ContactEvent::MessageContactDeleted],
+                    DeleteStatus::Deleted
+                ))
             );
         }
     }

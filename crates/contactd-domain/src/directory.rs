@@ -59,7 +59,9 @@ impl DirectoryEvent {
     /// The binding target a removal takes out of the directory, if this is a removal.
     pub fn removed_target(&self) -> Option<MemberId> {
         match self {
-            DirectoryEvent::FolderRemoved { folder_id } => Some(MemberId::Folder(folder_id.clone())),
+            DirectoryEvent::FolderRemoved { folder_id } => {
+                Some(MemberId::Folder(folder_id.clone()))
+            }
             DirectoryEvent::MemberRemoved { account_id, .. } => {
                 Some(MemberId::Account(account_id.clone()))
             }
@@ -111,7 +113,11 @@ impl Directory {
     }
 
     /// The state after the stream's first event, or `None` if it is not the creation.
-    pub fn created(account_id: AccountId, event: &DirectoryEvent, at: DateTime<Utc>) -> Option<Self> {
+    pub fn created(
+        account_id: AccountId,
+        event: &DirectoryEvent,
+        at: DateTime<Utc>,
+    ) -> Option<Self> {
         let DirectoryEvent::ResourceDirectoryCreated {
             resource_directory_id,
         } = event
@@ -143,7 +149,10 @@ impl Directory {
         })
     }
 
-    pub fn remove_folder(&self, folder_id: &FolderId) -> Result<DirectoryEvent, DirectoryRejection> {
+    pub fn remove_folder(
+        &self,
+        folder_id: &FolderId,
+    ) -> Result<DirectoryEvent, DirectoryRejection> {
         if !self.folders.contains_key(folder_id) {
             return Err(DirectoryRejection::FolderNotFound);
         }
@@ -394,7 +403,10 @@ mod tests {
 
     #[test]
     fn a_member_is_in_exactly_one_place_and_moving_it_where_it_is_changes_nothing() {
-        let directory = given(&[registered("fd-aaaaaaaaaa", None), joined("1000000000000001", None)]);
+        let directory = given(&[
+            registered("fd-aaaaaaaaaa", None),
+            joined("1000000000000001", None),
+        ]);
         assert_eq!(
             directory.register_member(&member("1000000000000001"), None),
             Err(DirectoryRejection::MemberExists)
@@ -403,7 +415,10 @@ mod tests {
             directory.register_member(&member("1000000000000002"), Some(&folder("fd-zzzzzzzzzz"))),
             Err(DirectoryRejection::FolderNotFound)
         );
-        assert_eq!(directory.move_member(&member("1000000000000001"), None), Ok(None));
+        assert_eq!(
+            directory.move_member(&member("1000000000000001"), None),
+            Ok(None)
+        );
         assert_eq!(
             directory.move_member(&member("1000000000000001"), Some(&folder("fd-aaaaaaaaaa"))),
             Ok(Some(DirectoryEvent::MemberMoved {
@@ -442,7 +457,10 @@ mod tests {
             under(MemberId::Folder(folder("fd-aaaaaaaaaa"))),
             ["1000000000000001", "1000000000000002"]
         );
-        assert_eq!(under(MemberId::Folder(folder("fd-bbbbbbbbbb"))), ["1000000000000001"]);
+        assert_eq!(
+            under(MemberId::Folder(folder("fd-bbbbbbbbbb"))),
+            ["1000000000000001"]
+        );
         assert_eq!(under(MemberId::Directory(root())).len(), 3);
         assert_eq!(
             directory.lineage(&MemberId::Account(member("1000000000000001"))),

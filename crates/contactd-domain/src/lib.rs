@@ -19,8 +19,8 @@ pub use contact::{
     ContactRejection, ContactStatus, DeleteStatus, Deletion, FailReason, MAX_BOUND_TARGETS,
     PhoneChange, UpdateMessageContact,
 };
-pub use directory::{Directory, DirectoryEvent, DirectoryRejection};
 pub use delivery::{DeliveryEvent, DeliveryOutcome, DomainEvent};
+pub use directory::{Directory, DirectoryEvent, DirectoryRejection};
 pub use email::EmailAddress;
 pub use error::{Field, ParameterError};
 pub use ids::{

@@ -50,7 +50,10 @@ impl JobRow {
         let task = match self.kind.as_str() {
             "publish" => LifecycleTask::Publish {
                 message: IntegrationMessage {
-                    message_id: self.message_id.clone().ok_or_else(|| corrupt("message id"))?,
+                    message_id: self
+                        .message_id
+                        .clone()
+                        .ok_or_else(|| corrupt("message id"))?,
                     subject: self.subject.clone().ok_or_else(|| corrupt("subject"))?,
                     payload: self
                         .payload

@@ -328,7 +328,10 @@ impl ContactStore for PgStore {
 }
 
 impl DirectoryStore for PgStore {
-    async fn load_directory(&self, account_id: &AccountId) -> Result<Option<Directory>, StoreError> {
+    async fn load_directory(
+        &self,
+        account_id: &AccountId,
+    ) -> Result<Option<Directory>, StoreError> {
         read::load_directory(&self.pool, account_id).await
     }
 

@@ -162,7 +162,10 @@ impl Projection for MemberContacts {
                 events
                     .iter()
                     .filter(|e| {
-                        matches!(e.contact_event(), Some(ContactEvent::MembersAssociated { .. }))
+                        matches!(
+                            e.contact_event(),
+                            Some(ContactEvent::MembersAssociated { .. })
+                        )
                     })
                     .map(|e| e.stream_id.clone()),
             );
@@ -474,7 +477,11 @@ impl Batch<'_> {
     }
 
     /// The member accounts a contact applies to now.
-    async fn members_of(&mut self, account: &str, contact_id: &str) -> Result<Applying, sqlx::Error> {
+    async fn members_of(
+        &mut self,
+        account: &str,
+        contact_id: &str,
+    ) -> Result<Applying, sqlx::Error> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT e.node_id, e.contact_id FROM effective_contacts e \
              JOIN directory_nodes n ON n.account_id = e.account_id AND n.node_id = e.node_id \
@@ -488,9 +495,17 @@ impl Batch<'_> {
     }
 
     /// A contact that applies to members changed: each of them is told.
-    async fn changed(&mut self, event: &RecordedEvent, contact_id: &str) -> Result<(), sqlx::Error> {
+    async fn changed(
+        &mut self,
+        event: &RecordedEvent,
+        contact_id: &str,
+    ) -> Result<(), sqlx::Error> {
         let account = event.metadata.account_id.as_str();
-        let members: Vec<_> = self.members_of(account, contact_id).await?.into_iter().collect();
+        let members: Vec<_> = self
+            .members_of(account, contact_id)
+            .await?
+            .into_iter()
+            .collect();
         self.publish(event, MemberContactChange::Changed, &members, None)
             .await
     }
@@ -504,7 +519,11 @@ impl Batch<'_> {
         deletion_id: Uuid,
     ) -> Result<(), sqlx::Error> {
         let account = event.metadata.account_id.as_str();
-        let members: Vec<_> = self.members_of(account, contact_id).await?.into_iter().collect();
+        let members: Vec<_> = self
+            .members_of(account, contact_id)
+            .await?
+            .into_iter()
+            .collect();
         self.publish(
             event,
             MemberContactChange::Removed,
@@ -512,7 +531,11 @@ impl Batch<'_> {
             Some(deletion_id),
         )
         .await?;
-        let mut finish = Job::new(event, format!("{}.finish", event.event_id), "finish_deletion");
+        let mut finish = Job::new(
+            event,
+            format!("{}.finish", event.event_id),
+            "finish_deletion",
+        );
         finish.contact_id = Some(contact_id.to_owned());
         finish.deletion_id = Some(deletion_id);
         self.jobs.push(finish);

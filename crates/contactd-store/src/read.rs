@@ -3,9 +3,7 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use contactd_app::{
-    IdempotencyKey, ListedContact, Page, PageRequest, RememberedCall, StoreError,
-};
+use contactd_app::{IdempotencyKey, ListedContact, Page, PageRequest, RememberedCall, StoreError};
 use contactd_domain::{AccountId, Contact, ContactId, Directory, MemberId};
 use sqlx::PgPool;
 
@@ -55,18 +53,20 @@ pub(crate) async fn list_contacts(
          JOIN contacts c ON c.contact_id = e.contact_id AND c.account_id = e.account_id \
          WHERE e.account_id = $1 AND ($2::text IS NULL OR e.contact_id = $2) AND e.node_id = $5";
     static PAGES: LazyLock<[(String, String); 2]> = LazyLock::new(|| {
-        [(ALL, "NULL::timestamptz", "c"), (APPLYING, "e.associated_at", "e")].map(
-            |(filter, associated, order)| {
-                (
-                    format!(
-                        "SELECT c.contact_id, c.account_id, c.created_at, c.version, c.state, \
+        [
+            (ALL, "NULL::timestamptz", "c"),
+            (APPLYING, "e.associated_at", "e"),
+        ]
+        .map(|(filter, associated, order)| {
+            (
+                format!(
+                    "SELECT c.contact_id, c.account_id, c.created_at, c.version, c.state, \
                          {associated} AS associated_at, count(*) OVER () AS total_count {filter} \
                          ORDER BY {order}.created_at, {order}.contact_id LIMIT $3 OFFSET $4"
-                    ),
-                    format!("SELECT count(*) {filter}"),
-                )
-            },
-        )
+                ),
+                format!("SELECT count(*) {filter}"),
+            )
+        })
     });
     let (sql, count_sql) = &PAGES[usize::from(member.is_some())];
     let only = only.map(ContactId::as_str);

@@ -39,10 +39,12 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
         .begin()
         .await
         .map_err(failed("beginning the rebuild failed"))?;
-    sqlx::query("LOCK TABLE contacts, contact_names, contact_quotas, directories IN EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await
-        .map_err(failed("locking the read model failed"))?;
+    sqlx::query(
+        "LOCK TABLE contacts, contact_names, contact_quotas, directories IN EXCLUSIVE MODE",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(failed("locking the read model failed"))?;
 
     let mut contacts: HashMap<String, Contact> = HashMap::new();
     let mut directories: HashMap<String, Directory> = HashMap::new();
@@ -133,7 +135,10 @@ fn fold_directory(
             let directory = Directory::created(recorded.metadata.account_id.clone(), event, at)
                 .ok_or_else(|| {
                     StoreError::internal(
-                        format!("stream {} does not start with its creation", recorded.stream_id),
+                        format!(
+                            "stream {} does not start with its creation",
+                            recorded.stream_id
+                        ),
                         None,
                     )
                 })?;

@@ -252,7 +252,9 @@ enum StoredOutcome {
         contact: Box<StoredContact>,
     },
     /// Kept under its first name, which records written before other RPCs had tokens carry.
-    Updated { request_id: String },
+    Updated {
+        request_id: String,
+    },
     Deleted {
         request_id: String,
         status: String,
@@ -386,7 +388,10 @@ impl StoredDirectory {
     pub(crate) fn into_directory(self) -> Result<Directory, StoreError> {
         let corrupt = |what: &str| {
             StoreError::internal(
-                format!("the stored directory of {} has an unreadable {what}", self.account_id),
+                format!(
+                    "the stored directory of {} has an unreadable {what}",
+                    self.account_id
+                ),
                 None,
             )
         };
@@ -405,7 +410,10 @@ impl StoredDirectory {
                 .folders
                 .iter()
                 .map(|(id, parent)| {
-                    Ok((FolderId::parse(id).map_err(|_| corrupt("folder"))?, folder(parent)?))
+                    Ok((
+                        FolderId::parse(id).map_err(|_| corrupt("folder"))?,
+                        folder(parent)?,
+                    ))
                 })
                 .collect::<Result<_, StoreError>>()?,
             members: self

@@ -609,8 +609,12 @@ pub fn decode_event(
             Ok(ContactEvent::MessageContactDeleted)
         }
         (
-            "ResourceDirectoryCreated" | "FolderRegistered" | "FolderRemoved" | "MemberRegistered"
-            | "MemberMoved" | "MemberRemoved",
+            "ResourceDirectoryCreated"
+            | "FolderRegistered"
+            | "FolderRemoved"
+            | "MemberRegistered"
+            | "MemberMoved"
+            | "MemberRemoved",
             1,
         ) => {
             return decode_directory(event_type, payload)

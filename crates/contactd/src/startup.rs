@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use contactd_app::{
-    AuditService, ContactService, DispatchSettings, Dispatcher, LifecycleSettings,
-    LifecycleWorker, Policy, VerificationPolicy,
+    AuditService, ContactService, DispatchSettings, Dispatcher, LifecycleSettings, LifecycleWorker,
+    Policy, VerificationPolicy,
 };
 use contactd_delivery::{DeliverySettings, Senders};
 use contactd_grpc::{Server, ServerSettings};
@@ -231,7 +231,11 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
 /// `contactd projections rebuild [NAME]`.
 pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow::Result<()> {
     let store = PgStore::new(connect(settings, false).await?);
-    let names = [INLINE_READ_MODEL, AccountActivity.name(), MemberContacts::NAME];
+    let names = [
+        INLINE_READ_MODEL,
+        AccountActivity.name(),
+        MemberContacts::NAME,
+    ];
     let chosen: Vec<&str> = match name {
         None => names.to_vec(),
         Some(name) if names.contains(&name) => vec![name],

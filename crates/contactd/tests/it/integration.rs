@@ -38,7 +38,10 @@ fn of_type(messages: &[NatsMessage], kind: &str) -> Vec<(String, String)> {
         .map(|m| {
             (
                 m.payload["member_account_id"].as_str().unwrap().to_owned(),
-                m.payload["contact"]["contact_id"].as_str().unwrap().to_owned(),
+                m.payload["contact"]["contact_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
             )
         })
         .collect();
@@ -66,8 +69,13 @@ async fn each_member_is_told_what_applies_to_it_on_its_own_subject(pool: sqlx::P
     verify_email(client, &pool, &tom, "tom@example.com").await;
     associate(client, ACCOUNT, &tom, &[&root]).await.unwrap();
     let all = [MEMBER_DEEP, MEMBER_TOP, MEMBER_ROOT];
-    let messages = nats.messages(EVERY_MEMBER, 3, Duration::from_secs(30)).await;
-    assert_eq!(of_type(&messages, "MemberContactApplied"), pairs(&all, &tom));
+    let messages = nats
+        .messages(EVERY_MEMBER, 3, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        of_type(&messages, "MemberContactApplied"),
+        pairs(&all, &tom)
+    );
     for message in &messages {
         let member = message.payload["member_account_id"].as_str().unwrap();
         assert_eq!(message.subject, subject(member));
@@ -81,7 +89,10 @@ async fn each_member_is_told_what_applies_to_it_on_its_own_subject(pool: sqlx::P
         let contact = &message.payload["contact"];
         assert_eq!(contact["name"], "Tom");
         assert_eq!(contact["email_address"], "tom@example.com");
-        assert_eq!(contact["message_types"], serde_json::json!(["AccountExpenses"]));
+        assert_eq!(
+            contact["message_types"],
+            serde_json::json!(["AccountExpenses"])
+        );
     }
 
     // A change of a contact that applies: every member is told.
@@ -91,13 +102,22 @@ async fn each_member_is_told_what_applies_to_it_on_its_own_subject(pool: sqlx::P
         .update_message_contact(as_account(ACCOUNT, update))
         .await
         .unwrap();
-    let messages = nats.messages(EVERY_MEMBER, 6, Duration::from_secs(30)).await;
-    assert_eq!(of_type(&messages, "MemberContactChanged"), pairs(&all, &tom));
+    let messages = nats
+        .messages(EVERY_MEMBER, 6, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        of_type(&messages, "MemberContactChanged"),
+        pairs(&all, &tom)
+    );
 
     // A member moving away from a folder's contact loses it; moving back brings it again.
     let ann = add(client, ACCOUNT, "Ann").await.contact_id;
-    associate(client, ACCOUNT, &ann, &[&folder("A")]).await.unwrap();
-    let messages = nats.messages(EVERY_MEMBER, 8, Duration::from_secs(30)).await;
+    associate(client, ACCOUNT, &ann, &[&folder("A")])
+        .await
+        .unwrap();
+    let messages = nats
+        .messages(EVERY_MEMBER, 8, Duration::from_secs(30))
+        .await;
     let applied: Vec<_> = of_type(&messages, "MemberContactApplied")
         .into_iter()
         .filter(|(_, c)| *c == ann)
@@ -106,7 +126,9 @@ async fn each_member_is_told_what_applies_to_it_on_its_own_subject(pool: sqlx::P
     move_member(&mut directory, ACCOUNT, MEMBER_TOP, "")
         .await
         .unwrap();
-    let messages = nats.messages(EVERY_MEMBER, 9, Duration::from_secs(30)).await;
+    let messages = nats
+        .messages(EVERY_MEMBER, 9, Duration::from_secs(30))
+        .await;
     assert_eq!(
         of_type(&messages, "MemberContactRemoved"),
         pairs(&[MEMBER_TOP], &ann),
@@ -115,7 +137,9 @@ async fn each_member_is_told_what_applies_to_it_on_its_own_subject(pool: sqlx::P
 
     // Unbinding: the members below are told it no longer applies.
     disassociate(client, ACCOUNT, &tom, &[&root]).await.unwrap();
-    let messages = nats.messages(EVERY_MEMBER, 12, Duration::from_secs(30)).await;
+    let messages = nats
+        .messages(EVERY_MEMBER, 12, Duration::from_secs(30))
+        .await;
     let removed: Vec<_> = of_type(&messages, "MemberContactRemoved")
         .into_iter()
         .filter(|(_, c)| *c == tom)
@@ -137,15 +161,31 @@ async fn an_asynchronous_delete_removes_the_contact_from_every_member_once(pool:
         .await
         .unwrap();
     let all = [MEMBER_DEEP, MEMBER_TOP, MEMBER_ROOT];
-    nats.messages(EVERY_MEMBER, 3, Duration::from_secs(30)).await;
+    nats.messages(EVERY_MEMBER, 3, Duration::from_secs(30))
+        .await;
 
-    assert_eq!(delete(client, ACCOUNT, &tom, Some(false)).await.unwrap(), "Deleting");
-    until("the delete completes", Duration::from_secs(30), async || {
-        get(client, ACCOUNT, &tom).await.err().map(|s| error_code(&s))
-    })
+    assert_eq!(
+        delete(client, ACCOUNT, &tom, Some(false)).await.unwrap(),
+        "Deleting"
+    );
+    until(
+        "the delete completes",
+        Duration::from_secs(30),
+        async || {
+            get(client, ACCOUNT, &tom)
+                .await
+                .err()
+                .map(|s| error_code(&s))
+        },
+    )
     .await;
-    let messages = nats.messages(EVERY_MEMBER, 6, Duration::from_secs(30)).await;
-    assert_eq!(of_type(&messages, "MemberContactRemoved"), pairs(&all, &tom));
+    let messages = nats
+        .messages(EVERY_MEMBER, 6, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        of_type(&messages, "MemberContactRemoved"),
+        pairs(&all, &tom)
+    );
     assert_eq!(messages.len(), 6, "each removal once");
     let removal = messages
         .iter()
@@ -168,11 +208,17 @@ async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_comp
     two_levels(&mut directory, ACCOUNT).await;
     let client = &mut server.client;
     let tom = add(client, ACCOUNT, "Tom").await.contact_id;
-    associate(client, ACCOUNT, &tom, &[&folder("A")]).await.unwrap();
-    nats.messages(EVERY_MEMBER, 2, Duration::from_secs(30)).await;
+    associate(client, ACCOUNT, &tom, &[&folder("A")])
+        .await
+        .unwrap();
+    nats.messages(EVERY_MEMBER, 2, Duration::from_secs(30))
+        .await;
     nats.stop().await;
 
-    assert_eq!(delete(client, ACCOUNT, &tom, Some(false)).await.unwrap(), "Deleting");
+    assert_eq!(
+        delete(client, ACCOUNT, &tom, Some(false)).await.unwrap(),
+        "Deleting"
+    );
     // While it runs: Deleting, and no change allowed; deleting again answers Deleting.
     assert_eq!(get(client, ACCOUNT, &tom).await.unwrap().status, "Deleting");
     let mut update = update_request(&tom);
@@ -192,17 +238,22 @@ async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_comp
         .await
         .unwrap_err();
     assert_eq!(error_code(&refused), "ContactStatusMismatchAction");
-    assert_eq!(delete(client, ACCOUNT, &tom, Some(true)).await.unwrap(), "Deleting");
+    assert_eq!(
+        delete(client, ACCOUNT, &tom, Some(true)).await.unwrap(),
+        "Deleting"
+    );
 
-    let reasons = until("the delete fails", Duration::from_secs(60), async || {
-        match deletion_status(client, ACCOUNT, &tom).await.unwrap() {
+    let reasons = until(
+        "the delete fails",
+        Duration::from_secs(60),
+        async || match deletion_status(client, ACCOUNT, &tom).await.unwrap() {
             (status, reasons) if status == "Failed" => Some(reasons),
             (status, _) => {
                 assert_eq!(status, "Deleting");
                 None
             }
-        }
-    })
+        },
+    )
     .await;
     let types = vec!["AccountExpenses".to_owned()];
     assert_eq!(
@@ -217,29 +268,38 @@ async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_comp
     // Once NATS is back, a later delete completes (the publisher may take a moment to
     // reconnect: a delete that failed again is retried), and every member gets its removal.
     nats.restart().await;
-    until("a later delete completes", Duration::from_secs(60), async || {
-        match deletion_status(client, ACCOUNT, &tom).await {
+    until(
+        "a later delete completes",
+        Duration::from_secs(60),
+        async || match deletion_status(client, ACCOUNT, &tom).await {
             Err(gone) => Some(error_code(&gone)),
             Ok((status, _)) => {
                 if status == "Failed" {
-                    assert_eq!(delete(client, ACCOUNT, &tom, Some(false)).await.unwrap(), "Deleting");
+                    assert_eq!(
+                        delete(client, ACCOUNT, &tom, Some(false)).await.unwrap(),
+                        "Deleting"
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 None
             }
-        }
-    })
+        },
+    )
     .await;
-    let messages = nats.messages(EVERY_MEMBER, 4, Duration::from_secs(30)).await;
-    let removed: BTreeMap<String, usize> =
-        of_type(&messages, "MemberContactRemoved")
-            .into_iter()
-            .fold(BTreeMap::new(), |mut m, (member, _)| {
-                *m.entry(member).or_default() += 1;
-                m
-            });
+    let messages = nats
+        .messages(EVERY_MEMBER, 4, Duration::from_secs(30))
+        .await;
+    let removed: BTreeMap<String, usize> = of_type(&messages, "MemberContactRemoved")
+        .into_iter()
+        .fold(BTreeMap::new(), |mut m, (member, _)| {
+            *m.entry(member).or_default() += 1;
+            m
+        });
     let members: Vec<_> = removed.keys().map(String::as_str).collect();
     assert_eq!(members, [MEMBER_DEEP, MEMBER_TOP], "{removed:?}");
-    assert_eq!(get(client, ACCOUNT, &tom).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        get(client, ACCOUNT, &tom).await.unwrap_err().code(),
+        Code::NotFound
+    );
     server.stop().await;
 }

@@ -34,7 +34,10 @@ async fn the_directory_is_created_on_first_use_and_mirrors_the_tree(pool: sqlx::
         .collect();
     assert_eq!(
         folders,
-        [(folder("A").as_str(), ""), (folder("B").as_str(), folder("A").as_str())]
+        [
+            (folder("A").as_str(), ""),
+            (folder("B").as_str(), folder("A").as_str())
+        ]
     );
     let members: Vec<_> = tree
         .members
@@ -108,14 +111,18 @@ async fn bindings_answer_each_target_and_binding_twice_changes_nothing(pool: sql
         .await
         .unwrap();
     assert_request_id(&answer.request_id);
-    let targets: Vec<_> = answer.members.iter().map(|m| m.member_id.as_str()).collect();
+    let targets: Vec<_> = answer
+        .members
+        .iter()
+        .map(|m| m.member_id.as_str())
+        .collect();
     assert_eq!(targets, [root.as_str(), folder("A").as_str()]);
     assert!(answer.members.iter().all(|m| m.contact_id == id));
-    let bound_at = answer.members[1].modify_date.clone().expect("a date");
+    let bound_at = answer.members[1].modify_date.expect("a date");
     let contact = get(&mut server.client, ACCOUNT, id).await.unwrap();
     assert_eq!(contact.members, [root.clone(), folder("A")]);
     assert_eq!(contact.version, 2);
-    assert_eq!(contact.associated_date, Some(bound_at.clone()));
+    assert_eq!(contact.associated_date, Some(bound_at));
 
     // Bound already: nothing changes, and the answer says when it was bound.
     let again = associate(&mut server.client, ACCOUNT, id, &[&folder("A")])
@@ -126,7 +133,10 @@ async fn bindings_answer_each_target_and_binding_twice_changes_nothing(pool: sql
     disassociate(&mut server.client, ACCOUNT, id, &[MEMBER_DEEP])
         .await
         .unwrap();
-    assert_eq!(get(&mut server.client, ACCOUNT, id).await.unwrap().version, 2);
+    assert_eq!(
+        get(&mut server.client, ACCOUNT, id).await.unwrap().version,
+        2
+    );
 
     let answer = disassociate(&mut server.client, ACCOUNT, id, &[&folder("A")])
         .await
@@ -147,9 +157,24 @@ async fn bad_targets_are_refused_with_the_contract_errors(pool: sqlx::PgPool) {
     let six: Vec<String> = (0..6).map(|n| folder(&n.to_string())).collect();
     let six: Vec<&str> = six.iter().map(String::as_str).collect();
     let cases: [(&[&str], Code, &str, &str); 6] = [
-        (&[], Code::InvalidArgument, "InvalidParameter.Members", "The Members is invalid."),
-        (&six, Code::InvalidArgument, "InvalidParameter.Members", "The Members is invalid."),
-        (&["fd-1"], Code::InvalidArgument, "InvalidParameter.Members", "The Members is invalid."),
+        (
+            &[],
+            Code::InvalidArgument,
+            "InvalidParameter.Members",
+            "The Members is invalid.",
+        ),
+        (
+            &six,
+            Code::InvalidArgument,
+            "InvalidParameter.Members",
+            "The Members is invalid.",
+        ),
+        (
+            &["fd-1"],
+            Code::InvalidArgument,
+            "InvalidParameter.Members",
+            "The Members is invalid.",
+        ),
         (
             &[MEMBER_DEEP, MEMBER_DEEP],
             Code::InvalidArgument,
@@ -237,9 +262,13 @@ async fn two_servers_binding_the_eleventh_target_at_once_let_exactly_one_win(poo
     }
     let targets: Vec<String> = (0..11).map(|n| folder(&format!("L{n}"))).collect();
     for round in 0..5 {
-        let id = add(&mut first.client, ACCOUNT, &format!("Racer{}", char::from(b'a' + round)))
-            .await
-            .contact_id;
+        let id = add(
+            &mut first.client,
+            ACCOUNT,
+            &format!("Racer{}", char::from(b'a' + round)),
+        )
+        .await
+        .contact_id;
         for nine in [&targets[0..5], &targets[5..9]] {
             let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
             associate(&mut first.client, ACCOUNT, &id, &nine)
@@ -284,7 +313,13 @@ async fn contacts_apply_through_two_folder_levels_and_follow_a_member_that_moves
         }
         ids.push(id);
     }
-    until_applying(client, ACCOUNT, MEMBER_DEEP, &["Root", "Alpha", "Beta", "Direct"]).await;
+    until_applying(
+        client,
+        ACCOUNT,
+        MEMBER_DEEP,
+        &["Root", "Alpha", "Beta", "Direct"],
+    )
+    .await;
     until_applying(client, ACCOUNT, MEMBER_TOP, &["Root", "Alpha"]).await;
     until_applying(client, ACCOUNT, MEMBER_ROOT, &["Root"]).await;
     // A folder or the root: the contacts bound to it or above it.
@@ -313,12 +348,24 @@ async fn contacts_apply_through_two_folder_levels_and_follow_a_member_that_moves
     move_member(&mut directory, ACCOUNT, MEMBER_DEEP, &folder("B"))
         .await
         .unwrap();
-    until_applying(client, ACCOUNT, MEMBER_DEEP, &["Root", "Alpha", "Beta", "Direct"]).await;
+    until_applying(
+        client,
+        ACCOUNT,
+        MEMBER_DEEP,
+        &["Root", "Alpha", "Beta", "Direct"],
+    )
+    .await;
     // A member joining a folder gets its contacts.
     register_member(&mut directory, ACCOUNT, "1000000000000009", &folder("B"))
         .await
         .unwrap();
-    until_applying(client, ACCOUNT, "1000000000000009", &["Root", "Alpha", "Beta"]).await;
+    until_applying(
+        client,
+        ACCOUNT,
+        "1000000000000009",
+        &["Root", "Alpha", "Beta"],
+    )
+    .await;
 
     // Unbinding takes the contact out of every member below.
     disassociate(client, ACCOUNT, &ids[1], &[&folder("A")])
@@ -332,7 +379,9 @@ async fn contacts_apply_through_two_folder_levels_and_follow_a_member_that_moves
         let status = list_for(client, ACCOUNT, unknown, 1, 10).await.unwrap_err();
         assert_eq!(error_code(&status), "EntityNotExists.Member", "{unknown}");
     }
-    let status = list_for(client, OTHER_ACCOUNT, &root, 1, 10).await.unwrap_err();
+    let status = list_for(client, OTHER_ACCOUNT, &root, 1, 10)
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&status), "EntityNotExists.Member");
     let status = list_for(client, ACCOUNT, "fd-", 1, 10).await.unwrap_err();
     assert_eq!(error_code(&status), "InvalidParameter.Member");
@@ -351,9 +400,14 @@ async fn removing_a_folder_or_member_unbinds_it_from_every_contact(pool: sqlx::P
     let tom = add(client, ACCOUNT, "Tom").await.contact_id;
     let ann = add(client, ACCOUNT, "Ann").await.contact_id;
     for id in [&tom, &ann] {
-        associate(client, ACCOUNT, id, &[&folder("E"), MEMBER_ROOT, &folder("A")])
-            .await
-            .unwrap();
+        associate(
+            client,
+            ACCOUNT,
+            id,
+            &[&folder("E"), MEMBER_ROOT, &folder("A")],
+        )
+        .await
+        .unwrap();
     }
     let remove = RemoveFolderRequest {
         folder_id: folder("E"),
@@ -370,10 +424,14 @@ async fn removing_a_folder_or_member_unbinds_it_from_every_contact(pool: sqlx::P
         .await
         .unwrap();
     for id in [&tom, &ann] {
-        until("the removed targets are unbound", Duration::from_secs(30), async || {
-            let contact = get(client, ACCOUNT, id).await.unwrap();
-            (contact.members == [folder("A")]).then_some(())
-        })
+        until(
+            "the removed targets are unbound",
+            Duration::from_secs(30),
+            async || {
+                let contact = get(client, ACCOUNT, id).await.unwrap();
+                (contact.members == [folder("A")]).then_some(())
+            },
+        )
         .await;
     }
     // An event per contact and removal, caused by the removal's event.
@@ -387,10 +445,14 @@ async fn removing_a_folder_or_member_unbinds_it_from_every_contact(pool: sqlx::P
     .await
     .unwrap();
     assert_eq!(causes.len(), 4, "{causes:?}");
-    let status = list_for(client, ACCOUNT, &folder("E"), 1, 10).await.unwrap_err();
+    let status = list_for(client, ACCOUNT, &folder("E"), 1, 10)
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&status), "EntityNotExists.Member");
     // The contacts of the removed member no longer apply to it.
-    let status = list_for(client, ACCOUNT, MEMBER_ROOT, 1, 10).await.unwrap_err();
+    let status = list_for(client, ACCOUNT, MEMBER_ROOT, 1, 10)
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&status), "EntityNotExists.Member");
     server.stop().await;
 }
@@ -408,7 +470,10 @@ async fn a_deleted_contact_frees_its_name_and_quota_and_keeps_its_history(pool: 
         .unwrap_err();
     assert_eq!(error_code(&full), "LimitExceeded.Contacts");
 
-    assert_eq!(delete(client, ACCOUNT, &tom, None).await.unwrap(), "Deleted");
+    assert_eq!(
+        delete(client, ACCOUNT, &tom, None).await.unwrap(),
+        "Deleted"
+    );
     for status in [
         get(client, ACCOUNT, &tom).await.unwrap_err(),
         client
@@ -423,7 +488,9 @@ async fn a_deleted_contact_frees_its_name_and_quota_and_keeps_its_history(pool: 
             .await
             .unwrap_err(),
         delete(client, ACCOUNT, &tom, None).await.unwrap_err(),
-        delete(client, ACCOUNT, &tom, Some(false)).await.unwrap_err(),
+        delete(client, ACCOUNT, &tom, Some(false))
+            .await
+            .unwrap_err(),
         deletion_status(client, ACCOUNT, &tom).await.unwrap_err(),
         send_email(client, ACCOUNT, &tom, "tom@example.com")
             .await
@@ -458,7 +525,9 @@ async fn a_deleted_contact_frees_its_name_and_quota_and_keeps_its_history(pool: 
     assert_eq!(types, ["MessageContactAdded", "MessageContactDeleted"]);
     // Another account cannot delete it.
     let ann_of_other = add(client, OTHER_ACCOUNT, "Ann").await.contact_id;
-    let status = delete(client, ACCOUNT, &ann_of_other, None).await.unwrap_err();
+    let status = delete(client, ACCOUNT, &ann_of_other, None)
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&status), "EntityNotExists.Contact");
     let status = delete(client, ACCOUNT, "c-x", None).await.unwrap_err();
     assert_eq!(error_code(&status), "InvalidParameter.ContactId");
@@ -476,10 +545,20 @@ async fn without_nats_an_asynchronous_delete_completes_locally(pool: sqlx::PgPoo
     let tom = add(client, ACCOUNT, "Tom").await.contact_id;
     associate(client, ACCOUNT, &tom, &[&root]).await.unwrap();
     until_applying(client, ACCOUNT, MEMBER_DEEP, &["Tom"]).await;
-    assert_eq!(delete(client, ACCOUNT, &tom, Some(false)).await.unwrap(), "Deleting");
-    until("the delete completes", Duration::from_secs(30), async || {
-        get(client, ACCOUNT, &tom).await.err().map(|s| error_code(&s))
-    })
+    assert_eq!(
+        delete(client, ACCOUNT, &tom, Some(false)).await.unwrap(),
+        "Deleting"
+    );
+    until(
+        "the delete completes",
+        Duration::from_secs(30),
+        async || {
+            get(client, ACCOUNT, &tom)
+                .await
+                .err()
+                .map(|s| error_code(&s))
+        },
+    )
     .await;
     assert_eq!(
         error_code(&deletion_status(client, ACCOUNT, &tom).await.unwrap_err()),
@@ -498,13 +577,17 @@ async fn without_nats_an_asynchronous_delete_completes_locally(pool: sqlx::PgPoo
     .unwrap();
     assert_eq!(started, cause);
     // Nothing is left to do.
-    until("no lifecycle job is left", Duration::from_secs(30), async || {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM lifecycle_jobs")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (left == 0).then_some(())
-    })
+    until(
+        "no lifecycle job is left",
+        Duration::from_secs(30),
+        async || {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM lifecycle_jobs")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (left == 0).then_some(())
+        },
+    )
     .await;
     server.stop().await;
 }

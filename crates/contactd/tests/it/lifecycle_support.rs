@@ -6,9 +6,10 @@ use std::time::Duration;
 use contactd_grpc::proto::resource_directory_service_client::ResourceDirectoryServiceClient;
 use contactd_grpc::proto::{
     AssociateMembersRequest, AssociateMembersResponse, DeleteMessageContactRequest,
-    DisassociateMembersRequest, DisassociateMembersResponse, GetMessageContactDeletionStatusRequest,
-    GetResourceDirectoryRequest, ListMessageContactsRequest, ListMessageContactsResponse,
-    MoveMemberRequest, RegisterFolderRequest, RegisterMemberRequest,
+    DisassociateMembersRequest, DisassociateMembersResponse,
+    GetMessageContactDeletionStatusRequest, GetResourceDirectoryRequest,
+    ListMessageContactsRequest, ListMessageContactsResponse, MoveMemberRequest,
+    RegisterFolderRequest, RegisterMemberRequest,
 };
 use tonic::Status;
 use tonic::transport::Channel;

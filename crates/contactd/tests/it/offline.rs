@@ -290,9 +290,11 @@ async fn populate_lifecycle(server: &mut TestServer, pool: &PgPool) {
         .unwrap();
     delete(client, ACCOUNT, &ids[2], None).await.unwrap();
     delete(client, ACCOUNT, &ids[3], Some(false)).await.unwrap();
-    until("the background delete is done", Duration::from_secs(30), async || {
-        get(client, ACCOUNT, &ids[3]).await.err().map(drop)
-    })
+    until(
+        "the background delete is done",
+        Duration::from_secs(30),
+        async || get(client, ACCOUNT, &ids[3]).await.err().map(drop),
+    )
     .await;
     until("folder E is unbound", Duration::from_secs(30), async || {
         let root = get(client, ACCOUNT, &ids[0]).await.unwrap();
