@@ -84,5 +84,8 @@ CREATE TABLE lifecycle_jobs (
 
 CREATE INDEX lifecycle_jobs_due ON lifecycle_jobs (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX lifecycle_jobs_by_deletion ON lifecycle_jobs (deletion_id) WHERE deletion_id IS NOT NULL;
--- A member's messages go out in order: a publish waits while an older one for its subject is pending.
-CREATE INDEX lifecycle_jobs_by_subject ON lifecycle_jobs (subject, recorded) WHERE state = 'pending';
+-- A member's messages about a contact go out in order: a publish waits while an older one for
+-- the same subject and contact is pending.
+CREATE INDEX lifecycle_jobs_in_order ON lifecycle_jobs (subject, contact_id, recorded) WHERE state = 'pending';
+-- The removals of a contact's asynchronous delete supersede its messages recorded before.
+CREATE INDEX lifecycle_jobs_deleting ON lifecycle_jobs (account_id, contact_id, recorded) WHERE deletion_id IS NOT NULL;

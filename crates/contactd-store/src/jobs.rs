@@ -1,7 +1,7 @@
 //! The lifecycle jobs that the `member_contacts` projection records: claimed by the workers of
 //! every process with a lease that commits at once (so nothing is published inside a
-//! transaction), settled one by one. A member's messages are claimed in the order they were
-//! recorded, one at a time, so that its notification center sees them in order.
+//! transaction), settled one by one. A member's messages about one contact are claimed in the
+//! order they were recorded, one at a time, so that its notification center sees them in order.
 
 use std::time::Duration;
 
@@ -96,14 +96,28 @@ impl JobRow {
     }
 }
 
-/// Leases due jobs to `owner` in one statement. A publish waits while an earlier one for the
-/// same subject is pending.
+/// Leases due jobs to `owner`. A publish waits while an earlier one for the same member and
+/// contact is pending, so that a member's notification center sees a contact's messages in
+/// order. A contact's messages not yet sent when an asynchronous delete of it began are
+/// dropped first: its removal supersedes them, and must not wait behind them (nor be
+/// overtaken by them later).
 pub(crate) async fn claim_jobs(
     pool: &PgPool,
     owner: &str,
     lease: Duration,
     limit: u32,
 ) -> Result<Vec<LifecycleJob>, StoreError> {
+    sqlx::query(
+        "DELETE FROM lifecycle_jobs j \
+         WHERE j.kind = 'publish' AND j.deletion_id IS NULL AND j.state = 'pending' \
+           AND (j.leased_until IS NULL OR j.leased_until <= now()) \
+           AND EXISTS (SELECT 1 FROM lifecycle_jobs d \
+               WHERE d.deletion_id IS NOT NULL AND d.contact_id = j.contact_id \
+                 AND d.account_id = j.account_id AND d.recorded > j.recorded)",
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| store_error("dropping superseded lifecycle jobs failed", e))?;
     let rows: Vec<JobRow> = sqlx::query_as(
         "UPDATE lifecycle_jobs AS j SET lease_owner = $1, \
              leased_until = now() + make_interval(secs => $2), attempts = j.attempts + 1 \
@@ -111,7 +125,8 @@ pub(crate) async fn claim_jobs(
                WHERE state = 'pending' AND next_attempt_at <= now() \
                  AND (leased_until IS NULL OR leased_until <= now()) \
                  AND NOT EXISTS (SELECT 1 FROM lifecycle_jobs e \
-                     WHERE e.subject = d.subject AND e.state = 'pending' AND e.recorded < d.recorded) \
+                     WHERE e.subject = d.subject AND e.contact_id = d.contact_id \
+                       AND e.state = 'pending' AND e.recorded < d.recorded) \
                ORDER BY recorded LIMIT $3 FOR UPDATE SKIP LOCKED) AS due \
          WHERE j.job_id = due.job_id \
          RETURNING j.job_id, j.account_id, j.kind, j.contact_id, j.target, j.subject, j.message_id, \

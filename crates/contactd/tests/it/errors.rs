@@ -233,6 +233,48 @@ async fn a_call_without_an_account_is_unauthenticated(pool: PgPool) {
         c.confirm_message_contact_verification(Request::new(Default::default()))
             .await
             .map(|_| ()),
+        c.delete_message_contact(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        c.get_message_contact_deletion_status(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        c.associate_members(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        c.disassociate_members(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+    ];
+    for answer in anonymous {
+        assert_plain(&answer.unwrap_err(), Code::Unauthenticated, UNAUTHENTICATED);
+    }
+    let mut directory = crate::lifecycle_support::directory_client(&server).await;
+    let anonymous = [
+        directory
+            .get_resource_directory(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        directory
+            .register_folder(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        directory
+            .remove_folder(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        directory
+            .register_member(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        directory
+            .move_member(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
+        directory
+            .remove_member(Request::new(Default::default()))
+            .await
+            .map(|_| ()),
     ];
     for answer in anonymous {
         assert_plain(&answer.unwrap_err(), Code::Unauthenticated, UNAUTHENTICATED);

@@ -57,6 +57,10 @@ async fn grpcurl_lists_and_describes_the_services_through_reflection(pool: sqlx:
         "ListMessageContactVerifications",
         "CancelMessageContactUpdate",
         "ConfirmMessageContactVerification",
+        "DeleteMessageContact",
+        "GetMessageContactDeletionStatus",
+        "AssociateMembers",
+        "DisassociateMembers",
     ] {
         assert!(
             described.contains(&format!("rpc {rpc} ")),
@@ -171,5 +175,57 @@ async fn grpcurl_sends_a_code_lists_the_pending_targets_and_shows_a_wrong_code(p
         refused.contains("The verification code is invalid."),
         "{refused}"
     );
+    server.stop().await;
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member(pool: sqlx::PgPool) {
+    const DIRECTORY: &str = "resourcemanager.messagecontact.v1.ResourceDirectoryService";
+    let mut server = TestServer::start(pool).await;
+    let (ok, listed) = grpcurl(server.addr, &[], &["list"]).await;
+    assert!(listed.lines().any(|line| line == DIRECTORY), "{listed}");
+    assert!(ok);
+    let call = |rpc: &str| format!("{DIRECTORY}/{rpc}");
+    let (ok, answer) = grpcurl(server.addr, &[], &[&call("GetResourceDirectory")]).await;
+    assert!(ok, "{answer}");
+    let directory: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    let root = directory["resourceDirectoryId"].as_str().expect("an id").to_owned();
+    for (rpc, body) in [
+        ("RegisterFolder", r#"{"folder_id":"fd-0000000001"}"#),
+        ("RegisterFolder", r#"{"folderId":"fd-0000000002","parentId":"fd-0000000001"}"#),
+        ("RegisterMember", r#"{"account_id":"1000000000000001","folder_id":"fd-0000000002"}"#),
+    ] {
+        let (ok, answer) = grpcurl(server.addr, &["-d", body], &[&call(rpc)]).await;
+        assert!(ok, "{rpc}: {answer}");
+    }
+    let contact_id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
+    let bind = format!(r#"{{"contact_id":"{contact_id}","members":["fd-0000000001"]}}"#);
+    let (ok, answer) = grpcurl(
+        server.addr,
+        &["-d", &bind],
+        &[&format!("{SERVICE}/AssociateMembers")],
+    )
+    .await;
+    assert!(ok && answer.contains("modifyDate"), "{answer}");
+    let list = r#"{"member":"1000000000000001"}"#;
+    let listed = until("the member lists Tom", std::time::Duration::from_secs(30), async || {
+        let (ok, answer) = grpcurl(
+            server.addr,
+            &["-d", list],
+            &[&format!("{SERVICE}/ListMessageContacts")],
+        )
+        .await;
+        (ok && answer.contains(&contact_id)).then_some(answer)
+    })
+    .await;
+    assert!(listed.contains("associatedDate"), "{listed}");
+    let (ok, refused) = grpcurl(
+        server.addr,
+        &["-v", "-d", r#"{"folder_id":"fd-0000000001"}"#],
+        &[&call("RemoveFolder")],
+    )
+    .await;
+    assert!(!ok && refused.contains("x-acs-error-code: FolderNotEmpty"), "{refused}");
+    assert!(!root.is_empty());
     server.stop().await;
 }

@@ -591,3 +591,112 @@ async fn without_nats_an_asynchronous_delete_completes_locally(pool: sqlx::PgPoo
     .await;
     server.stop().await;
 }
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn deletes_and_bindings_are_safe_to_retry_under_a_client_token(pool: sqlx::PgPool) {
+    use contactd_grpc::proto::{AssociateMembersRequest, DeleteMessageContactRequest};
+
+    let mut server = TestServer::start(pool).await;
+    let mut directory = directory_client(&server).await;
+    let root = two_levels(&mut directory, ACCOUNT).await;
+    let client = &mut server.client;
+    let id = add(client, ACCOUNT, "Tom").await.contact_id;
+    let bind = AssociateMembersRequest {
+        contact_id: id.clone(),
+        members: vec![root.clone()],
+        client_token: "bind-once".into(),
+    };
+    let first = client
+        .associate_members(as_account(ACCOUNT, bind.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let retry = client
+        .associate_members(as_account(ACCOUNT, bind.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry, first, "the first answer, request id included");
+    let other = AssociateMembersRequest {
+        members: vec![folder("A")],
+        ..bind
+    };
+    let status = client
+        .associate_members(as_account(ACCOUNT, other))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&status), "IdempotentParameterMismatch");
+
+    let remove = DeleteMessageContactRequest {
+        contact_id: id.clone(),
+        retain_contact_in_members: None,
+        client_token: "delete-once".into(),
+    };
+    let first = client
+        .delete_message_contact(as_account(ACCOUNT, remove.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.status, "Deleted");
+    let retry = client
+        .delete_message_contact(as_account(ACCOUNT, remove.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry, first, "a retried delete answers Deleted again, not NotFound");
+    let status = client
+        .delete_message_contact(as_account(
+            ACCOUNT,
+            DeleteMessageContactRequest {
+                retain_contact_in_members: Some(true),
+                ..remove
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&status),
+        "IdempotentParameterMismatch",
+        "a field sent differs from one not sent"
+    );
+    server.stop().await;
+}
+
+#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+async fn the_directory_s_history_is_in_the_account_s_log(pool: sqlx::PgPool) {
+    use contactd_grpc::proto::StreamEventsRequest;
+
+    let server = TestServer::start(pool).await;
+    let mut directory = directory_client(&server).await;
+    two_levels(&mut directory, ACCOUNT).await;
+    move_member(&mut directory, ACCOUNT, MEMBER_TOP, "")
+        .await
+        .unwrap();
+    let mut audit = audit_client(&server).await;
+    let mut stream = audit
+        .stream_events(as_account(ACCOUNT, StreamEventsRequest { from_position: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut types = Vec::new();
+    while types.len() < 7 {
+        let event = stream.message().await.unwrap().expect("an event");
+        assert_eq!(event.stream_id, format!("directory-{ACCOUNT}"));
+        assert!(event.payload_json.starts_with('{'), "{}", event.payload_json);
+        types.push(event.event_type);
+    }
+    assert_eq!(
+        types,
+        [
+            "ResourceDirectoryCreated",
+            "FolderRegistered",
+            "FolderRegistered",
+            "MemberRegistered",
+            "MemberRegistered",
+            "MemberRegistered",
+            "MemberMoved"
+        ]
+    );
+    drop(stream);
+    server.stop().await;
+}
