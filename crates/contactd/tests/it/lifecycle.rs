@@ -250,10 +250,13 @@ async fn bad_targets_are_refused_with_the_contract_errors(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
-async fn two_servers_binding_the_eleventh_target_at_once_let_exactly_one_win(pool: sqlx::PgPool) {
-    let mut first = TestServer::start(pool.clone()).await;
-    let mut second = TestServer::start(pool).await;
-    let mut directory = directory_client(&first).await;
+async fn two_processes_binding_the_eleventh_target_at_once_let_exactly_one_win(
+    pool: sqlx::PgPool,
+) {
+    let url = database_url(&pool).await;
+    let (first, second) = (Process::start(&url), Process::start(&url));
+    let (mut one, mut two) = (first.client().await, second.client().await);
+    let mut directory = DirectoryClient::connect(first.endpoint()).await.unwrap();
     directory_id(&mut directory, ACCOUNT).await;
     for n in 0..11 {
         register_folder(&mut directory, ACCOUNT, &folder(&format!("L{n}")), "")
@@ -262,33 +265,24 @@ async fn two_servers_binding_the_eleventh_target_at_once_let_exactly_one_win(poo
     }
     let targets: Vec<String> = (0..11).map(|n| folder(&format!("L{n}"))).collect();
     for round in 0..5 {
-        let id = add(
-            &mut first.client,
-            ACCOUNT,
-            &format!("Racer{}", char::from(b'a' + round)),
-        )
-        .await
-        .contact_id;
+        let name = format!("Racer{}", char::from(b'a' + round));
+        let id = add(&mut one, ACCOUNT, &name).await.contact_id;
         for nine in [&targets[0..5], &targets[5..9]] {
             let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
-            associate(&mut first.client, ACCOUNT, &id, &nine)
-                .await
-                .unwrap();
+            associate(&mut one, ACCOUNT, &id, &nine).await.unwrap();
         }
         let (tenth, eleventh) = ([targets[9].as_str()], [targets[10].as_str()]);
         let (a, b) = tokio::join!(
-            associate(&mut first.client, ACCOUNT, &id, &tenth),
-            associate(&mut second.client, ACCOUNT, &id, &eleventh),
+            associate(&mut one, ACCOUNT, &id, &tenth),
+            associate(&mut two, ACCOUNT, &id, &eleventh),
         );
         let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
         assert_eq!(won, 1, "round {round}: {a:?} {b:?}");
         let lost = a.err().or(b.err()).expect("one lost");
         assert_eq!(error_code(&lost), "LimitExceeded.ContactMembers");
-        let contact = get(&mut second.client, ACCOUNT, &id).await.unwrap();
+        let contact = get(&mut two, ACCOUNT, &id).await.unwrap();
         assert_eq!(contact.members.len(), 10);
     }
-    first.stop().await;
-    second.stop().await;
 }
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
