@@ -12,12 +12,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use contactd_domain::{DeliveryEvent, DeliveryOutcome};
 use rand::Rng;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::codes::CodeSecret;
 use crate::context::RequestId;
+use crate::leased::{self, LeasedWork};
 use crate::port::{
     DeliveryError, EventMetadata, Notification, Notifier, Outbox, OutboxMessage, StoreError,
 };
@@ -103,6 +103,38 @@ impl DispatchMetrics {
     }
 }
 
+impl<O: Outbox, N: Notifier> LeasedWork for Dispatcher<O, N> {
+    type Item = OutboxMessage;
+    const WHAT: &'static str = "verification messages";
+
+    fn concurrency(&self) -> usize {
+        self.settings.concurrency
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.settings.poll_interval
+    }
+
+    async fn claim(&self, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        let settings = &self.settings;
+        self.outbox
+            .claim_due(&settings.owner, settings.lease, limit)
+            .await
+    }
+
+    async fn attempt(self: Arc<Self>, message: OutboxMessage) {
+        self.attempt_message(message).await
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.outbox.next_due().await
+    }
+
+    fn recorded(&self) -> watch::Receiver<u64> {
+        self.outbox.recorded_messages()
+    }
+}
+
 /// Sends the outbox's messages through a notifier.
 #[derive(Debug)]
 pub struct Dispatcher<O, N> {
@@ -134,54 +166,10 @@ impl<O: Outbox, N: Notifier> Dispatcher<O, N> {
     /// Sends due messages until `shutdown` turns true, then lets the sends in flight finish
     /// and record their outcome. Messages not yet claimed wait in the outbox for the next
     /// start, or for another process.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut recorded = self.outbox.recorded_messages();
-        let mut in_flight = JoinSet::new();
-        let settings = &self.settings;
-        while !*shutdown.borrow() {
-            let free = settings.concurrency.saturating_sub(in_flight.len());
-            let mut full = free == 0;
-            if free > 0 {
-                match self
-                    .outbox
-                    .claim_due(&settings.owner, settings.lease, free as u32)
-                    .await
-                {
-                    Ok(messages) => {
-                        full = messages.len() == free;
-                        for message in messages {
-                            in_flight.spawn(self.clone().attempt(message));
-                        }
-                    }
-                    Err(error) => warn!(%error, "claiming verification messages failed"),
-                }
-            }
-            let wait = if full {
-                // More may be due; a slot must free first.
-                settings.poll_interval
-            } else {
-                self.until_next_due().await
-            };
-            tokio::select! {
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                changed = recorded.changed() => {
-                    if changed.is_err() {
-                        // Nobody records messages in this process any more: poll only.
-                        recorded = watch::channel(0).1;
-                    }
-                }
-                () = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-        if !in_flight.is_empty() {
-            info!(
-                sends = in_flight.len(),
-                "waiting for the verification messages in flight"
-            );
-        }
-        in_flight.join_all().await;
-        let counts = self.metrics.counts();
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let metrics = self.metrics.clone();
+        leased::run(self, shutdown).await;
+        let counts = metrics.counts();
         info!(
             sent = counts.sent,
             failed = counts.failed,
@@ -190,24 +178,8 @@ impl<O: Outbox, N: Notifier> Dispatcher<O, N> {
         );
     }
 
-    /// How long to wait before the next message may fall due, within the poll interval.
-    async fn until_next_due(&self) -> Duration {
-        let poll = self.settings.poll_interval;
-        match self.outbox.next_due().await {
-            Ok(Some(at)) => (at - Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .clamp(Duration::from_millis(10), poll),
-            Ok(None) => poll,
-            Err(error) => {
-                warn!(%error, "reading the outbox failed");
-                poll
-            }
-        }
-    }
-
     /// One attempt at one message, and its outcome recorded.
-    async fn attempt(self: Arc<Self>, message: OutboxMessage) {
+    async fn attempt_message(self: Arc<Self>, message: OutboxMessage) {
         let now = Utc::now();
         let outcome = if message.expires_at <= now {
             dead("the code expired before the message could be sent".to_owned())

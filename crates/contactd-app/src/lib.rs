@@ -9,6 +9,7 @@ mod directory;
 mod dispatch;
 mod error;
 mod integration;
+mod leased;
 mod lifecycle;
 mod lifecycle_worker;
 mod paging;

@@ -15,6 +15,13 @@ use crate::paging::Page;
 use crate::port::{BindingChange, ContactStore, DirectoryStore, ListedContact, Operation, Outcome};
 use crate::service::{Change, ContactService, Idempotency, ListQuery};
 
+/// Which way a call changes a contact's bindings.
+#[derive(Debug, Clone, Copy)]
+enum Rebinding {
+    Associate,
+    Disassociate,
+}
+
 /// How an asynchronous delete stands, as `GetMessageContactDeletionStatus` answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeletionStatus {
@@ -62,34 +69,8 @@ impl<S: ContactStore + DirectoryStore> ContactService<S> {
         targets: &[MemberId],
         idempotency: Option<Idempotency>,
     ) -> Result<Outcome, AppError> {
-        let directory = self.store().load_directory(&ctx.account_id).await?;
-        let change = Change {
-            operation: Operation::AssociateMembers,
-            idempotency,
-            code: None,
-        };
-        let answer = |after: &Contact, now| Outcome::Bindings {
-            request_id: ctx.request_id.to_string(),
-            members: targets
-                .iter()
-                .map(|target| BindingChange {
-                    member_id: target.clone(),
-                    modify_date: after
-                        .members
-                        .iter()
-                        .find(|b| b.target == *target)
-                        .map_or(now, |b| b.bound_at),
-                })
-                .collect(),
-        };
-        self.change_answering(
-            ctx,
-            contact_id,
-            change,
-            |state| Ok(state.associate(targets, directory.as_ref())?),
-            answer,
-        )
-        .await
+        self.rebind(ctx, contact_id, targets, idempotency, Rebinding::Associate)
+            .await
     }
 
     /// Unbinds targets from a contact; the response names each with the time of the call.
@@ -101,30 +82,58 @@ impl<S: ContactStore + DirectoryStore> ContactService<S> {
         targets: &[MemberId],
         idempotency: Option<Idempotency>,
     ) -> Result<Outcome, AppError> {
+        self.rebind(
+            ctx,
+            contact_id,
+            targets,
+            idempotency,
+            Rebinding::Disassociate,
+        )
+        .await
+    }
+
+    async fn rebind(
+        &self,
+        ctx: &CallContext,
+        contact_id: &ContactId,
+        targets: &[MemberId],
+        idempotency: Option<Idempotency>,
+        rebinding: Rebinding,
+    ) -> Result<Outcome, AppError> {
         let directory = self.store().load_directory(&ctx.account_id).await?;
         let change = Change {
-            operation: Operation::DisassociateMembers,
+            operation: match rebinding {
+                Rebinding::Associate => Operation::AssociateMembers,
+                Rebinding::Disassociate => Operation::DisassociateMembers,
+            },
             idempotency,
             code: None,
         };
-        let answer = |_: &Contact, now| Outcome::Bindings {
+        let decide = |state: &Contact| {
+            Ok(match rebinding {
+                Rebinding::Associate => state.associate(targets, directory.as_ref())?,
+                Rebinding::Disassociate => state.disassociate(targets, directory.as_ref())?,
+            })
+        };
+        let answer = |after: &Contact, now| Outcome::Bindings {
             request_id: ctx.request_id.to_string(),
             members: targets
                 .iter()
                 .map(|target| BindingChange {
                     member_id: target.clone(),
-                    modify_date: now,
+                    modify_date: match rebinding {
+                        Rebinding::Associate => after
+                            .members
+                            .iter()
+                            .find(|b| b.target == *target)
+                            .map_or(now, |b| b.bound_at),
+                        Rebinding::Disassociate => now,
+                    },
                 })
                 .collect(),
         };
-        self.change_answering(
-            ctx,
-            contact_id,
-            change,
-            |state| Ok(state.disassociate(targets, directory.as_ref())?),
-            answer,
-        )
-        .await
+        self.change_answering(ctx, contact_id, change, decide, answer)
+            .await
     }
 
     /// Deletes a contact: at once when it stays with the members (`retain_in_members`),

@@ -7,18 +7,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::context::CallContext;
 use crate::error::AppError;
+use crate::leased::{self, LeasedWork};
 use crate::port::{
     ContactStore, DirectoryStore, IntegrationPublisher, JobOutcome, LifecycleJob, LifecycleJobs,
-    LifecycleTask,
+    LifecycleTask, StoreError,
 };
 use crate::service::ContactService;
 
@@ -87,64 +87,12 @@ where
     }
 
     /// Works until `shutdown` turns true, then lets the jobs in flight finish.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let jobs = self.service.store();
-        let mut recorded = jobs.recorded_jobs();
-        let mut in_flight = JoinSet::new();
-        let settings = &self.settings;
-        while !*shutdown.borrow() {
-            let free = settings.concurrency.saturating_sub(in_flight.len());
-            let mut full = free == 0;
-            if free > 0 {
-                match jobs
-                    .claim_jobs(&settings.owner, settings.lease, free as u32)
-                    .await
-                {
-                    Ok(claimed) => {
-                        full = claimed.len() == free;
-                        for job in claimed {
-                            in_flight.spawn(self.clone().attempt(job));
-                        }
-                    }
-                    Err(error) => warn!(%error, "claiming lifecycle jobs failed"),
-                }
-            }
-            let wait = if full {
-                settings.poll_interval
-            } else {
-                self.until_next_due().await
-            };
-            tokio::select! {
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                changed = recorded.changed() => {
-                    if changed.is_err() {
-                        recorded = watch::channel(0).1;
-                    }
-                }
-                () = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-        in_flight.join_all().await;
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        leased::run(self, shutdown).await;
         info!("lifecycle worker stopped");
     }
 
-    async fn until_next_due(&self) -> Duration {
-        let poll = self.settings.poll_interval;
-        match self.service.store().next_job_due().await {
-            Ok(Some(at)) => (at - Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .clamp(Duration::from_millis(10), poll),
-            Ok(None) => poll,
-            Err(error) => {
-                warn!(%error, "reading the lifecycle jobs failed");
-                poll
-            }
-        }
-    }
-
-    async fn attempt(self: Arc<Self>, job: LifecycleJob) {
+    async fn attempt_job(self: Arc<Self>, job: LifecycleJob) {
         let outcome = match self.carry_out(&job).await {
             Ok(()) => JobOutcome::Done,
             Err(Failure::Retry(reason)) => self.retry_or_give_up(&job, reason),
@@ -248,6 +196,43 @@ where
             .saturating_mul(2_u32.saturating_pow(attempt.saturating_sub(1)))
             .min(self.settings.retry_max);
         to_delta(full.mul_f64(rand::thread_rng().gen_range(0.5..=1.0)))
+    }
+}
+
+impl<S, P> LeasedWork for LifecycleWorker<S, P>
+where
+    S: ContactStore + DirectoryStore + LifecycleJobs,
+    P: IntegrationPublisher,
+{
+    type Item = LifecycleJob;
+    const WHAT: &'static str = "lifecycle jobs";
+
+    fn concurrency(&self) -> usize {
+        self.settings.concurrency
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.settings.poll_interval
+    }
+
+    async fn claim(&self, limit: u32) -> Result<Vec<LifecycleJob>, StoreError> {
+        let settings = &self.settings;
+        self.service
+            .store()
+            .claim_jobs(&settings.owner, settings.lease, limit)
+            .await
+    }
+
+    async fn attempt(self: Arc<Self>, job: LifecycleJob) {
+        self.attempt_job(job).await
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.service.store().next_job_due().await
+    }
+
+    fn recorded(&self) -> watch::Receiver<u64> {
+        self.service.store().recorded_jobs()
     }
 }
 

@@ -189,11 +189,20 @@ async fn grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member(po
     let (ok, answer) = grpcurl(server.addr, &[], &[&call("GetResourceDirectory")]).await;
     assert!(ok, "{answer}");
     let directory: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
-    let root = directory["resourceDirectoryId"].as_str().expect("an id").to_owned();
+    let root = directory["resourceDirectoryId"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
     for (rpc, body) in [
         ("RegisterFolder", r#"{"folder_id":"fd-0000000001"}"#),
-        ("RegisterFolder", r#"{"folderId":"fd-0000000002","parentId":"fd-0000000001"}"#),
-        ("RegisterMember", r#"{"account_id":"1000000000000001","folder_id":"fd-0000000002"}"#),
+        (
+            "RegisterFolder",
+            r#"{"folderId":"fd-0000000002","parentId":"fd-0000000001"}"#,
+        ),
+        (
+            "RegisterMember",
+            r#"{"account_id":"1000000000000001","folder_id":"fd-0000000002"}"#,
+        ),
     ] {
         let (ok, answer) = grpcurl(server.addr, &["-d", body], &[&call(rpc)]).await;
         assert!(ok, "{rpc}: {answer}");
@@ -208,15 +217,19 @@ async fn grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member(po
     .await;
     assert!(ok && answer.contains("modifyDate"), "{answer}");
     let list = r#"{"member":"1000000000000001"}"#;
-    let listed = until("the member lists Tom", std::time::Duration::from_secs(30), async || {
-        let (ok, answer) = grpcurl(
-            server.addr,
-            &["-d", list],
-            &[&format!("{SERVICE}/ListMessageContacts")],
-        )
-        .await;
-        (ok && answer.contains(&contact_id)).then_some(answer)
-    })
+    let listed = until(
+        "the member lists Tom",
+        std::time::Duration::from_secs(30),
+        async || {
+            let (ok, answer) = grpcurl(
+                server.addr,
+                &["-d", list],
+                &[&format!("{SERVICE}/ListMessageContacts")],
+            )
+            .await;
+            (ok && answer.contains(&contact_id)).then_some(answer)
+        },
+    )
     .await;
     assert!(listed.contains("associatedDate"), "{listed}");
     let (ok, refused) = grpcurl(
@@ -225,7 +238,10 @@ async fn grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member(po
         &[&call("RemoveFolder")],
     )
     .await;
-    assert!(!ok && refused.contains("x-acs-error-code: FolderNotEmpty"), "{refused}");
+    assert!(
+        !ok && refused.contains("x-acs-error-code: FolderNotEmpty"),
+        "{refused}"
+    );
     assert!(!root.is_empty());
     server.stop().await;
 }

@@ -215,7 +215,9 @@ async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_comp
         .await;
     nats.stop().await;
     // Bound while NATS is down: its message waits, and must not hold the delete's removals back.
-    associate(client, ACCOUNT, &tom, &[MEMBER_ROOT]).await.unwrap();
+    associate(client, ACCOUNT, &tom, &[MEMBER_ROOT])
+        .await
+        .unwrap();
     until_applying(client, ACCOUNT, MEMBER_ROOT, &["Tom"]).await;
 
     assert_eq!(
@@ -300,7 +302,11 @@ async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_comp
             m
         });
     let members: Vec<_> = removed.keys().map(String::as_str).collect();
-    assert_eq!(members, [MEMBER_DEEP, MEMBER_TOP, MEMBER_ROOT], "{removed:?}");
+    assert_eq!(
+        members,
+        [MEMBER_DEEP, MEMBER_TOP, MEMBER_ROOT],
+        "{removed:?}"
+    );
     assert_eq!(
         get(client, ACCOUNT, &tom).await.unwrap_err().code(),
         Code::NotFound

@@ -250,9 +250,7 @@ async fn bad_targets_are_refused_with_the_contract_errors(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
-async fn two_processes_binding_the_eleventh_target_at_once_let_exactly_one_win(
-    pool: sqlx::PgPool,
-) {
+async fn two_processes_binding_the_eleventh_target_at_once_let_exactly_one_win(pool: sqlx::PgPool) {
     let url = database_url(&pool).await;
     let (first, second) = (Process::start(&url), Process::start(&url));
     let (mut one, mut two) = (first.client().await, second.client().await);
@@ -637,7 +635,10 @@ async fn deletes_and_bindings_are_safe_to_retry_under_a_client_token(pool: sqlx:
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(retry, first, "a retried delete answers Deleted again, not NotFound");
+    assert_eq!(
+        retry, first,
+        "a retried delete answers Deleted again, not NotFound"
+    );
     let status = client
         .delete_message_contact(as_account(
             ACCOUNT,
@@ -668,7 +669,10 @@ async fn the_directory_s_history_is_in_the_account_s_log(pool: sqlx::PgPool) {
         .unwrap();
     let mut audit = audit_client(&server).await;
     let mut stream = audit
-        .stream_events(as_account(ACCOUNT, StreamEventsRequest { from_position: 0 }))
+        .stream_events(as_account(
+            ACCOUNT,
+            StreamEventsRequest { from_position: 0 },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -676,7 +680,11 @@ async fn the_directory_s_history_is_in_the_account_s_log(pool: sqlx::PgPool) {
     while types.len() < 7 {
         let event = stream.message().await.unwrap().expect("an event");
         assert_eq!(event.stream_id, format!("directory-{ACCOUNT}"));
-        assert!(event.payload_json.starts_with('{'), "{}", event.payload_json);
+        assert!(
+            event.payload_json.starts_with('{'),
+            "{}",
+            event.payload_json
+        );
         types.push(event.event_type);
     }
     assert_eq!(
