@@ -403,7 +403,7 @@ impl Batch<'_> {
         }
         let account = event.metadata.account_id.as_str();
         let before = if self.live {
-            self.applying(account, roots, contact).await?
+            self.applying(account, Some(roots), contact).await?
         } else {
             Applying::new()
         };
@@ -445,7 +445,7 @@ impl Batch<'_> {
         if !self.live {
             return Ok(());
         }
-        let after = self.applying(account, roots, contact).await?;
+        let after = self.applying(account, Some(roots), contact).await?;
         let applied: Vec<_> = after.difference(&before).cloned().collect();
         let removed: Vec<_> = before.difference(&after).cloned().collect();
         self.publish(event, MemberContactChange::Applied, &applied, None)
@@ -454,18 +454,19 @@ impl Batch<'_> {
             .await
     }
 
-    /// The (member, contact) pairs of the effective view below `roots`.
+    /// The (member, contact) pairs of the effective view below `roots` (`None`: anywhere).
     async fn applying(
         &mut self,
         account: &str,
-        roots: &[String],
+        roots: Option<&[String]>,
         contact: Option<&str>,
     ) -> Result<Applying, sqlx::Error> {
         let rows: Vec<(String, String)> = sqlx::query_as(&format!(
             "WITH RECURSIVE {SUBTREE} \
              SELECT e.node_id, e.contact_id FROM effective_contacts e \
              JOIN directory_nodes n ON n.account_id = e.account_id AND n.node_id = e.node_id \
-             WHERE e.account_id = $1 AND n.is_member AND e.node_id IN (SELECT node_id FROM subtree) \
+             WHERE e.account_id = $1 AND n.is_member \
+                 AND ($2::text[] IS NULL OR e.node_id IN (SELECT node_id FROM subtree)) \
                  AND ($3::text IS NULL OR e.contact_id = $3)"
         ))
         .bind(account)
@@ -482,16 +483,7 @@ impl Batch<'_> {
         account: &str,
         contact_id: &str,
     ) -> Result<Applying, sqlx::Error> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT e.node_id, e.contact_id FROM effective_contacts e \
-             JOIN directory_nodes n ON n.account_id = e.account_id AND n.node_id = e.node_id \
-             WHERE e.account_id = $1 AND e.contact_id = $2 AND n.is_member",
-        )
-        .bind(account)
-        .bind(contact_id)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(rows.into_iter().collect())
+        self.applying(account, None, Some(contact_id)).await
     }
 
     /// A contact that applies to members changed: each of them is told.
