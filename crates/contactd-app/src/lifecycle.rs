@@ -201,11 +201,8 @@ impl<S: ContactStore + DirectoryStore> ContactService<S> {
         contact_id: &ContactId,
         target: &MemberId,
     ) -> Result<(), AppError> {
-        let directory = self.store().load_directory(&ctx.account_id).await?;
-        if directory.as_ref().is_some_and(|d| d.contains(target)) {
-            // Registered again since: the binding holds once more.
-            return Ok(());
-        }
+        // Even if the target was registered again since: the removal ended the binding (the
+        // read model dropped it then), and binding it again is the caller's to do.
         let change = Change {
             operation: Operation::DisassociateMembers,
             idempotency: None,
