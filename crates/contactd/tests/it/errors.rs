@@ -1176,6 +1176,7 @@ fn not_a_bad_argument(result: Result<impl std::fmt::Debug, Status>, what: &str) 
 #[sqlx::test(migrator = "contactd_store::MIGRATOR")]
 async fn hostile_strings_in_any_field_are_refused_as_bad_arguments(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
+    let mut directory = crate::lifecycle_support::directory_client(&server).await;
     let tom = add(&mut server.client, ACCOUNT, "Tom").await;
     type AddField = fn(&mut AddMessageContactRequest, String);
     type UpdateField = fn(&mut UpdateMessageContactRequest, String);
@@ -1236,6 +1237,30 @@ async fn hostile_strings_in_any_field_are_refused_as_bad_arguments(pool: PgPool)
             result,
             &format!("Get with contact_id = {shown:?}"),
         ));
+        let client = &mut server.client;
+        let members = [hostile.as_str()];
+        let bound = crate::lifecycle_support::associate(client, ACCOUNT, &tom.contact_id, &members);
+        failures.extend(not_a_bad_argument(
+            bound.await,
+            &format!("Associate with a member = {shown:?}"),
+        ));
+        let deleted = crate::lifecycle_support::delete(client, ACCOUNT, &hostile, Some(false));
+        failures.extend(not_a_bad_argument(
+            deleted.await,
+            &format!("Delete with contact_id = {shown:?}"),
+        ));
+        let registered =
+            crate::lifecycle_support::register_folder(&mut directory, ACCOUNT, &hostile, "");
+        failures.extend(not_a_bad_argument(
+            registered.await,
+            &format!("RegisterFolder with folder_id = {shown:?}"),
+        ));
+        let joined =
+            crate::lifecycle_support::register_member(&mut directory, ACCOUNT, &hostile, "");
+        failures.extend(not_a_bad_argument(
+            joined.await,
+            &format!("RegisterMember with account_id = {shown:?}"),
+        ));
     }
     assert_eq!(
         get(&mut server.client, ACCOUNT, &tom.contact_id)
@@ -1243,6 +1268,7 @@ async fn hostile_strings_in_any_field_are_refused_as_bad_arguments(pool: PgPool)
             .expect("the server still answers"),
         tom
     );
+    // The contact's creation alone: no refused call even created the directory.
     assert_eq!(events(&pool).await, 1);
     assert!(failures.is_empty(), "{failures:#?}");
 }
