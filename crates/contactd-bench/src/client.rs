@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use contactd_grpc::proto::message_contact_service_client::MessageContactServiceClient;
+use contactd_grpc::proto::resource_directory_service_client::ResourceDirectoryServiceClient;
 use contactd_grpc::proto::{AddMessageContactRequest, ListMessageContactsRequest};
 use tonic::Request;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 pub type Client = MessageContactServiceClient<Channel>;
+/// The resource directory mirror's client, on the same connections.
+pub type DirectoryClient = ResourceDirectoryServiceClient<Channel>;
 
 const ACCOUNT_HEADER: &str = "x-acs-account-id";
 
@@ -52,12 +55,12 @@ pub struct ContactRef {
 /// `connections` HTTP/2 connections to `endpoint`; calls are spread over them.
 #[derive(Debug, Clone)]
 pub struct Fleet {
-    clients: Vec<Client>,
+    channels: Vec<Channel>,
 }
 
 impl Fleet {
     pub async fn connect(endpoint: &str, connections: usize) -> anyhow::Result<Self> {
-        let mut clients = Vec::with_capacity(connections.max(1));
+        let mut channels = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
             let channel = Endpoint::from_shared(endpoint.to_owned())
                 .context("the server's endpoint")?
@@ -66,14 +69,23 @@ impl Fleet {
                 .connect()
                 .await
                 .with_context(|| format!("connecting to {endpoint}"))?;
-            clients.push(MessageContactServiceClient::new(channel));
+            channels.push(channel);
         }
-        Ok(Self { clients })
+        Ok(Self { channels })
     }
 
     /// The client for task `task`.
     pub fn client(&self, task: usize) -> Client {
-        self.clients[task % self.clients.len()].clone()
+        MessageContactServiceClient::new(self.channel(task))
+    }
+
+    /// The directory client for task `task`, on the same connection as its [`Fleet::client`].
+    pub fn directory(&self, task: usize) -> DirectoryClient {
+        ResourceDirectoryServiceClient::new(self.channel(task))
+    }
+
+    fn channel(&self, task: usize) -> Channel {
+        self.channels[task % self.channels.len()].clone()
     }
 }
 

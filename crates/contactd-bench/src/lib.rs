@@ -57,7 +57,7 @@ pub struct Options {
         long,
         value_delimiter = ',',
         value_enum,
-        default_value = "update,add,get,list,update-long,update-short,dispatch"
+        default_value = "update,add,get,list,update-long,update-short,list-member,associate,dispatch"
     )]
     pub scenarios: Vec<Scenario>,
     /// Offered verification sends per second for `dispatch`, one open-loop run each (with
@@ -110,6 +110,10 @@ pub struct Options {
     /// Events in each short stream of `update-short`.
     #[arg(long, default_value_t = 10)]
     pub short_stream_events: usize,
+    /// Member accounts in the resource directory of `list-member` (spread over 12 folders and
+    /// the root; the member it lists for is four folders deep).
+    #[arg(long, default_value_t = 1000)]
+    pub directory_members: usize,
     /// The pgbench program.
     #[arg(long, default_value = "pgbench")]
     pub pgbench: PathBuf,
@@ -144,6 +148,7 @@ impl Options {
                 short_streams: 0,
                 concurrency: 32,
             },
+            directory_members: self.directory_members,
             scenarios: self.scenarios.clone(),
             concurrency: self.concurrency.clone(),
             warmup: Duration::from_secs(self.warmup),
@@ -224,6 +229,7 @@ pub async fn machine(pool: &PgPool) -> anyhow::Result<report::Machine> {
         "shared_buffers",
         "max_wal_size",
         "max_connections",
+        "autovacuum",
     ] {
         let value: String = sqlx::query_scalar(&format!("SHOW {name}"))
             .fetch_one(pool)

@@ -3,13 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::ValueEnum;
-use contactd_grpc::proto::{GetMessageContactRequest, ListMessageContactsRequest};
+use contactd_grpc::proto::{
+    AssociateMembersRequest, DisassociateMembersRequest, GetMessageContactRequest,
+    ListMessageContactsRequest,
+};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tonic::Status;
@@ -17,7 +20,9 @@ use tonic::Status;
 use crate::client::{Account, Client, ContactRef, Fleet, add_request, letters_name};
 use crate::dbstats::{self, DbCost, DbStats};
 use crate::procfs::{CpuSnapshot, CpuSplit, Memory};
-use crate::seed::{ADDED_FAMILY, Seeded, fresh_email_update};
+use crate::seed::{
+    self, ADDED_FAMILY, DIRECTORY_PAGE_SIZE, Directories, Seeded, fresh_email_update,
+};
 use crate::smtp::SmtpReceiver;
 use crate::stats::{Latencies, Rng};
 
@@ -39,6 +44,15 @@ pub enum Scenario {
     /// The same on a contact with a short history (10 events at the start of the run): the
     /// comparison for `update-long`.
     UpdateShort,
+    /// `ListMessageContacts(member=…)` of one member account four folders deep in a directory
+    /// of 1,000 members (`--directory-members`), a page of 20: the contacts that apply to it,
+    /// bound to it, to a folder above it or to the root (read from the `member_contacts`
+    /// projection). Every answer's count is checked.
+    ListMember,
+    /// `AssociateMembers` and `DisassociateMembers` by turns, one target a call (a folder of
+    /// two members, or a member at the root), each task on an account and contacts of its
+    /// own; each call binds or unbinds one target, so each appends exactly one event.
+    Associate,
     /// `SendEmailVerificationForMessageContact` at steady open-loop rates (`--dispatch-rates`,
     /// not `--concurrency`), each send's message followed to the SMTP receiver
     /// (`dispatch.rs`); it runs after every closed-loop scenario.
@@ -46,24 +60,28 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Update,
         Scenario::Add,
         Scenario::Get,
         Scenario::List,
         Scenario::UpdateLong,
         Scenario::UpdateShort,
+        Scenario::ListMember,
+        Scenario::Associate,
         Scenario::Dispatch,
     ];
 
     /// The scenarios of C tasks with one call in flight each, run by [`run`].
-    pub const CLOSED_LOOP: [Scenario; 6] = [
+    pub const CLOSED_LOOP: [Scenario; 8] = [
         Scenario::Update,
         Scenario::Add,
         Scenario::Get,
         Scenario::List,
         Scenario::UpdateLong,
         Scenario::UpdateShort,
+        Scenario::ListMember,
+        Scenario::Associate,
     ];
 
     pub fn is_closed_loop(self) -> bool {
@@ -78,6 +96,8 @@ impl Scenario {
             Scenario::List => "list",
             Scenario::UpdateLong => "update-long",
             Scenario::UpdateShort => "update-short",
+            Scenario::ListMember => "list-member",
+            Scenario::Associate => "associate",
             Scenario::Dispatch => "dispatch",
         }
     }
@@ -90,13 +110,15 @@ impl Scenario {
             Scenario::Add => "AddMessageContact",
             Scenario::Get => "GetMessageContact",
             Scenario::List => "ListMessageContacts",
+            Scenario::ListMember => "ListMessageContacts, member=…",
+            Scenario::Associate => "AssociateMembers / DisassociateMembers",
             Scenario::Dispatch => "SendEmailVerificationForMessageContact",
         }
     }
 
     /// Whether each successful call appends exactly one event.
     fn appends_one_event(self) -> bool {
-        !matches!(self, Scenario::Get | Scenario::List)
+        !matches!(self, Scenario::Get | Scenario::List | Scenario::ListMember)
     }
 
     /// Errors the contract allows for this call under load (anything else is a failure):
@@ -127,6 +149,17 @@ pub struct Workload {
     pub seeded: Seeded,
     email_serial: AtomicU64,
     add_serial: AtomicU64,
+    /// The directories of `list-member` and `associate`, seeded before the first run that
+    /// needs them.
+    directories: OnceLock<SeededDirectories>,
+}
+
+#[derive(Debug)]
+struct SeededDirectories {
+    seeded: Directories,
+    /// Per `associate` slot, its successful calls so far: where it stands in its turns
+    /// ([`seed::BindingSlot::call`]). Only the slot's task of the current run calls on it.
+    binding_calls: Vec<AtomicU64>,
 }
 
 impl Workload {
@@ -135,7 +168,24 @@ impl Workload {
             seeded,
             email_serial: AtomicU64::new(0),
             add_serial: AtomicU64::new(0),
+            directories: OnceLock::new(),
         }
+    }
+
+    /// The seeded directories, once [`Workload::set_directories`] has been given them.
+    pub fn directories(&self) -> Option<&Directories> {
+        self.directories.get().map(|d| &d.seeded)
+    }
+
+    /// Gives the runs the seeded directories; they are seeded once.
+    pub fn set_directories(&self, seeded: Directories) -> anyhow::Result<()> {
+        let binding_calls = seeded.bindings.iter().map(|_| AtomicU64::new(0)).collect();
+        self.directories
+            .set(SeededDirectories {
+                seeded,
+                binding_calls,
+            })
+            .map_err(|_| anyhow::anyhow!("the directories were seeded already"))
     }
 }
 
@@ -161,6 +211,8 @@ pub struct RunReport {
     pub scenario: Scenario,
     pub concurrency: usize,
     pub measured: Duration,
+    /// The warm-up before it (its calls count in the events appended, not in the rate).
+    pub warmup: Duration,
     /// Successful calls that started within the measured time.
     pub ok: u64,
     pub latencies: Latencies,
@@ -175,6 +227,12 @@ pub struct RunReport {
     pub events_appended: Option<(i64, u64)>,
     /// Events in the stream of the contact a single-contact run updated, at its start.
     pub stream_events_at_start: Option<i64>,
+    /// For `associate`: the lifecycle jobs recorded during the run (warm-up included).
+    pub lifecycle_jobs: Option<i64>,
+    /// For `associate`: how many events the `member_contacts` projection had still to read
+    /// when the calls ended, and how long it then took to read them (`None`: more than the
+    /// patience).
+    pub projection_lag: Option<(i64, Option<Duration>)>,
     /// What the database did per call (warm-up included).
     pub db: DbCost,
 }
@@ -242,6 +300,33 @@ pub async fn run(
         ),
         _ => None,
     };
+    match scenario {
+        Scenario::ListMember => {
+            // Once per run, the whole answer: exactly the contacts that apply to the member.
+            let directory = workload
+                .directories()
+                .and_then(|d| d.directory.as_ref())
+                .context("list-member needs the seeded directory")?;
+            let listed =
+                seed::list_member(&target.fleet, &directory.account, &directory.deep_member)
+                    .await?;
+            anyhow::ensure!(
+                listed == directory.applying,
+                "ListMessageContacts(member={}) lists {listed:?}, not the contacts that apply: {:?}",
+                directory.deep_member,
+                directory.applying
+            );
+        }
+        Scenario::Associate => {
+            let slots = workload.directories().map_or(0, |d| d.bindings.len());
+            anyhow::ensure!(
+                slots >= settings.concurrency,
+                "associate at C={} needs as many seeded accounts, not {slots}",
+                settings.concurrency,
+            );
+        }
+        _ => {}
+    }
     let stream_events_at_start = match &single_contact {
         Some(contact) => Some(count_events(&target.pool, Some(&contact.contact_id)).await?),
         None => None,
@@ -262,6 +347,11 @@ pub async fn run(
         .unwrap_or("postgres")
         .to_owned();
     let db_before = DbStats::take(&target.pool, &database).await?;
+    let jobs_before = if scenario == Scenario::Associate {
+        Some(seed::lifecycle_jobs_recorded(&target.pool).await?)
+    } else {
+        None
+    };
 
     let start = Instant::now();
     let measure_from = start + settings.warmup;
@@ -276,7 +366,7 @@ pub async fn run(
             client,
             workload,
             scenario,
-            contact,
+            Assignment { task, contact },
             rng,
             measure_from,
             end,
@@ -303,6 +393,27 @@ pub async fn run(
             *all.errors.entry(key).or_default() += n;
         }
     }
+    let mut projection_lag = None;
+    if scenario == Scenario::Associate {
+        // The projection of the bindings may fall behind the calls: how far, and how long it
+        // takes to catch up (its work is part of the calls' cost, and must not fall on the
+        // next run).
+        let behind = seed::projection_behind(&target.pool, seed::MEMBER_CONTACTS).await?;
+        let caught_up = seed::wait_for_projection(
+            &target.pool,
+            seed::MEMBER_CONTACTS,
+            Duration::from_secs(900),
+        )
+        .await?;
+        projection_lag = Some((behind, caught_up));
+        // Its bindings change no member's contacts, so they record no lifecycle job; should
+        // one be recorded all the same, it is carried out before the next run.
+        seed::wait_for_lifecycle_jobs(&target.pool, Duration::from_secs(60)).await?;
+    }
+    let lifecycle_jobs = match jobs_before {
+        Some(before) => Some(seed::lifecycle_jobs_recorded(&target.pool).await? - before),
+        None => None,
+    };
     if settings.settle {
         tokio::time::sleep(dbstats::SETTLE).await;
     }
@@ -320,6 +431,7 @@ pub async fn run(
         scenario,
         concurrency: settings.concurrency,
         measured: settings.duration,
+        warmup: settings.warmup,
         ok: all.ok_measured,
         latencies: Latencies::new(all.latencies),
         errors: all.errors,
@@ -328,8 +440,18 @@ pub async fn run(
         cpu,
         events_appended,
         stream_events_at_start,
+        lifecycle_jobs,
+        projection_lag,
         db,
     })
+}
+
+/// What one task calls on: its number (its `associate` slot), and the one contact of a
+/// single-contact run.
+#[derive(Debug, Clone)]
+struct Assignment {
+    task: usize,
+    contact: Option<ContactRef>,
 }
 
 /// One task: one call at a time until `end`; calls that start at or after `measure_from`
@@ -338,7 +460,7 @@ async fn drive(
     mut client: Client,
     workload: Arc<Workload>,
     scenario: Scenario,
-    contact: Option<ContactRef>,
+    assignment: Assignment,
     mut rng: Rng,
     measure_from: Instant,
     end: Instant,
@@ -352,7 +474,7 @@ async fn drive(
         if started >= end {
             return outcome;
         }
-        let result = call(&mut client, &workload, scenario, contact.as_ref(), &mut rng).await;
+        let result = call(&mut client, &workload, scenario, &assignment, &mut rng).await;
         let took = started.elapsed();
         let measured = started >= measure_from;
         match result {
@@ -385,10 +507,11 @@ async fn call(
     client: &mut Client,
     workload: &Workload,
     scenario: Scenario,
-    contact: Option<&ContactRef>,
+    assignment: &Assignment,
     rng: &mut Rng,
 ) -> Result<(), Status> {
     let seeded = &workload.seeded;
+    let contact = assignment.contact.as_ref();
     let random_contact = |rng: &mut Rng| &seeded.contacts[rng.below(seeded.contacts.len())];
     match scenario {
         Scenario::Update | Scenario::UpdateLong | Scenario::UpdateShort => {
@@ -430,6 +553,75 @@ async fn call(
             client
                 .list_message_contacts(account.request(request))
                 .await?;
+        }
+        Scenario::ListMember => {
+            let directory = workload
+                .directories()
+                .and_then(|d| d.directory.as_ref())
+                .ok_or_else(|| Status::failed_precondition("no seeded directory"))?;
+            let request = ListMessageContactsRequest {
+                member: directory.deep_member.clone(),
+                page_size: DIRECTORY_PAGE_SIZE,
+                ..Default::default()
+            };
+            let page = client
+                .list_message_contacts(directory.account.request(request))
+                .await?
+                .into_inner();
+            let expected = directory.applying.len();
+            if page.total_count != expected as i64 || page.contacts.len() != expected {
+                // A wrong answer counts as a failed call, with an unexpected code.
+                return Err(Status::data_loss(format!(
+                    "listed {} of {} contacts, {expected} apply",
+                    page.contacts.len(),
+                    page.total_count
+                )));
+            }
+        }
+        Scenario::Associate => {
+            let seeded = workload
+                .directories
+                .get()
+                .ok_or_else(|| Status::failed_precondition("no seeded directories"))?;
+            let (Some(slot), Some(done)) = (
+                seeded.seeded.bindings.get(assignment.task),
+                seeded.binding_calls.get(assignment.task),
+            ) else {
+                return Err(Status::failed_precondition(
+                    "no associate slot for the task",
+                ));
+            };
+            let n = done.load(Ordering::Relaxed);
+            let (contact_id, target, bind) = slot.call(n);
+            let answered = if bind {
+                let request = AssociateMembersRequest {
+                    contact_id: contact_id.to_owned(),
+                    members: vec![target.to_owned()],
+                    client_token: String::new(),
+                };
+                client
+                    .associate_members(slot.account.request(request))
+                    .await?
+                    .into_inner()
+                    .members
+            } else {
+                let request = DisassociateMembersRequest {
+                    contact_id: contact_id.to_owned(),
+                    members: vec![target.to_owned()],
+                    client_token: String::new(),
+                };
+                client
+                    .disassociate_members(slot.account.request(request))
+                    .await?
+                    .into_inner()
+                    .members
+            };
+            done.store(n + 1, Ordering::Relaxed);
+            if answered.len() != 1 || answered[0].member_id != target {
+                return Err(Status::data_loss(format!(
+                    "the answer names {answered:?}, not {target}"
+                )));
+            }
         }
         // `run` refuses it before any task starts.
         Scenario::Dispatch => {

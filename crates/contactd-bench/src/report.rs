@@ -129,6 +129,97 @@ pub fn service(report: &ServiceReport, cores: usize) -> String {
                 starts.join(", ")
             );
         }
+        let directories = report.directories.as_ref();
+        if scenario == Scenario::ListMember
+            && let Some(d) = directories.and_then(|d| d.directory.as_ref())
+        {
+            let _ = writeln!(
+                out,
+                "\nThe member `{}` is four folders deep (root → F1 → F2 → F3 → F4) in a directory of \
+                 {} members and {} folders (seeded in {:.1} s, after the runs of the scenarios \
+                 before); {} of the account's {} contacts apply to it (bound to it, to F1..F4 or \
+                 to the root), and every answer counted exactly those (the whole list was checked \
+                 at the start of each run). After the last binding, the projection listed them \
+                 all within {} ms.",
+                d.deep_member,
+                d.members,
+                d.folders,
+                d.seeded_in.as_secs_f64(),
+                d.applying.len(),
+                d.contacts,
+                ms(d.visible_after),
+            );
+        }
+        if scenario == Scenario::Associate
+            && let Some(d) = directories
+        {
+            let _ = writeln!(
+                out,
+                "\nEach task binds and unbinds on an account of its own ({} seeded): two contacts \
+                 bound to the root for good, and two targets (a folder with a member in it, a \
+                 member at the root), one target a call, each call changing one binding. Since \
+                 the contacts apply to every member through the root already, no call changes \
+                 which members they apply to, and none records a lifecycle job (recorded during \
+                 the runs: {}).",
+                d.bindings.len(),
+                report
+                    .runs
+                    .iter()
+                    .filter(|r| r.scenario == Scenario::Associate)
+                    .map(|r| format!("C={}: {}", r.concurrency, r.lifecycle_jobs.unwrap_or(0)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let lags: Vec<String> = report
+                .runs
+                .iter()
+                .filter(|r| r.scenario == Scenario::Associate)
+                .filter_map(|r| {
+                    let (behind, caught_up) = r.projection_lag?;
+                    Some(match caught_up {
+                        Some(t) => {
+                            // Every binding of the run, over the run and the catch-up.
+                            let (events, _) = r.events_appended.unwrap_or_default();
+                            let span = r.measured + r.warmup + t;
+                            format!(
+                                "C={}: {behind} events behind, caught up in {:.1} s ({:.0} events/s \
+                                 over the run and the catch-up)",
+                                r.concurrency,
+                                t.as_secs_f64(),
+                                events as f64 / span.as_secs_f64().max(1e-9)
+                            )
+                        }
+                        None => format!(
+                            "C={}: {behind} events behind, not caught up within 15 min",
+                            r.concurrency
+                        ),
+                    })
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "\nThe `member_contacts` projection (what `list-member` reads) and the calls, \
+                 when each run ended (its catch-up is in the DB figures; the next run waited for \
+                 it): {}.",
+                lags.join("; ")
+            );
+        }
+        if matches!(scenario, Scenario::ListMember | Scenario::Associate)
+            && let Some(d) = directories
+        {
+            let _ = writeln!(
+                out,
+                "\nThe seeding's bindings left {} lifecycle jobs (one per member account a contact \
+                 came to apply to); the lifecycle worker carried them out in {} before the runs.",
+                d.jobs,
+                d.jobs_done_in.map_or(
+                    "more than the patience (the runs shared the machine with \
+                 it)"
+                    .into(),
+                    |t| format!("{:.1} s", t.as_secs_f64())
+                )
+            );
+        }
     }
     out
 }
@@ -309,6 +400,22 @@ pub fn targets(service: &ServiceReport, pgbench: &[PgbenchReport], at: usize) ->
     );
     versus(Scenario::Get, Workload::SelectOnly, Some(0.35), "");
 
+    for scenario in [Scenario::ListMember, Scenario::Associate] {
+        if let Some(run) = service.run(scenario, at) {
+            targets.push(Target {
+                what: format!("`{scenario}` at C={at}"),
+                measured: format!(
+                    "{:.0}/s, p50 {} ms, p99 {} ms",
+                    run.calls_per_second(),
+                    ms(run.latencies.percentile(50.0)),
+                    ms(run.latencies.percentile(99.0))
+                ),
+                wanted: "none: measured".into(),
+                met: None,
+            });
+        }
+    }
+
     if let Some(run) = service.run(Scenario::Update, at) {
         let p99 = run.latencies.percentile(99.0);
         targets.push(Target {
@@ -410,8 +517,8 @@ pub fn verdict(verdict: &Verdict) -> String {
     let a = &verdict.agreement;
     let mut out = format!(
         "## Verdict: {}\n\n- log and read model: {} contacts, {} events; {} version mismatches, {} \
-         streams without a row, {} name-claim mismatches, {} quota mismatches\n- calls failed with \
-         an unexpected code: {}\n",
+         streams without a row, {} name-claim mismatches, {} quota mismatches, {} directory \
+         mismatches\n- calls failed with an unexpected code: {}\n",
         if verdict.passed() { "PASS" } else { "FAIL" },
         a.contacts,
         a.events,
@@ -419,6 +526,7 @@ pub fn verdict(verdict: &Verdict) -> String {
         a.orphan_streams,
         a.name_mismatches,
         a.quota_mismatches,
+        a.directory_mismatches,
         verdict.unexpected_errors
     );
     if verdict.runs_not_adding_up.is_empty() {

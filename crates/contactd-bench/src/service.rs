@@ -8,13 +8,15 @@ use anyhow::Context;
 
 use crate::dispatch::{self, DispatchPlan, DispatchReport, RateReport};
 use crate::load::{self, RunReport, RunSettings, Scenario, Target, Workload};
-use crate::seed::{self, SeedPlan};
+use crate::seed::{self, Directories, DirectoryPlan, SeedPlan};
 use crate::verify::{self, Agreement};
 
 /// What to run against the server.
 #[derive(Debug, Clone)]
 pub struct ServicePlan {
     pub seed: SeedPlan,
+    /// Member accounts in the directory of `list-member`.
+    pub directory_members: usize,
     pub scenarios: Vec<Scenario>,
     pub concurrency: Vec<usize>,
     pub warmup: Duration,
@@ -30,6 +32,8 @@ pub struct ServicePlan {
 #[derive(Debug, Clone)]
 pub struct ServiceReport {
     pub seeding: Duration,
+    /// The directories of `list-member` and `associate`, if they were seeded.
+    pub directories: Option<Directories>,
     pub runs: Vec<RunReport>,
     pub dispatch: Option<DispatchReport>,
 }
@@ -60,12 +64,9 @@ pub async fn run(
     mut progress: impl FnMut(&RunReport),
     dispatch_progress: impl FnMut(&RateReport),
 ) -> anyhow::Result<ServiceReport> {
-    let mut runs = Vec::new();
-    let mut seeding = Duration::ZERO;
+    let mut closed = ClosedLoop::default();
     if plan.scenarios.iter().any(|s| s.is_closed_loop()) {
-        let (seeded_in, closed) = run_closed_loop(target, plan, &mut progress).await?;
-        seeding = seeded_in;
-        runs = closed;
+        closed = run_closed_loop(target, plan, &mut progress).await?;
     }
     let dispatch = if plan.scenarios.contains(&Scenario::Dispatch) {
         let receiver = target
@@ -77,22 +78,45 @@ pub async fn run(
         None
     };
     Ok(ServiceReport {
-        seeding,
-        runs,
+        seeding: closed.seeding,
+        directories: closed.directories,
+        runs: closed.runs,
         dispatch,
     })
+}
+
+/// What the closed-loop half seeded and measured.
+#[derive(Debug, Default)]
+struct ClosedLoop {
+    seeding: Duration,
+    directories: Option<Directories>,
+    runs: Vec<RunReport>,
 }
 
 async fn run_closed_loop(
     target: &Target,
     plan: &ServicePlan,
     progress: &mut impl FnMut(&RunReport),
-) -> anyhow::Result<(Duration, Vec<RunReport>)> {
+) -> anyhow::Result<ClosedLoop> {
     let mut seed_plan = plan.seed.clone();
     seed_plan.short_streams = if plan.scenarios.contains(&Scenario::UpdateShort) {
         plan.concurrency.len()
     } else {
         0
+    };
+    let directory_plan = DirectoryPlan {
+        members: if plan.scenarios.contains(&Scenario::ListMember) {
+            plan.directory_members
+        } else {
+            0
+        },
+        binding_accounts: if plan.scenarios.contains(&Scenario::Associate) {
+            plan.concurrency.iter().copied().max().unwrap_or(0)
+        } else {
+            0
+        },
+        concurrency: plan.seed.concurrency,
+        jobs_patience: Duration::from_secs(600),
     };
     let started = Instant::now();
     let seeded = seed::seed(&target.fleet, &target.pool, &seed_plan).await?;
@@ -101,6 +125,15 @@ async fn run_closed_loop(
 
     let mut runs = Vec::new();
     for (scenario, level) in order(plan) {
+        if matches!(scenario, Scenario::ListMember | Scenario::Associate)
+            && workload.directories().is_none()
+        {
+            // Seeded here, after the runs of the earlier benchmark, so that they run as they
+            // did: on the same data, and without the lifecycle jobs of these bindings.
+            let directories =
+                seed::seed_directories(&target.fleet, &target.pool, &directory_plan).await?;
+            workload.set_directories(directories)?;
+        }
         let settings = RunSettings {
             scenario,
             concurrency: plan.concurrency[level],
@@ -114,7 +147,11 @@ async fn run_closed_loop(
         progress(&report);
         runs.push(report);
     }
-    Ok((seeding, runs))
+    Ok(ClosedLoop {
+        seeding,
+        directories: workload.directories().cloned(),
+        runs,
+    })
 }
 
 /// The runs in order: each scenario at each concurrency (as an index into the plan's), except

@@ -1,7 +1,8 @@
 //! The end-of-run check that the log and the read model agree: for every contact, its row's
 //! version = the number of events in its stream = the stream's highest version; no contact
 //! stream without a row (a verification message's delivery stream has none); every contact's
-//! name claimed by it; every quota counter equal to the count.
+//! name claimed by it; every quota counter equal to the count; and the same for each
+//! resource directory's row and its stream (`directory-<account>`).
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -19,6 +20,9 @@ pub struct Agreement {
     pub name_mismatches: i64,
     /// Accounts whose quota counter differs from their number of contacts.
     pub quota_mismatches: i64,
+    /// Directories whose row's version differs from their stream's count or highest version,
+    /// and directory streams without a row.
+    pub directory_mismatches: i64,
 }
 
 impl Agreement {
@@ -27,13 +31,19 @@ impl Agreement {
             && self.orphan_streams == 0
             && self.name_mismatches == 0
             && self.quota_mismatches == 0
+            && self.directory_mismatches == 0
     }
 }
 
 const CHECK: &str = r#"
 WITH streams AS (
     SELECT stream_id, count(*) AS events, max(stream_version) AS last_version
-    FROM events WHERE event_type NOT LIKE 'VerificationMessage%' GROUP BY stream_id
+    FROM events WHERE event_type NOT LIKE 'VerificationMessage%' AND stream_id NOT LIKE 'directory-%'
+    GROUP BY stream_id
+),
+directory_streams AS (
+    SELECT stream_id, count(*) AS events, max(stream_version) AS last_version
+    FROM events WHERE stream_id LIKE 'directory-%' GROUP BY stream_id
 ),
 per_account AS (
     SELECT account_id, count(*) AS contacts FROM contacts GROUP BY account_id
@@ -52,7 +62,11 @@ SELECT
      + (SELECT count(*) FROM contact_names n WHERE NOT EXISTS
         (SELECT 1 FROM contacts c WHERE c.contact_id = n.contact_id)) AS name_mismatches,
     (SELECT count(*) FROM per_account p FULL JOIN contact_quotas q ON q.account_id = p.account_id
-      WHERE q.contacts IS DISTINCT FROM p.contacts) AS quota_mismatches
+      WHERE q.contacts IS DISTINCT FROM p.contacts) AS quota_mismatches,
+    (SELECT count(*) FROM directories d FULL JOIN directory_streams s
+        ON s.stream_id = 'directory-' || d.account_id
+      WHERE s.events IS DISTINCT FROM d.version OR s.last_version IS DISTINCT FROM d.version)
+        AS directory_mismatches
 "#;
 
 pub async fn check(pool: &PgPool) -> anyhow::Result<Agreement> {

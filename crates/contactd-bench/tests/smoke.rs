@@ -74,6 +74,7 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
             short_streams: 0,
             concurrency: 8,
         },
+        directory_members: 100,
         scenarios: Scenario::ALL.to_vec(),
         concurrency: vec![4],
         warmup: Duration::from_millis(200),
@@ -118,6 +119,48 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
         .run(Scenario::UpdateShort, 4)
         .expect("update-short ran");
     assert_eq!(short.stream_events_at_start, Some(10));
+    // The member four folders deep: 9 of the directory account's 20 contacts apply to it,
+    // every answer counted them (a wrong count is an unexpected error), `associate` had an
+    // account per task, and the worker carried out the jobs of the seeding's bindings.
+    let directories = report
+        .directories
+        .as_ref()
+        .expect("the directories were seeded");
+    let directory = directories
+        .directory
+        .as_ref()
+        .expect("list-member's directory");
+    assert_eq!((directory.members, directory.contacts), (100, 20));
+    assert_eq!(directory.applying.len(), 9);
+    assert!(
+        report
+            .run(Scenario::ListMember, 4)
+            .is_some_and(|run| run.ok > 0)
+    );
+    assert_eq!(directories.bindings.len(), 4);
+    assert!(
+        directories.jobs > 0 && directories.jobs_done_in.is_some(),
+        "{directories:?}"
+    );
+    let associate = report.run(Scenario::Associate, 4).expect("associate ran");
+    assert!(
+        associate
+            .events_appended
+            .is_some_and(|(events, _)| events > 0)
+    );
+    assert_eq!(
+        associate.lifecycle_jobs,
+        Some(0),
+        "associate's bindings record no job"
+    );
+    // The projection read every binding before the next run.
+    assert!(
+        associate
+            .projection_lag
+            .is_some_and(|(_, caught_up)| caught_up.is_some()),
+        "{:?}",
+        associate.projection_lag
+    );
     // Every send was answered, and its email accepted by the receiver exactly once.
     let dispatch = report.dispatch.as_ref().expect("dispatch ran");
     let [rate] = dispatch.runs.as_slice() else {
@@ -135,11 +178,11 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
         .run(Scenario::Add, 4)
         .and_then(|run| run.events_appended)
         .map_or(0, |(events, _)| events);
-    // The seeded contacts, the long and the short stream's, those the add scenario made, and
-    // one per dispatch send.
+    // The seeded contacts, the long and the short stream's, those the add scenario made, the
+    // directory account's 20, two per associate account, and one per dispatch send.
     assert_eq!(
         verdict.agreement.contacts,
-        20 * 10 + 2 + added + dispatch.contacts as i64
+        20 * 10 + 2 + added + 20 + 2 * 4 + dispatch.contacts as i64
     );
 
     // The committed pgbench scripts run on the seeded tables and keep them in agreement.
