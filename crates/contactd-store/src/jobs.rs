@@ -118,17 +118,21 @@ pub(crate) async fn claim_jobs(
     .execute(pool)
     .await
     .map_err(|e| store_error("dropping superseded lifecycle jobs failed", e))?;
+    // The head of each queue (a member's messages about a contact; any other job alone), in
+    // one sort of the pending jobs rather than a look back from each. The lease is checked
+    // again on the row itself: a claim that waited for another's lock then finds it leased.
     let rows: Vec<JobRow> = sqlx::query_as(
         "UPDATE lifecycle_jobs AS j SET lease_owner = $1, \
              leased_until = now() + make_interval(secs => $2), attempts = j.attempts + 1 \
-         FROM (SELECT job_id FROM lifecycle_jobs d \
-               WHERE state = 'pending' AND next_attempt_at <= now() \
-                 AND (leased_until IS NULL OR leased_until <= now()) \
-                 AND NOT EXISTS (SELECT 1 FROM lifecycle_jobs e \
-                     WHERE e.subject = d.subject AND e.contact_id = d.contact_id \
-                       AND e.state = 'pending' AND e.recorded < d.recorded) \
-               ORDER BY recorded LIMIT $3 FOR UPDATE SKIP LOCKED) AS due \
-         WHERE j.job_id = due.job_id \
+         FROM (SELECT job_id FROM ( \
+                   SELECT DISTINCT ON (coalesce(subject, job_id), coalesce(contact_id, '')) \
+                          job_id, recorded, next_attempt_at, leased_until \
+                   FROM lifecycle_jobs WHERE state = 'pending' \
+                   ORDER BY coalesce(subject, job_id), coalesce(contact_id, ''), recorded) AS heads \
+               WHERE next_attempt_at <= now() AND (leased_until IS NULL OR leased_until <= now()) \
+               ORDER BY recorded LIMIT $3) AS due \
+         WHERE j.job_id = due.job_id AND j.state = 'pending' \
+           AND (j.leased_until IS NULL OR j.leased_until <= now()) \
          RETURNING j.job_id, j.account_id, j.kind, j.contact_id, j.target, j.subject, j.message_id, \
                    j.payload, j.message_types, j.deletion_id, j.causation_id, j.correlation_id, j.attempts",
     )
