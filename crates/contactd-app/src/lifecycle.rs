@@ -3,9 +3,7 @@
 //! background), and the commands the service issues itself in reaction to events (a target
 //! the directory dropped is unbound; an asynchronous delete ends).
 
-use contactd_domain::{
-    Contact, ContactId, DeleteStatus, Deletion, Directory, FailReason, MemberId,
-};
+use contactd_domain::{Contact, ContactId, DeleteStatus, Deletion, FailReason, MemberId};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -208,15 +206,12 @@ impl<S: ContactStore + DirectoryStore> ContactService<S> {
             idempotency: None,
             code: None,
         };
-        match self
-            .change(ctx, contact_id, change, |state| {
+        gone_is_done(
+            self.change(ctx, contact_id, change, |state| {
                 Ok(state.unbind_removed(target))
             })
-            .await
-        {
-            Ok(_) | Err(AppError::ContactNotFound) => Ok(()),
-            Err(error) => Err(error),
-        }
+            .await,
+        )
     }
 
     /// Ends the asynchronous delete `deletion_id` (`ctx` names the event that started it):
@@ -233,19 +228,20 @@ impl<S: ContactStore + DirectoryStore> ContactService<S> {
             idempotency: None,
             code: None,
         };
-        match self
-            .change(ctx, contact_id, change, |state| {
+        gone_is_done(
+            self.change(ctx, contact_id, change, |state| {
                 Ok(state.finish_deletion(deletion_id, failures.clone()))
             })
-            .await
-        {
-            Ok(_) | Err(AppError::ContactNotFound) => Ok(()),
-            Err(error) => Err(error),
-        }
+            .await,
+        )
     }
+}
 
-    /// The account's directory, as stored (`None` before its first use).
-    pub async fn stored_directory(&self, ctx: &CallContext) -> Result<Option<Directory>, AppError> {
-        Ok(self.store().load_directory(&ctx.account_id).await?)
+/// A command the service issues in reaction to an event has nothing to do on a contact that is
+/// gone since.
+fn gone_is_done(result: Result<Outcome, AppError>) -> Result<(), AppError> {
+    match result {
+        Ok(_) | Err(AppError::ContactNotFound) => Ok(()),
+        Err(error) => Err(error),
     }
 }
