@@ -30,11 +30,12 @@ pub use lifecycle_worker::{LifecycleSettings, LifecycleWorker};
 pub use paging::{Page, PageRequest};
 pub use port::{
     Append, AppendError, AsOf, AuditLog, BindingChange, CodeIssue, ContactStore, DeletionProgress,
-    Delivered, DeliveryError, DirectoryAppend, DirectoryStore, EventMetadata, IDEMPOTENCY_WINDOW,
-    IdempotencyKey, IntegrationMessage, IntegrationPublisher, JobOutcome, LifecycleJob,
-    LifecycleJobs, LifecycleTask, LinkedCode, ListedContact, LogPosition, LogSubscription,
-    NameClaim, NewEvent, Notification, Notifier, Operation, Outbox, OutboxMessage, Outcome,
-    PublishError, RecordedEvent, RememberedCall, SendLimits, StoreError, contact_history,
+    Delivered, DeliveryError, DirectoryAppend, DirectoryStore, EventLog, EventMetadata,
+    IDEMPOTENCY_WINDOW, IdempotencyKey, IntegrationMessage, IntegrationPublisher, JobOutcome,
+    LifecycleJob, LifecycleJobs, LifecycleTask, LinkedCode, ListedContact, LogPosition,
+    LogSubscription, NameClaim, NewEvent, Notification, Notifier, Operation, Outbox, OutboxMessage,
+    Outcome, PublishError, RecordedEvent, RememberedCall, SendLimits, StartPoint, StoreError,
+    contact_history,
 };
 pub use service::{
     ContactService, DEFAULT_DECIDED_CONTACTS, Idempotency, ListQuery, NewContact, Policy,

@@ -230,34 +230,48 @@ impl StoreError {
     }
 }
 
-/// A place in the global log. The log's order is `(transaction_id, global_position)`: positions
-/// are drawn before commit and commit out of order, so readers order and checkpoint by the
-/// writing transaction first (see ADR 4).
+/// A place in the global log, ordered as the log is read. Opaque outside the store that made
+/// it: each store encodes its own order in the two numbers (PostgreSQL: the writing
+/// transaction, then the position, since positions commit out of order (ADR 4); SQLite, whose
+/// positions commit in order: the position twice). Everyone else only compares positions, keeps
+/// them and hands them back to the store they came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LogPosition {
-    pub transaction_id: i64,
-    pub global_position: i64,
+    major: i64,
+    minor: i64,
 }
 
 impl LogPosition {
     /// Before the first event.
-    pub const START: LogPosition = LogPosition {
-        transaction_id: 0,
-        global_position: 0,
-    };
+    pub const START: LogPosition = LogPosition { major: 0, minor: 0 };
+
+    /// For a store: the position it orders by these two numbers, the first one first.
+    pub const fn from_parts(major: i64, minor: i64) -> Self {
+        Self { major, minor }
+    }
+
+    /// For a store: the two numbers it encoded.
+    pub const fn parts(self) -> (i64, i64) {
+        (self.major, self.minor)
+    }
 }
 
 /// An event as read back from the log: where it is, what it says (decoded through the
 /// upcasters, and as stored), and who caused it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
+    /// Where it is in the store's log order.
     pub position: LogPosition,
+    /// Its number in the log, as clients see it: unique and increasing in the order the events
+    /// were appended (not always in the order they committed).
+    pub global_position: i64,
     pub event_id: Uuid,
     pub stream_id: String,
     pub stream_version: u64,
     pub event_type: String,
     pub schema_version: i32,
-    /// The payload exactly as stored, in its own schema version.
+    /// The payload as stored, in its own schema version, rendered compactly with its keys in
+    /// order (the same text whichever store holds it).
     pub payload_json: String,
     pub event: DomainEvent,
     pub metadata: EventMetadata,
@@ -277,6 +291,55 @@ pub fn contact_history(
     events
         .iter()
         .filter_map(|e| Some((e.contact_event()?, e.metadata.recorded_at)))
+}
+
+/// Where a reader asked to start "from global position P" begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartPoint {
+    /// Read after this place in log order.
+    pub after: LogPosition,
+    /// Skip events with a smaller global position (only when P lies beyond the log's end).
+    pub min_global_position: i64,
+}
+
+/// The global log, read in order with no skipped event: what projections, rebuilds and
+/// replays read, on any store.
+pub trait EventLog: Send + Sync + 'static {
+    /// Up to `limit` events after `after` in log order (`account` narrows it to one account's),
+    /// only those before which no event can still commit: an event is never passed over while
+    /// it is invisible.
+    fn read_log(
+        &self,
+        after: LogPosition,
+        account: Option<&AccountId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// The same for one stream.
+    fn read_stream_log(
+        &self,
+        stream_id: &str,
+        after: LogPosition,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// From the event at `global_position` (or the first one after it) on, in log order; past
+    /// the log's end, what commits from now on, keeping only events at that position or beyond.
+    fn start_at(
+        &self,
+        global_position: i64,
+    ) -> impl Future<Output = Result<StartPoint, StoreError>> + Send;
+
+    /// The log's end now: every event committed so far lies before it, every event of a write
+    /// that starts from now on at or after it.
+    fn log_end(&self) -> impl Future<Output = Result<LogPosition, StoreError>> + Send;
+
+    /// Whether every event before `end` can be read: no write that may still commit one
+    /// before it is running.
+    fn readable_to(
+        &self,
+        end: LogPosition,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// A point in a stream's history.

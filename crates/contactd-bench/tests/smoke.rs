@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(pool: PgPool) {
     let data_dir = std::env::temp_dir().join(format!("contactd-smoke-{}", std::process::id()));
     let smtp = SmtpReceiver::start().await.expect("the SMTP receiver");

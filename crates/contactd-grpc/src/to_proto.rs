@@ -135,7 +135,7 @@ pub(crate) fn datetime(at: prost_types::Timestamp) -> Option<DateTime<Utc>> {
 
 pub(crate) fn event(event: &RecordedEvent) -> proto::Event {
     proto::Event {
-        global_position: event.position.global_position,
+        global_position: event.global_position,
         stream_id: event.stream_id.clone(),
         stream_version: i64::try_from(event.stream_version).unwrap_or(i64::MAX),
         event_type: event.event_type.clone(),

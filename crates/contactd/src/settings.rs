@@ -116,12 +116,12 @@ pub struct ServeSettings {
 
     /// Groups of concurrent updates written at once, each in one statement and transaction.
     /// 0 writes every update on its own.
-    #[arg(long, env = "CONTACTD_GROUP_WRITERS", default_value_t = contactd_store::DEFAULT_GROUP_WRITERS)]
+    #[arg(long, env = "CONTACTD_GROUP_WRITERS", default_value_t = contactd_store_pg::DEFAULT_GROUP_WRITERS)]
     pub group_writers: usize,
 
     /// Groups of concurrent contact reads run at once, each one `SELECT`. 0 reads every
     /// contact on its own.
-    #[arg(long, env = "CONTACTD_GROUP_READERS", default_value_t = contactd_store::DEFAULT_GROUP_READERS)]
+    #[arg(long, env = "CONTACTD_GROUP_READERS", default_value_t = contactd_store_pg::DEFAULT_GROUP_READERS)]
     pub group_readers: usize,
 
     /// The longest a call may run, in seconds.

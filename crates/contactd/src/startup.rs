@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use contactd_app::{
-    AuditService, ContactService, DispatchSettings, Dispatcher, LifecycleSettings, LifecycleWorker,
-    Policy, VerificationPolicy,
+    AuditService, ContactService, DispatchSettings, Dispatcher, EventLog, LifecycleSettings,
+    LifecycleWorker, Policy, VerificationPolicy,
 };
 use contactd_delivery::{DeliverySettings, Senders};
 use contactd_grpc::{Server, ServerSettings};
 use contactd_nats::{NatsPublisher, NatsSettings};
-use contactd_store::{
+use contactd_store_pg::{
     AccountActivity, INLINE_READ_MODEL, MemberContacts, PgStore, PoolSettings, Projection,
     ProjectionMetrics, RunnerSettings, VerificationOutbox,
 };
@@ -40,7 +40,7 @@ pub async fn serve(
         .map_err(anyhow::Error::msg)?;
     let pool = connect(&settings.database, !settings.no_migrate).await?;
     if !settings.no_migrate {
-        contactd_store::migrate(&pool)
+        contactd_store_pg::migrate(&pool)
             .await
             .context("applying migrations")?;
     }
@@ -60,7 +60,7 @@ pub async fn serve(
 /// `contactd migrate`.
 pub async fn migrate_only(settings: &DatabaseSettings) -> anyhow::Result<()> {
     let pool = connect(settings, true).await?;
-    contactd_store::migrate(&pool)
+    contactd_store_pg::migrate(&pool)
         .await
         .context("applying migrations")?;
     info!("migrations applied");
@@ -104,11 +104,11 @@ pub async fn run(
     };
     let metrics = ProjectionMetrics::default();
     let mut workers = JoinSet::new();
-    workers.spawn(contactd_store::relay_log_notifications(
+    workers.spawn(contactd_store_pg::relay_log_notifications(
         store.clone(),
         stopped(stopping.clone()),
     ));
-    workers.spawn(contactd_store::run_projection(
+    workers.spawn(contactd_store_pg::run_projection(
         store.clone(),
         Arc::new(AccountActivity),
         runner.clone(),
@@ -117,7 +117,7 @@ pub async fn run(
     ));
     // The outbox lets events gather for a shorter while than the audit view: each batch that
     // waits is time added to every verification message (ADR 8).
-    workers.spawn(contactd_store::run_projection(
+    workers.spawn(contactd_store_pg::run_projection(
         store.clone(),
         Arc::new(store.verification_outbox()),
         RunnerSettings {
@@ -127,7 +127,7 @@ pub async fn run(
         metrics.clone(),
         stopping.clone(),
     ));
-    workers.spawn(contactd_store::run_projection(
+    workers.spawn(contactd_store_pg::run_projection(
         store.clone(),
         Arc::new(store.member_contacts()),
         RunnerSettings {
@@ -251,12 +251,12 @@ pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow:
     for name in chosen {
         let started = std::time::Instant::now();
         let report = if name == INLINE_READ_MODEL {
-            contactd_store::rebuild_contacts(&store).await
+            contactd_store_pg::rebuild_contacts(&store).await
         } else if name == MemberContacts::NAME {
             // Replayed without its jobs: a rebuild publishes and unbinds nothing again.
-            contactd_store::rebuild_projection(&store, &MemberContacts::replaying(), 5000).await
+            contactd_store_pg::rebuild_projection(&store, &MemberContacts::replaying(), 5000).await
         } else {
-            contactd_store::rebuild_projection(&store, &AccountActivity, 5000).await
+            contactd_store_pg::rebuild_projection(&store, &AccountActivity, 5000).await
         }
         .with_context(|| format!("rebuilding {name}"))?;
         let seconds = started.elapsed().as_secs_f64();
@@ -285,11 +285,11 @@ pub async fn replay(
 
     let store = PgStore::new(connect(settings, false).await?);
     let start = store.start_at(from).await?;
-    // Every transaction that had started by now is below this; the replay is complete once
-    // they have all ended and the log has been read to its readable end.
-    let (_, horizon) = store.snapshot_bounds().await?;
+    // Every event committed by now is before this; the replay is complete once nothing can
+    // commit before it any more and the log has been read to it.
+    let end = store.log_end().await?;
     let mut after = start.after;
-    let mut horizon_readable = false;
+    let mut end_readable = false;
     let mut waiting_said = false;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     'read: loop {
@@ -298,17 +298,14 @@ pub async fn replay(
             None => store.read_log(after, None, 1000).await?,
         };
         let Some(last) = batch.last() else {
-            if horizon_readable {
+            if end_readable {
                 break;
             }
-            // Read once more after the transactions before the horizon have all ended.
-            let (readable_below, _) = store.snapshot_bounds().await?;
-            horizon_readable = readable_below >= horizon;
-            if !horizon_readable {
+            // Read once more after the writes running at the start have all ended.
+            end_readable = store.readable_to(end).await?;
+            if !end_readable {
                 if !waiting_said {
-                    tracing::warn!(
-                        "waiting for transactions that were running at the start to end"
-                    );
+                    tracing::warn!("waiting for writes that were running at the start to end");
                     waiting_said = true;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -317,11 +314,11 @@ pub async fn replay(
         };
         after = last.position;
         for event in &batch {
-            if event.position.transaction_id >= horizon {
+            if event.position >= end {
                 break 'read;
             }
-            if event.position.global_position >= start.min_global_position {
-                writeln!(out, "{}", contactd_store::event_json_line(event))?;
+            if event.global_position >= start.min_global_position {
+                writeln!(out, "{}", contactd_store_pg::event_json_line(event))?;
             }
         }
     }
@@ -345,7 +342,7 @@ async fn connect(settings: &DatabaseSettings, create_database: bool) -> anyhow::
         max_connections: settings.db_max_connections,
         ..PoolSettings::default()
     };
-    contactd_store::connect(url, &pool_settings)
+    contactd_store_pg::connect(url, &pool_settings)
         .await
         .context("connecting to PostgreSQL")
 }

@@ -178,7 +178,7 @@ fn assert_invalid_as_of(status: &Status) {
 
 // ---------------------------------------------------------------- ListMessageContactEvents
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_contacts_events_are_listed_in_stream_order_with_who_caused_them_and_why(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let mut audit = audit_client(&server).await;
@@ -287,7 +287,7 @@ async fn a_contacts_events_are_listed_in_stream_order_with_who_caused_them_and_w
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn events_are_listed_page_by_page_until_the_token_comes_back_empty(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut audit = audit_client(&server).await;
@@ -332,7 +332,7 @@ async fn events_are_listed_page_by_page_until_the_token_comes_back_empty(pool: P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_page_size_out_of_range_or_a_malformed_page_token_is_refused(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut audit = audit_client(&server).await;
@@ -367,7 +367,7 @@ async fn a_page_size_out_of_range_or_a_malformed_page_token_is_refused(pool: PgP
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn listing_events_needs_a_contact_id_and_another_accounts_contact_is_not_found(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut audit = audit_client(&server).await;
@@ -415,7 +415,7 @@ async fn listing_events_needs_a_contact_id_and_another_accounts_contact_is_not_f
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn another_accounts_contact_is_not_found_on_a_later_page_either(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut audit = audit_client(&server).await;
@@ -445,7 +445,7 @@ async fn another_accounts_contact_is_not_found_on_a_later_page_either(pool: PgPo
 
 // ---------------------------------------------------------------- GetMessageContactAsOf
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_contact_as_of_a_version_is_the_fold_of_its_events_up_to_there(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut audit = audit_client(&server).await;
@@ -486,7 +486,7 @@ async fn the_contact_as_of_a_version_is_the_fold_of_its_events_up_to_there(pool:
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_contact_as_of_a_time_is_its_state_at_that_time(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut audit = audit_client(&server).await;
@@ -539,7 +539,7 @@ async fn the_contact_as_of_a_time_is_its_state_at_that_time(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn as_of_must_be_given_and_valid_and_another_accounts_contact_is_not_found(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut audit = audit_client(&server).await;
@@ -624,7 +624,7 @@ async fn as_of_must_be_given_and_valid_and_another_accounts_contact_is_not_found
 
 // ---------------------------------------------------------------- StreamEvents
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_stream_sends_the_callers_committed_events_in_log_order_then_live_ones(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let mut audit = audit_client(&server).await;
@@ -701,7 +701,7 @@ async fn the_stream_sends_the_callers_committed_events_in_log_order_then_live_on
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_stream_from_an_events_position_starts_with_exactly_that_event(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let mut audit = audit_client(&server).await;
@@ -743,7 +743,7 @@ async fn a_stream_from_an_events_position_starts_with_exactly_that_event(pool: P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_stream_from_past_the_end_of_the_log_sends_no_older_event(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let mut audit = audit_client(&server).await;
@@ -768,7 +768,7 @@ async fn a_stream_from_past_the_end_of_the_log_sends_no_older_event(pool: PgPool
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_stream_needs_an_account_and_a_position_that_is_not_negative(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut audit = audit_client(&server).await;
@@ -808,7 +808,7 @@ async fn a_stream_needs_an_account_and_a_position_that_is_not_negative(pool: PgP
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_server_stops_cleanly_while_streams_are_open_and_the_streams_end(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut audit = audit_client(&server).await;

@@ -5,7 +5,7 @@ use tonic::Code;
 
 use crate::support::*;
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_added_contact_is_returned_as_get_returns_it(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut request = add_request("Tom");
@@ -51,7 +51,7 @@ async fn an_added_contact_is_returned_as_get_returns_it(pool: sqlx::PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_update_changes_only_the_fields_sent_and_counts_its_events(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -87,7 +87,7 @@ async fn an_update_changes_only_the_fields_sent_and_counts_its_events(pool: sqlx
     assert!(seconds_and_nanos(updated.update_date) > seconds_and_nanos(added.update_date));
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_update_that_changes_nothing_succeeds_and_appends_nothing(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -111,7 +111,7 @@ async fn an_update_that_changes_nothing_succeeds_and_appends_nothing(pool: sqlx:
     assert_eq!(events, 1);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_empty_phone_number_removes_it(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -135,7 +135,7 @@ async fn an_empty_phone_number_removes_it(pool: sqlx::PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn another_accounts_contact_is_simply_not_found(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool).await;
     let theirs = add(&mut server.client, OTHER_ACCOUNT, "Tom").await;
@@ -189,7 +189,7 @@ async fn another_accounts_contact_is_simply_not_found(pool: sqlx::PgPool) {
     assert_eq!(theirs_again, theirs);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn lists_page_in_creation_order_and_report_the_total(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool).await;
     let names = [
@@ -277,7 +277,7 @@ async fn lists_page_in_creation_order_and_report_the_total(pool: sqlx::PgPool) {
     assert_eq!((one.total_count, one.contacts[0].name.as_str()), (1, "Dan"));
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_retried_add_with_its_client_token_returns_the_first_response_and_adds_nothing(
     pool: sqlx::PgPool,
 ) {
@@ -337,7 +337,7 @@ async fn a_retried_add_with_its_client_token_returns_the_first_response_and_adds
     );
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_retried_update_changes_nothing_more_and_failed_calls_are_not_remembered(
     pool: sqlx::PgPool,
 ) {
@@ -394,7 +394,7 @@ async fn a_retried_update_changes_nothing_more_and_failed_calls_are_not_remember
     );
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_server_finishes_calls_in_flight_and_stops_on_shutdown(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;

@@ -80,7 +80,7 @@ async fn tom_sent_an_email(server: &mut TestServer, pool: &PgPool) -> (String, u
     (id, message_id)
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_email_arrives_with_its_code_and_link_and_its_code_activates_the_contact(pool: PgPool) {
     let smtp = SmtpSink::start();
     let mut server = with_smtp(pool.clone(), &smtp).await;
@@ -148,7 +148,7 @@ async fn an_email_arrives_with_its_code_and_link_and_its_code_activates_the_cont
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_delivery_is_in_the_audit_log_caused_by_the_request(pool: PgPool) {
     let smtp = SmtpSink::start();
     let mut server = with_smtp(pool.clone(), &smtp).await;
@@ -189,7 +189,7 @@ async fn the_delivery_is_in_the_audit_log_caused_by_the_request(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_sms_goes_to_the_gateway_keyed_by_the_event_that_asked_for_it(pool: PgPool) {
     let gateway = Gateway::answering(200).await;
     let url = gateway.url("/sms");
@@ -233,7 +233,7 @@ async fn an_sms_goes_to_the_gateway_keyed_by_the_event_that_asked_for_it(pool: P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_mail_server_that_refuses_three_attempts_gets_the_message_exactly_once(pool: PgPool) {
     let smtp = SmtpSink::refusing_first(3);
     let mut server = with_smtp(pool.clone(), &smtp).await;
@@ -270,7 +270,7 @@ async fn a_mail_server_that_refuses_three_attempts_gets_the_message_exactly_once
     assert_eq!(smtp.received().len(), 1, "and never again");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_refused_recipient_is_dead_lettered_at_once_and_holds_back_no_other_message(
     pool: PgPool,
 ) {
@@ -306,7 +306,7 @@ async fn a_refused_recipient_is_dead_lettered_at_once_and_holds_back_no_other_me
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_message_that_keeps_failing_is_dead_lettered_after_its_attempts(pool: PgPool) {
     let smtp = SmtpSink::refusing_first(100);
     let url = smtp.url();
@@ -323,7 +323,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_its_attempts(pool: 
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_message_whose_code_expires_before_another_attempt_is_dead_lettered(pool: PgPool) {
     let nowhere = format!("smtp://{}", closed_port());
     let mut server = TestServer::start_with(pool.clone(), |s| {
@@ -339,7 +339,7 @@ async fn a_message_whose_code_expires_before_another_attempt_is_dead_lettered(po
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_mail_server_that_never_answers_delays_neither_live_streams_nor_projections(
     pool: PgPool,
 ) {
@@ -417,7 +417,7 @@ async fn a_mail_server_that_never_answers_delays_neither_live_streams_nor_projec
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn two_servers_on_one_database_send_each_message_once(pool: PgPool) {
     let smtp = SmtpSink::start();
     let mut first = with_smtp(pool.clone(), &smtp).await;
@@ -455,7 +455,7 @@ async fn two_servers_on_one_database_send_each_message_once(pool: PgPool) {
     assert_eq!(ids.len(), 20);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn with_nothing_configured_each_message_is_a_file_of_the_data_directory(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;

@@ -201,7 +201,7 @@ fn email_of_length(len: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // Caller identity
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_call_without_an_account_is_unauthenticated(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let status = server
@@ -281,7 +281,7 @@ async fn a_call_without_an_account_is_unauthenticated(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_malformed_account_is_unauthenticated(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let too_long = "9".repeat(33);
@@ -307,7 +307,7 @@ async fn a_malformed_account_is_unauthenticated(pool: PgPool) {
     assert_invalid(&status, MISSING_CONTACT_ID, "contact_id");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_account_given_twice_is_unauthenticated_even_when_both_agree(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     for second in [ACCOUNT, OTHER_ACCOUNT] {
@@ -326,7 +326,7 @@ async fn an_account_given_twice_is_unauthenticated_even_when_both_agree(pool: Pg
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn identity_is_checked_before_the_client_token(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let request = add_with(|r| r.client_token = "t".repeat(65));
@@ -341,7 +341,7 @@ async fn identity_is_checked_before_the_client_token(pool: PgPool) {
 // ---------------------------------------------------------------------------------------------
 // Missing parameters
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_add_without_a_required_field_names_it(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let cases: [(AddChange, Error, &str); 4] = [
@@ -357,7 +357,7 @@ async fn an_add_without_a_required_field_names_it(pool: PgPool) {
     assert_eq!(events(&pool).await, 0);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn update_and_get_without_a_contact_id_are_missing_it(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let status = update_fails(
@@ -373,7 +373,7 @@ async fn update_and_get_without_a_contact_id_are_missing_it(pool: PgPool) {
 // ---------------------------------------------------------------------------------------------
 // Contact ids
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_malformed_contact_id_is_invalid_everywhere(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     for bad in [
@@ -397,7 +397,7 @@ async fn a_malformed_contact_id_is_invalid_everywhere(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_well_formed_unknown_contact_id_does_not_exist(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
@@ -421,7 +421,7 @@ async fn a_well_formed_unknown_contact_id_does_not_exist(pool: PgPool) {
 // ---------------------------------------------------------------------------------------------
 // Names
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_name_with_a_character_outside_the_set_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -449,7 +449,7 @@ async fn a_name_with_a_character_outside_the_set_is_invalid(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_name_of_the_wrong_length_exceeds_the_limit(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -485,7 +485,7 @@ async fn a_name_of_the_wrong_length_exceeds_the_limit(pool: PgPool) {
         .expect("twelve ideographs are a name");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_name_differing_only_in_case_is_already_used(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
@@ -502,7 +502,7 @@ async fn a_name_differing_only_in_case_is_already_used(pool: PgPool) {
     assert_eq!(events(&pool).await, 1);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn renaming_onto_another_contacts_name_is_already_used_but_onto_ones_own_is_not(
     pool: PgPool,
 ) {
@@ -545,7 +545,7 @@ async fn renaming_onto_another_contacts_name_is_already_used_but_onto_ones_own_i
 // ---------------------------------------------------------------------------------------------
 // Email addresses
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_malformed_email_address_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -589,7 +589,7 @@ async fn a_malformed_email_address_is_invalid(pool: PgPool) {
     assert_invalid(&status, INVALID_EMAIL, "email_address");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_email_address_of_255_characters_exceeds_the_limit_and_254_do_not(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -627,7 +627,7 @@ async fn an_email_address_of_255_characters_exceeds_the_limit_and_254_do_not(poo
 // ---------------------------------------------------------------------------------------------
 // Phone numbers
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_phone_number_of_the_wrong_shape_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -656,7 +656,7 @@ async fn a_phone_number_of_the_wrong_shape_is_invalid(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_number_that_is_not_a_mobile_number_of_the_country_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -681,7 +681,7 @@ async fn a_number_that_is_not_a_mobile_number_of_the_country_is_invalid(pool: Pg
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_country_code_outside_the_configured_list_is_not_supported(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -703,7 +703,7 @@ async fn a_country_code_outside_the_configured_list_is_not_supported(pool: PgPoo
 // ---------------------------------------------------------------------------------------------
 // Titles and message types
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_title_outside_the_list_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -728,7 +728,7 @@ async fn a_title_outside_the_list_is_invalid(pool: PgPool) {
     assert_invalid(&status, INVALID_TITLE, "title");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_message_type_outside_the_list_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -754,7 +754,7 @@ async fn a_message_type_outside_the_list_is_invalid(pool: PgPool) {
 // ---------------------------------------------------------------------------------------------
 // Listing
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_negative_page_number_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     for bad in [-1, i32::MIN] {
@@ -763,7 +763,7 @@ async fn a_negative_page_number_is_invalid(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_negative_page_size_or_one_above_100_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     for bad in [-1, 101, i32::MIN, i32::MAX] {
@@ -779,7 +779,7 @@ async fn a_negative_page_size_or_one_above_100_is_invalid(pool: PgPool) {
     assert_eq!(page.page_size, 100);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_member_filter_of_the_wrong_shape_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     for bad in [
@@ -795,7 +795,7 @@ async fn a_member_filter_of_the_wrong_shape_is_invalid(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_well_formed_member_unknown_to_the_directory_does_not_exist(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
@@ -808,7 +808,7 @@ async fn a_well_formed_member_unknown_to_the_directory_does_not_exist(pool: PgPo
 // ---------------------------------------------------------------------------------------------
 // Client tokens, quota and availability
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_client_token_of_65_characters_is_invalid(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -845,7 +845,7 @@ async fn a_client_token_of_65_characters_is_invalid(pool: PgPool) {
         .expect("a 64-character token is accepted");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_client_token_with_a_nul_character_is_a_token_like_any_other(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let request = add_with(|r| r.client_token = "retry\0me".into());
@@ -865,7 +865,7 @@ async fn a_client_token_with_a_nul_character_is_a_token_like_any_other(pool: PgP
     assert_eq!(events(&pool).await, 1);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn adding_beyond_the_quota_exceeds_the_limit(pool: PgPool) {
     let mut server = TestServer::start_with(pool.clone(), |s| s.max_contacts = 2).await;
     add(&mut server.client, ACCOUNT, "Ann").await;
@@ -877,7 +877,7 @@ async fn adding_beyond_the_quota_exceeds_the_limit(pool: PgPool) {
     add(&mut server.client, OTHER_ACCOUNT, "Cid").await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_database_out_of_reach_makes_the_service_unavailable_without_saying_why(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -902,7 +902,7 @@ async fn a_database_out_of_reach_makes_the_service_unavailable_without_saying_wh
 // ---------------------------------------------------------------------------------------------
 // Check order
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_invalid_client_token_beats_missing_parameters(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let request = AddMessageContactRequest {
@@ -916,7 +916,7 @@ async fn an_invalid_client_token_beats_missing_parameters(pool: PgPool) {
     assert_invalid(&status, INVALID_TOKEN, "client_token");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn missing_parameters_beat_invalid_shapes(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let request = add_with(|r| {
@@ -942,7 +942,7 @@ async fn missing_parameters_beat_invalid_shapes(pool: PgPool) {
     assert_invalid(&status, MISSING_CONTACT_ID, "contact_id");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn shapes_are_checked_in_field_order(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let all_wrong = |r: &mut AddMessageContactRequest| {
@@ -1031,7 +1031,7 @@ async fn shapes_are_checked_in_field_order(pool: PgPool) {
     assert_invalid(&status, INVALID_PAGE_NUMBER, "page_number");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn shapes_beat_existence(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let update = update_with(UNKNOWN_ID, |r| r.title = Some("Boss".into()));
@@ -1054,7 +1054,7 @@ async fn shapes_beat_existence(pool: PgPool) {
     assert_invalid(&status, INVALID_MEMBER, "member");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn existence_beats_uniqueness(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
@@ -1063,7 +1063,7 @@ async fn existence_beats_uniqueness(pool: PgPool) {
     assert_plain(&status, Code::NotFound, NO_CONTACT);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn uniqueness_beats_quota(pool: PgPool) {
     let mut server = TestServer::start_with(pool.clone(), |s| s.max_contacts = 1).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
@@ -1080,7 +1080,7 @@ async fn uniqueness_beats_quota(pool: PgPool) {
     assert_eq!(events(&pool).await, 1);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_rejected_call_changes_nothing(pool: PgPool) {
     let mut server = TestServer::start_with(pool.clone(), |s| s.max_contacts = 2).await;
     let tom = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -1173,7 +1173,7 @@ fn not_a_bad_argument(result: Result<impl std::fmt::Debug, Status>, what: &str) 
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn hostile_strings_in_any_field_are_refused_as_bad_arguments(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let mut directory = crate::lifecycle_support::directory_client(&server).await;
@@ -1354,7 +1354,7 @@ async fn list_verifications_fails(
         .expect_err("the list is refused")
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_send_reports_missing_fields_then_shapes_then_the_contact(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let c = &mut server.client;
@@ -1415,7 +1415,7 @@ async fn a_send_reports_missing_fields_then_shapes_then_the_contact(pool: PgPool
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_confirmation_reports_missing_fields_then_shapes_then_the_contact(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let c = &mut server.client;
@@ -1448,7 +1448,7 @@ async fn a_confirmation_reports_missing_fields_then_shapes_then_the_contact(pool
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_cancellation_and_a_list_of_verifications_report_their_parameters(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let c = &mut server.client;

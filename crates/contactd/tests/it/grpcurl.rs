@@ -29,7 +29,7 @@ async fn grpcurl(addr: SocketAddr, options: &[&str], verb: &[&str]) -> (bool, St
 
 const SERVICE: &str = "resourcemanager.messagecontact.v1.MessageContactService";
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn grpcurl_lists_and_describes_the_services_through_reflection(pool: sqlx::PgPool) {
     let server = TestServer::start(pool).await;
     let (ok, listed) = grpcurl(server.addr, &[], &["list"]).await;
@@ -71,7 +71,7 @@ async fn grpcurl_lists_and_describes_the_services_through_reflection(pool: sqlx:
     assert!(ok && health.contains("SERVING"), "{health}");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style(
     pool: sqlx::PgPool,
 ) {
@@ -134,7 +134,7 @@ async fn grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style
     );
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn grpcurl_sends_a_code_lists_the_pending_targets_and_shows_a_wrong_code(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
@@ -178,7 +178,7 @@ async fn grpcurl_sends_a_code_lists_the_pending_targets_and_shows_a_wrong_code(p
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member(pool: sqlx::PgPool) {
     const DIRECTORY: &str = "resourcemanager.messagecontact.v1.ResourceDirectoryService";
     let mut server = TestServer::start(pool).await;

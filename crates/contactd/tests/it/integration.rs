@@ -58,7 +58,7 @@ fn pairs(members: &[&str], contact_id: &str) -> Vec<(String, String)> {
     pairs
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn each_member_is_told_what_applies_to_it_on_its_own_subject(pool: sqlx::PgPool) {
     let nats = NatsServer::start().await;
     let mut server = publishing_server(pool.clone(), &nats).await;
@@ -149,7 +149,7 @@ async fn each_member_is_told_what_applies_to_it_on_its_own_subject(pool: sqlx::P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_asynchronous_delete_removes_the_contact_from_every_member_once(pool: sqlx::PgPool) {
     let nats = NatsServer::start().await;
     let mut server = publishing_server(pool.clone(), &nats).await;
@@ -198,7 +198,7 @@ async fn an_asynchronous_delete_removes_the_contact_from_every_member_once(pool:
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_completes(
     pool: sqlx::PgPool,
 ) {

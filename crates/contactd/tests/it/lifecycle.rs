@@ -12,7 +12,7 @@ use tonic::Code;
 use crate::lifecycle_support::*;
 use crate::support::*;
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_directory_is_created_on_first_use_and_mirrors_the_tree(pool: sqlx::PgPool) {
     let server = TestServer::start(pool).await;
     let mut directory = directory_client(&server).await;
@@ -99,7 +99,7 @@ async fn the_directory_is_created_on_first_use_and_mirrors_the_tree(pool: sqlx::
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn bindings_answer_each_target_and_binding_twice_changes_nothing(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut directory = directory_client(&server).await;
@@ -147,7 +147,7 @@ async fn bindings_answer_each_target_and_binding_twice_changes_nothing(pool: sql
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn bad_targets_are_refused_with_the_contract_errors(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool).await;
     let mut directory = directory_client(&server).await;
@@ -249,7 +249,7 @@ async fn bad_targets_are_refused_with_the_contract_errors(pool: sqlx::PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn two_processes_binding_the_eleventh_target_at_once_let_exactly_one_win(pool: sqlx::PgPool) {
     let url = database_url(&pool).await;
     let (first, second) = (Process::start(&url), Process::start(&url));
@@ -283,7 +283,7 @@ async fn two_processes_binding_the_eleventh_target_at_once_let_exactly_one_win(p
     }
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn contacts_apply_through_two_folder_levels_and_follow_a_member_that_moves(
     pool: sqlx::PgPool,
 ) {
@@ -380,7 +380,7 @@ async fn contacts_apply_through_two_folder_levels_and_follow_a_member_that_moves
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn removing_a_folder_or_member_unbinds_it_from_every_contact(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let mut directory = directory_client(&server).await;
@@ -449,7 +449,7 @@ async fn removing_a_folder_or_member_unbinds_it_from_every_contact(pool: sqlx::P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_deleted_contact_frees_its_name_and_quota_and_keeps_its_history(pool: sqlx::PgPool) {
     let mut server = TestServer::start_with(pool, |s| s.max_contacts = 2).await;
     let mut audit = audit_client(&server).await;
@@ -528,7 +528,7 @@ async fn a_deleted_contact_frees_its_name_and_quota_and_keeps_its_history(pool: 
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn without_nats_an_asynchronous_delete_completes_locally(pool: sqlx::PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let mut directory = directory_client(&server).await;
@@ -584,7 +584,7 @@ async fn without_nats_an_asynchronous_delete_completes_locally(pool: sqlx::PgPoo
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn deletes_and_bindings_are_safe_to_retry_under_a_client_token(pool: sqlx::PgPool) {
     use contactd_grpc::proto::{AssociateMembersRequest, DeleteMessageContactRequest};
 
@@ -657,7 +657,7 @@ async fn deletes_and_bindings_are_safe_to_retry_under_a_client_token(pool: sqlx:
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_directory_s_history_is_in_the_account_s_log(pool: sqlx::PgPool) {
     use contactd_grpc::proto::StreamEventsRequest;
 

@@ -396,7 +396,7 @@ async fn rebuild(pool: &PgPool, name: Option<&str>) -> Output {
 
 // ---------------------------------------------------------------- events replay
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn replay_prints_every_event_as_a_json_line_in_log_order(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     populate(&mut server.client).await;
@@ -451,7 +451,7 @@ async fn replay_prints_every_event_as_a_json_line_in_log_order(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn replay_of_one_contact_prints_only_its_events(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let ids = populate(&mut server.client).await;
@@ -481,7 +481,7 @@ async fn replay_of_one_contact_prints_only_its_events(pool: PgPool) {
     assert!(nobody.is_empty(), "{nobody:?}");
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn replay_from_a_position_starts_at_that_event(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let ids = populate(&mut server.client).await;
@@ -515,7 +515,7 @@ async fn replay_from_a_position_starts_at_that_event(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn replay_from_past_the_last_event_prints_nothing(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     populate(&mut server.client).await;
@@ -536,7 +536,7 @@ async fn replay_from_past_the_last_event_prints_nothing(pool: PgPool) {
 
 // ---------------------------------------------------------------- projections rebuild
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn rebuilding_every_read_model_gives_back_the_live_ones_exactly(pool: PgPool) {
     let live = live_read_models(&pool).await;
 
@@ -568,7 +568,7 @@ async fn rebuilding_every_read_model_gives_back_the_live_ones_exactly(pool: PgPo
     assert_eq!(checksums(&pool).await, live);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn rebuilding_contacts_restores_the_inline_read_model_and_nothing_else(pool: PgPool) {
     let live = live_read_models(&pool).await;
 
@@ -598,7 +598,7 @@ async fn rebuilding_contacts_restores_the_inline_read_model_and_nothing_else(poo
     );
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn rebuilding_account_activity_restores_it_and_nothing_else(pool: PgPool) {
     let live = live_read_models(&pool).await;
 
@@ -639,7 +639,7 @@ async fn deliveries(pool: &PgPool) -> (String, i64) {
     .expect("read the outbox")
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_verification_outbox_is_never_rebuilt_and_no_rebuild_sends_anything(pool: PgPool) {
     let live = live_read_models(&pool).await;
     let sent = deliveries(&pool).await;
@@ -659,7 +659,7 @@ async fn the_verification_outbox_is_never_rebuilt_and_no_rebuild_sends_anything(
     );
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn rebuilding_an_unknown_read_model_fails_and_names_the_valid_ones(pool: PgPool) {
     let live = live_read_models(&pool).await;
 

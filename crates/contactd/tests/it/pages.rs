@@ -43,7 +43,7 @@ async fn status_of(server: &mut TestServer, contact_id: &str) -> String {
         .status
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_person_confirms_in_a_real_browser(pool: PgPool) {
     let (smtp, mut server, id) = tom_sent_an_email(pool, 900).await;
     let link = smtp.wait_for(1, WAIT).await[0].link();
@@ -90,7 +90,7 @@ async fn a_person_confirms_in_a_real_browser(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_page_shows_without_changing_and_the_post_confirms_once(pool: PgPool) {
     let (smtp, mut server, id) = tom_sent_an_email(pool.clone(), 900).await;
     let path = link_path(&smtp, 1).await;
@@ -132,7 +132,7 @@ async fn the_page_shows_without_changing_and_the_post_confirms_once(pool: PgPool
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_pages_forbid_everything_from_outside_and_are_never_cached(pool: PgPool) {
     let (smtp, server, _) = tom_sent_an_email(pool, 900).await;
     let path = link_path(&smtp, 1).await;
@@ -173,7 +173,7 @@ async fn the_pages_forbid_everything_from_outside_and_are_never_cached(pool: PgP
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_replaced_or_expired_link_is_gone(pool: PgPool) {
     let (smtp, mut server, id) = tom_sent_an_email(pool, 2).await;
     let replaced = link_path(&smtp, 1).await;

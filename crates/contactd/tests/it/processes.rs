@@ -23,7 +23,7 @@ async fn counted_and_logged(pool: &PgPool) -> (i64, i64) {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_projection_runs_in_one_process_and_moves_to_another_when_that_one_dies(pool: PgPool) {
     let url = database_url(&pool).await;
     let mut processes = [Process::start(&url), Process::start(&url)];
@@ -140,7 +140,7 @@ async fn sent_by(pool: &PgPool, message_id: &str) -> String {
     .await
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_process_killed_right_after_a_send_committed_has_it_delivered_after_restart(
     pool: PgPool,
 ) {
@@ -178,7 +178,7 @@ async fn a_process_killed_right_after_a_send_committed_has_it_delivered_after_re
     drop(second);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_process_killed_during_a_send_leaves_it_to_the_other_with_the_same_key(pool: PgPool) {
     let url = database_url(&pool).await;
     // The gateway takes the first request and never answers it: the sender is stuck in it.
@@ -232,7 +232,7 @@ async fn a_process_killed_during_a_send_leaves_it_to_the_other_with_the_same_key
     assert_eq!(attempts, 2);
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn sigterm_lets_the_send_in_flight_end_and_record_its_outcome_then_exits_cleanly(
     pool: PgPool,
 ) {

@@ -241,7 +241,7 @@ fn token_of(link: &str) -> String {
     token.to_owned()
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn no_code_or_link_token_is_in_the_database_the_logs_or_the_audit_log(pool: PgPool) {
     let url = database_url(&pool).await;
     let gateway = Gateway::answering(200).await;

@@ -131,7 +131,7 @@ async fn events_of(pool: &PgPool, contact_id: &str, event_type: &str) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_code_a_send_issued_puts_the_email_address_in_effect_and_activates_the_contact(
     pool: PgPool,
 ) {
@@ -171,7 +171,7 @@ async fn the_code_a_send_issued_puts_the_email_address_in_effect_and_activates_t
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_phone_number_is_verified_by_its_code_and_leaves_the_status_alone(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
@@ -192,7 +192,7 @@ async fn a_phone_number_is_verified_by_its_code_and_leaves_the_status_alone(pool
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn five_wrong_codes_burn_the_code_and_a_new_send_gives_a_fresh_one(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let (id, code) = tom_sent_a_code(&mut server, &pool).await;
@@ -229,7 +229,7 @@ async fn five_wrong_codes_burn_the_code_and_a_new_send_gives_a_fresh_one(pool: P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn concurrent_tries_from_two_servers_never_get_a_sixth(pool: PgPool) {
     let mut first = TestServer::start(pool.clone()).await;
     let second = TestServer::start(pool.clone()).await;
@@ -276,7 +276,7 @@ async fn concurrent_tries_from_two_servers_never_get_a_sixth(pool: PgPool) {
     second.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_expired_code_is_refused(pool: PgPool) {
     let mut server =
         TestServer::start_with(pool.clone(), |s| s.verification.code_ttl_secs = 1).await;
@@ -294,7 +294,7 @@ async fn an_expired_code_is_refused(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_newer_send_replaces_the_older_code(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
@@ -318,7 +318,7 @@ async fn a_newer_send_replaces_the_older_code(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn cancelling_restores_the_verified_values_and_refuses_what_cannot_be_cancelled(
     pool: PgPool,
 ) {
@@ -378,7 +378,7 @@ async fn cancelling_restores_the_verified_values_and_refuses_what_cannot_be_canc
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn an_update_back_to_the_verified_address_ends_the_pending_change_and_its_code(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
@@ -409,7 +409,7 @@ async fn an_update_back_to_the_verified_address_ends_the_pending_change_and_its_
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn sends_and_confirmations_for_what_is_not_pending_are_refused(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
@@ -441,7 +441,7 @@ async fn sends_and_confirmations_for_what_is_not_pending_are_refused(pool: PgPoo
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_per_target_limit_holds_under_concurrent_sends_from_two_servers(pool: PgPool) {
     let mut first = TestServer::start(pool.clone()).await;
     let second = TestServer::start(pool.clone()).await;
@@ -482,7 +482,7 @@ async fn the_per_target_limit_holds_under_concurrent_sends_from_two_servers(pool
     second.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn the_daily_limit_counts_every_send_of_the_account(pool: PgPool) {
     let mut server = TestServer::start_with(pool.clone(), |s| {
         s.verification.send_limit_per_account_day = 3
@@ -515,7 +515,7 @@ async fn the_daily_limit_counts_every_send_of_the_account(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn pending_targets_are_listed_page_by_page(pool: PgPool) {
     let mut server = TestServer::start(pool).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
@@ -544,7 +544,7 @@ async fn pending_targets_are_listed_page_by_page(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn client_tokens_make_sends_cancels_and_confirmations_safe_to_retry(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
@@ -638,7 +638,7 @@ async fn client_tokens_make_sends_cancels_and_confirmations_safe_to_retry(pool: 
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store::MIGRATOR")]
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn another_accounts_contact_has_no_verifications(pool: PgPool) {
     let mut server = TestServer::start(pool.clone()).await;
     let (id, code) = tom_sent_a_code(&mut server, &pool).await;

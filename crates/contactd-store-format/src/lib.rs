@@ -1,0 +1,18 @@
+//! What both event stores share, so that an event reads and prints the same whichever one
+//! stored it: the persisted event format with its upcasters ([`events`]), the stored documents
+//! of the read models and remembered calls ([`documents`]), and a stored event's row turned
+//! into a [`contactd_app::RecordedEvent`] ([`recorded`]). No SQL lives here: only the shapes a
+//! row has once a store has selected it.
+
+pub mod documents;
+pub mod events;
+pub mod recorded;
+
+pub use documents::{
+    StoredBinding, StoredContact, StoredDirectory, StoredState, outcome_from_json, outcome_to_json,
+};
+pub use events::{
+    decode_event, encode_contact_event, encode_delivery_event, encode_directory_event,
+    encode_event, message_types, type_names,
+};
+pub use recorded::{StoredEvent, canonical_payload, event_json_line};

@@ -1,0 +1,105 @@
+//! A stored event as a store selects it, turned into the application's [`RecordedEvent`], and
+//! the renderings of one that auditors read. The payload is rendered from its parsed value,
+//! never as the database printed it, so that the audit service and `events replay` print the
+//! same JSON for the same event on every backend.
+
+use chrono::{DateTime, Utc};
+use contactd_app::{EventMetadata, LogPosition, RecordedEvent, StoreError};
+use contactd_domain::AccountId;
+use uuid::Uuid;
+
+use crate::events::decode_event;
+
+/// An event's row: the columns every store keeps, with the payload as text and the store's
+/// log order in `log_order` (see [`LogPosition`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub global_position: i64,
+    /// The first part of the store's log order: PostgreSQL's writing transaction; for a store
+    /// whose positions commit in order, the position again.
+    pub log_order: i64,
+    pub event_id: Uuid,
+    pub account_id: String,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: String,
+    pub request_id: String,
+    pub caller: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The payload in its one rendering: compact, keys in order.
+pub fn canonical_payload(payload: &serde_json::Value) -> String {
+    // serde_json's maps are ordered by key (the `preserve_order` feature is off in this tree).
+    payload.to_string()
+}
+
+impl StoredEvent {
+    /// Decodes the payload through the upcasters. A value that does not read means the data
+    /// was changed behind the service's back.
+    pub fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
+        let corrupt = |what: &str| {
+            StoreError::internal(
+                format!("event {} has an unreadable {what}", self.event_id),
+                None,
+            )
+        };
+        let payload: serde_json::Value =
+            serde_json::from_str(&self.payload).map_err(|_| corrupt("payload"))?;
+        let payload_json = canonical_payload(&payload);
+        let event = decode_event(
+            &self.event_type,
+            self.schema_version,
+            payload,
+            &self.account_id,
+        )?;
+        Ok(RecordedEvent {
+            position: LogPosition::from_parts(self.log_order, self.global_position),
+            global_position: self.global_position,
+            event_id: self.event_id,
+            stream_version: u64::try_from(self.stream_version)
+                .map_err(|_| corrupt("stream version"))?,
+            event,
+            metadata: EventMetadata {
+                request_id: self.request_id,
+                account_id: AccountId::parse(&self.account_id)
+                    .map_err(|_| corrupt("account id"))?,
+                caller: self.caller,
+                correlation_id: self.correlation_id,
+                causation_id: self.causation_id,
+                recorded_at: self.recorded_at,
+            },
+            stream_id: self.stream_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            payload_json,
+        })
+    }
+}
+
+/// An event as one line of JSON, for offline audits: its place, its metadata, and its payload
+/// as stored. The same on every backend: the log order a store keeps internally is not in it.
+pub fn event_json_line(event: &RecordedEvent) -> String {
+    let payload: serde_json::Value =
+        serde_json::from_str(&event.payload_json).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "global_position": event.global_position,
+        "event_id": event.event_id.to_string(),
+        "account_id": event.metadata.account_id.as_str(),
+        "stream_id": event.stream_id,
+        "stream_version": event.stream_version,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "recorded_at": event.metadata.recorded_at,
+        "request_id": event.metadata.request_id,
+        "caller": event.metadata.caller,
+        "correlation_id": event.metadata.correlation_id,
+        "causation_id": event.metadata.causation_id,
+        "payload": payload,
+    })
+    .to_string()
+}

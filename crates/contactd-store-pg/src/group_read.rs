@@ -1,0 +1,80 @@
+//! Grouped reads of contacts: concurrent `load_contact`s (each `GetMessageContact`, and each
+//! update that has no state of the contact at hand) are answered by one `SELECT`, so that they
+//! share one round trip and one execution.
+//!
+//! Each read still sees only committed rows, read after it was asked: the group's statement
+//! starts after every one of its requests arrived.
+
+use std::sync::{Arc, LazyLock};
+
+use contactd_app::StoreError;
+use contactd_domain::{AccountId, Contact, ContactId};
+use sqlx::PgPool;
+
+use crate::error::store_error;
+use crate::grouping::{GroupWork, Grouped};
+use contactd_store_format::documents::{CONTACT_COLUMNS, StoredContact};
+
+/// A contact asked for by one caller, in its account.
+#[derive(Debug)]
+pub(crate) struct Load {
+    pub account_id: AccountId,
+    pub contact_id: ContactId,
+}
+
+/// The grouped reads, run by [`Grouped`].
+#[derive(Debug)]
+pub(crate) struct LoadGroups {
+    pool: PgPool,
+}
+
+impl LoadGroups {
+    pub(crate) fn new(pool: PgPool, readers: usize) -> Arc<Grouped<Self>> {
+        Grouped::new(Self { pool }, readers)
+    }
+}
+
+impl GroupWork for LoadGroups {
+    type Request = Load;
+    type Answer = Result<Option<Contact>, StoreError>;
+
+    const MAX_GROUP: usize = 256;
+
+    async fn run(&self, group: &[Load]) -> Vec<Self::Answer> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE contact_id = ANY($1::text[])")
+        });
+        let ids: Vec<&str> = group.iter().map(|load| load.contact_id.as_str()).collect();
+        let rows = match sqlx::query_as::<_, StoredContact>(SQL.as_str())
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(error) => {
+                let error = store_error("loading contacts failed", error);
+                return group.iter().map(|_| Err(error.clone())).collect();
+            }
+        };
+        group
+            .iter()
+            .map(|load| {
+                // Another account's contact is not found, exactly as by a single read.
+                rows.iter()
+                    .find(|row| {
+                        row.contact_id == load.contact_id.as_str()
+                            && row.account_id == load.account_id.as_str()
+                    })
+                    .map(|row| row.clone().into_contact())
+                    .transpose()
+            })
+            .collect()
+    }
+
+    fn lost() -> Self::Answer {
+        Err(StoreError::internal(
+            "the group reading a contact ended before it answered",
+            None,
+        ))
+    }
+}

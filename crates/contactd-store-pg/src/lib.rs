@@ -1,0 +1,452 @@
+//! The PostgreSQL event store: the only crate that knows SQL and the persisted event format.
+//! It implements the application's [`ContactStore`] port: events appended at an expected
+//! version together with the inline read model, name claims, quota and client-token memory, in
+//! one statement and so in one transaction.
+
+mod activity;
+mod append;
+mod codes;
+mod error;
+mod group_commit;
+mod group_read;
+mod grouping;
+mod jobs;
+mod log;
+mod member_contacts;
+mod outbox;
+mod projection;
+mod read;
+mod rebuild;
+mod subscription;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use contactd_app::{
+    Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
+    DirectoryStore, EventLog, EventMetadata, IdempotencyKey, JobOutcome, LifecycleJob,
+    LifecycleJobs, LinkedCode, ListedContact, LogPosition, LogSubscription, Outbox, OutboxMessage,
+    Page, PageRequest, RecordedEvent, RememberedCall, StartPoint, StoreError,
+};
+use contactd_domain::{
+    AccountId, Contact, ContactId, DeliveryEvent, Directory, MemberId, VerificationId,
+};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::group_commit::{Update, UpdateGroups};
+use crate::group_read::{Load, LoadGroups};
+use crate::grouping::Grouped;
+
+pub use activity::AccountActivity;
+pub use contactd_store_format::{canonical_payload, decode_event, encode_event, event_json_line};
+pub use member_contacts::MemberContacts;
+pub use outbox::VerificationOutbox;
+pub use projection::{
+    Projection, ProjectionMetrics, ProjectionStatus, RunnerSettings, SKIPPED_CHECKPOINT,
+    run_projection,
+};
+pub use rebuild::{INLINE_READ_MODEL, RebuildReport, rebuild_contacts, rebuild_projection};
+
+pub use subscription::{DEFAULT_POLL_INTERVAL, Subscription, relay_log_notifications};
+
+/// The schema migrations, embedded at build time from the repository's `migrations/`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Connection settings of the store.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens a pool on `database_url`. Connections are not pinged on checkout: a broken one fails
+/// its statement, which the caller sees as a transient error, and the pool replaces it.
+///
+/// Prepared statements always run their generic plan. Every statement of this crate finds its
+/// rows by key or key range, so the best plan does not depend on the values; but the grouped
+/// statements take arrays whose length changes with every call, which made PostgreSQL plan
+/// them afresh each time (about a millisecond each) instead of reusing the plan.
+pub async fn connect(database_url: &str, settings: &PoolSettings) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = database_url.parse()?;
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
+        .connect_with(
+            options
+                .application_name("contactd")
+                .options([("plan_cache_mode", "force_generic_plan")]),
+        )
+        .await
+}
+
+/// Applies the migrations not yet applied.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// How many groups of updates are written at once, by default (see [`PgStore::group_commit`]).
+/// One: while a group commits the next one gathers, and a larger group costs PostgreSQL less
+/// per update than two smaller ones written side by side (BENCHMARKS.md).
+pub const DEFAULT_GROUP_WRITERS: usize = 1;
+
+/// How many groups of reads run at once, by default (see [`PgStore::group_reads`]). One, for
+/// the same reason as [`DEFAULT_GROUP_WRITERS`].
+pub const DEFAULT_GROUP_READERS: usize = 1;
+
+/// The event store on a PostgreSQL pool. Clones share the pool, the signals and the groups.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// Concurrent updates written together; `None` writes each append on its own.
+    update_groups: Option<Arc<Grouped<UpdateGroups>>>,
+    /// Concurrent reads of contacts answered together; `None` reads each on its own.
+    load_groups: Option<Arc<Grouped<LoadGroups>>>,
+    /// Bumped when this process's appends end: the relay announces them to other processes.
+    local_appends: Arc<watch::Sender<u64>>,
+    /// Bumped when the log may have grown, here or elsewhere: wakes this process's readers.
+    log_changes: Arc<watch::Sender<u64>>,
+    /// Bumped when this process's outbox projection recorded messages: wakes its dispatcher.
+    outbox_recorded: Arc<watch::Sender<u64>>,
+    /// Bumped when this process's member-contacts projection recorded lifecycle jobs: wakes
+    /// its lifecycle worker.
+    jobs_recorded: Arc<watch::Sender<u64>>,
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            update_groups: Some(UpdateGroups::new(pool.clone(), DEFAULT_GROUP_WRITERS)),
+            load_groups: Some(LoadGroups::new(pool.clone(), DEFAULT_GROUP_READERS)),
+            pool,
+            local_appends: Arc::new(watch::Sender::new(0)),
+            log_changes: Arc::new(watch::Sender::new(0)),
+            outbox_recorded: Arc::new(watch::Sender::new(0)),
+            jobs_recorded: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    /// The live member-contacts projection, recording lifecycle jobs and waking this store's
+    /// lifecycle worker.
+    pub fn member_contacts(&self) -> MemberContacts {
+        MemberContacts::live(self.jobs_recorded.clone())
+    }
+
+    /// The projection that records verification messages in this store's outbox, waking this
+    /// store's dispatcher.
+    pub fn verification_outbox(&self) -> VerificationOutbox {
+        VerificationOutbox::new(self.outbox_recorded.clone())
+    }
+
+    /// Writes concurrent updates in groups, at most `writers` groups at once, each in one
+    /// statement and one transaction; 0 writes every append on its own.
+    pub fn group_commit(mut self, writers: usize) -> Self {
+        self.update_groups = (writers > 0).then(|| UpdateGroups::new(self.pool.clone(), writers));
+        self
+    }
+
+    /// Answers concurrent reads of contacts together, at most `readers` groups at once, each
+    /// with one `SELECT`; 0 reads every contact on its own.
+    pub fn group_reads(mut self, readers: usize) -> Self {
+        self.load_groups = (readers > 0).then(|| LoadGroups::new(self.pool.clone(), readers));
+        self
+    }
+
+    /// Follows the log (or one account's part of it) from `start`.
+    pub fn subscribe(&self, account: Option<AccountId>, start: StartPoint) -> Subscription {
+        Subscription::new(self.clone(), account, start)
+    }
+
+    /// Up to `limit` events of a stream with versions after `after_version`, in version order.
+    pub async fn read_stream_page(
+        &self,
+        account: &AccountId,
+        stream_id: &str,
+        after_version: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        log::read_stream(
+            &self.pool,
+            account,
+            stream_id,
+            after_version,
+            u64::MAX,
+            limit,
+        )
+        .await
+    }
+
+    /// A stream's events up to a version, or up to a time.
+    pub async fn read_stream_as_of(
+        &self,
+        account: &AccountId,
+        stream_id: &str,
+        as_of: AsOf,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        match as_of {
+            AsOf::Version(version) => {
+                log::read_stream(&self.pool, account, stream_id, 0, version, u32::MAX).await
+            }
+            AsOf::Time(time) => log::read_stream_until(&self.pool, account, stream_id, time).await,
+        }
+    }
+
+    fn appended(&self) {
+        self.local_appends.send_modify(|n| *n = n.wrapping_add(1));
+        self.log_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A whole stream in version order, scoped to the account like every read.
+    pub async fn read_stream(
+        &self,
+        account: &AccountId,
+        stream_id: &str,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        log::read_stream(&self.pool, account, stream_id, 0, u64::MAX, u32::MAX).await
+    }
+}
+
+impl ContactStore for PgStore {
+    async fn load_contact(
+        &self,
+        account_id: &AccountId,
+        contact_id: &ContactId,
+    ) -> Result<Option<Contact>, StoreError> {
+        match &self.load_groups {
+            Some(groups) => {
+                groups
+                    .submit(Load {
+                        account_id: account_id.clone(),
+                        contact_id: contact_id.clone(),
+                    })
+                    .await
+            }
+            None => read::load_contact(&self.pool, account_id, contact_id).await,
+        }
+    }
+
+    async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
+        let result = match &self.update_groups {
+            Some(groups) if group_commit::groupable(&append) => {
+                groups.submit(Update::copy(&append)).await
+            }
+            _ => append::append(&self.pool, append).await,
+        };
+        // Failed appends wake readers too: a transaction that ended, even by rolling back, may
+        // have been what held back other transactions' events.
+        self.appended();
+        result
+    }
+
+    async fn list_contacts(
+        &self,
+        account_id: &AccountId,
+        only: Option<&ContactId>,
+        member: Option<&MemberId>,
+        page: PageRequest,
+    ) -> Result<Page<ListedContact>, StoreError> {
+        read::list_contacts(&self.pool, account_id, only, member, page).await
+    }
+
+    async fn recall(
+        &self,
+        key: &IdempotencyKey,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<RememberedCall>, StoreError> {
+        read::recall(&self.pool, key, since).await
+    }
+
+    async fn remember(&self, call: &RememberedCall) -> Result<(), AppendError> {
+        append::remember(&self.pool, call).await
+    }
+
+    async fn claim_code_try(
+        &self,
+        account_id: &AccountId,
+        verification_id: VerificationId,
+        max_tries: u32,
+    ) -> Result<bool, StoreError> {
+        codes::claim_code_try(&self.pool, account_id, verification_id, max_tries).await
+    }
+
+    async fn find_link(&self, link_hash: &[u8; 32]) -> Result<Option<LinkedCode>, StoreError> {
+        codes::find_link(&self.pool, link_hash).await
+    }
+}
+
+impl DirectoryStore for PgStore {
+    async fn load_directory(
+        &self,
+        account_id: &AccountId,
+    ) -> Result<Option<Directory>, StoreError> {
+        read::load_directory(&self.pool, account_id).await
+    }
+
+    async fn append_directory(&self, append: DirectoryAppend<'_>) -> Result<(), AppendError> {
+        let result = append::append_directory(&self.pool, append).await;
+        self.appended();
+        result
+    }
+}
+
+impl LifecycleJobs for PgStore {
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<LifecycleJob>, StoreError> {
+        jobs::claim_jobs(&self.pool, owner, lease, limit).await
+    }
+
+    async fn settle_job(
+        &self,
+        owner: &str,
+        job: &LifecycleJob,
+        outcome: JobOutcome,
+    ) -> Result<bool, StoreError> {
+        jobs::settle_job(&self.pool, owner, job, outcome).await
+    }
+
+    async fn deletion_progress(
+        &self,
+        account_id: &AccountId,
+        deletion_id: Uuid,
+    ) -> Result<DeletionProgress, StoreError> {
+        jobs::deletion_progress(&self.pool, account_id, deletion_id).await
+    }
+
+    async fn next_job_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        jobs::next_job_due(&self.pool).await
+    }
+
+    fn recorded_jobs(&self) -> watch::Receiver<u64> {
+        self.jobs_recorded.subscribe()
+    }
+}
+
+impl Outbox for PgStore {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        outbox::claim_due(&self.pool, owner, lease, limit).await
+    }
+
+    async fn record(
+        &self,
+        owner: &str,
+        message: &OutboxMessage,
+        event: &DeliveryEvent,
+        event_id: Uuid,
+        metadata: &EventMetadata,
+    ) -> Result<bool, StoreError> {
+        let recorded = outbox::record(&self.pool, owner, message, event, event_id, metadata).await;
+        self.appended();
+        recorded
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        outbox::next_due(&self.pool).await
+    }
+
+    fn recorded_messages(&self) -> watch::Receiver<u64> {
+        self.outbox_recorded.subscribe()
+    }
+}
+
+impl EventLog for PgStore {
+    async fn read_log(
+        &self,
+        after: LogPosition,
+        account: Option<&AccountId>,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        log::read_log(&self.pool, after, account, limit).await
+    }
+
+    async fn read_stream_log(
+        &self,
+        stream_id: &str,
+        after: LogPosition,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        log::read_stream_log(&self.pool, stream_id, after, limit).await
+    }
+
+    async fn start_at(&self, global_position: i64) -> Result<StartPoint, StoreError> {
+        log::start_at(&self.pool, global_position).await
+    }
+
+    /// Before the first transaction that had not started yet: its events, and those of every
+    /// later one, sort at or after it.
+    async fn log_end(&self) -> Result<LogPosition, StoreError> {
+        let (_, xmax) = log::snapshot_bounds(&self.pool).await?;
+        Ok(LogPosition::from_parts(xmax, i64::MIN))
+    }
+
+    /// Once every transaction below the end has ended.
+    async fn readable_to(&self, end: LogPosition) -> Result<bool, StoreError> {
+        let (xmin, _) = log::snapshot_bounds(&self.pool).await?;
+        Ok(xmin >= end.parts().0)
+    }
+}
+
+impl AuditLog for PgStore {
+    type Subscription = Subscription;
+
+    async fn stream_page(
+        &self,
+        account_id: &AccountId,
+        stream_id: &str,
+        after_version: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream_page(account_id, stream_id, after_version, limit)
+            .await
+    }
+
+    async fn stream_as_of(
+        &self,
+        account_id: &AccountId,
+        stream_id: &str,
+        as_of: AsOf,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream_as_of(account_id, stream_id, as_of).await
+    }
+
+    async fn follow(
+        &self,
+        account_id: &AccountId,
+        from_position: i64,
+    ) -> Result<Subscription, StoreError> {
+        let start = self.start_at(from_position).await?;
+        Ok(self.subscribe(Some(account_id.clone()), start))
+    }
+}
+
+impl LogSubscription for Subscription {
+    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        Subscription::next_batch(self).await
+    }
+}

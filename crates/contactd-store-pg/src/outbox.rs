@@ -1,0 +1,304 @@
+//! The outbox of verification messages: the `verification_outbox` projection records each
+//! message a send asked for, in its own transaction after the send committed (never in the
+//! command's), and the dispatchers of every process claim due messages with a lease that
+//! commits at once, send with no transaction open, and record each outcome with its event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use contactd_app::{EventMetadata, OutboxMessage, RecordedEvent, StoreError};
+use contactd_domain::{
+    AccountId, Channel, ContactEvent, ContactId, DeliveryEvent, DeliveryOutcome, EmailAddress,
+    PhoneNumber, VerificationId, VerificationTarget,
+};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::error::store_error;
+use crate::projection::Projection;
+use contactd_store_format::events::encode_delivery_event;
+
+/// The projection that fills the outbox. It has side effects outside the database (the
+/// messages), so it is never rebuilt: a rebuild or a replay sends nothing.
+#[derive(Debug)]
+pub struct VerificationOutbox {
+    recorded: Arc<watch::Sender<u64>>,
+}
+
+impl VerificationOutbox {
+    pub const NAME: &'static str = "verification_outbox";
+
+    /// Wakes the dispatcher of this process (see [`crate::PgStore::verification_outbox`])
+    /// after each batch that recorded messages.
+    pub fn new(recorded: Arc<watch::Sender<u64>>) -> Self {
+        Self { recorded }
+    }
+}
+
+/// A message asked for by an event of the batch.
+struct Requested<'a> {
+    event: &'a RecordedEvent,
+    channel: Channel,
+    recipient: &'a str,
+    verification_id: VerificationId,
+    expires_at: DateTime<Utc>,
+}
+
+fn requested(event: &RecordedEvent) -> Option<Requested<'_>> {
+    let (channel, recipient, verification_id, expires_at) = match event.contact_event()? {
+        ContactEvent::EmailVerificationRequested {
+            verification_id,
+            email_address,
+            expires_at,
+        } => (
+            Channel::Email,
+            email_address.as_str(),
+            verification_id,
+            expires_at,
+        ),
+        ContactEvent::PhoneVerificationRequested {
+            verification_id,
+            phone_number,
+            expires_at,
+        } => (
+            Channel::Phone,
+            phone_number.as_str(),
+            verification_id,
+            expires_at,
+        ),
+        _ => return None,
+    };
+    Some(Requested {
+        event,
+        channel,
+        recipient,
+        verification_id: *verification_id,
+        expires_at: *expires_at,
+    })
+}
+
+impl Projection for VerificationOutbox {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), sqlx::Error> {
+        let messages: Vec<Requested<'_>> = events.iter().filter_map(requested).collect();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // Redelivered batches record nothing twice: the message's id is the event's.
+        sqlx::query(
+            "INSERT INTO outbox_messages (message_id, account_id, contact_id, contact_name, channel, \
+                 recipient, verification_id, expires_at, correlation_id, next_attempt_at) \
+             SELECT i.message_id, i.account_id, i.contact_id, coalesce(c.state->>'name', ''), i.channel, \
+                    i.recipient, i.verification_id, i.expires_at, i.correlation_id, now() \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
+                         $7::timestamptz[], $8::text[]) \
+                  AS i(message_id, account_id, contact_id, channel, recipient, verification_id, \
+                       expires_at, correlation_id) \
+             LEFT JOIN contacts c ON c.contact_id = i.contact_id AND c.account_id = i.account_id \
+             ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(messages.iter().map(|m| m.event.event_id).collect::<Vec<_>>())
+        .bind(
+            messages
+                .iter()
+                .map(|m| m.event.metadata.account_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            messages
+                .iter()
+                .map(|m| m.event.stream_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(messages.iter().map(|m| m.channel.as_str()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|m| m.recipient).collect::<Vec<_>>())
+        .bind(
+            messages
+                .iter()
+                .map(|m| m.verification_id.as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(messages.iter().map(|m| m.expires_at).collect::<Vec<_>>())
+        .bind(
+            messages
+                .iter()
+                .map(|m| m.event.metadata.correlation_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    fn clear(
+        &self,
+        _: &mut PgConnection,
+    ) -> Option<impl Future<Output = Result<(), sqlx::Error>> + Send> {
+        None::<std::future::Ready<Result<(), sqlx::Error>>>
+    }
+
+    fn committed(&self, events: &[RecordedEvent]) {
+        if events.iter().any(|e| requested(e).is_some()) {
+            self.recorded.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Most of the log is of no concern here: only the events that ask for a message.
+    fn concerns(&self, event: &RecordedEvent) -> bool {
+        requested(event).is_some()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    message_id: Uuid,
+    account_id: String,
+    contact_id: String,
+    contact_name: String,
+    channel: String,
+    recipient: String,
+    verification_id: Uuid,
+    expires_at: DateTime<Utc>,
+    attempts: i32,
+    recorded: i32,
+    correlation_id: String,
+}
+
+impl ClaimedRow {
+    fn into_message(self) -> Result<OutboxMessage, StoreError> {
+        let corrupt = |what: &str| {
+            StoreError::internal(
+                format!(
+                    "outbox message {} has an unreadable {what}",
+                    self.message_id
+                ),
+                None,
+            )
+        };
+        let recipient = match Channel::parse(&self.channel) {
+            Some(Channel::Email) => EmailAddress::parse(&self.recipient)
+                .map(VerificationTarget::Email)
+                .map_err(|_| corrupt("recipient"))?,
+            Some(Channel::Phone) => PhoneNumber::restore(&self.recipient)
+                .map(VerificationTarget::Phone)
+                .map_err(|_| corrupt("recipient"))?,
+            None => return Err(corrupt("channel")),
+        };
+        Ok(OutboxMessage {
+            message_id: self.message_id,
+            account_id: AccountId::parse(&self.account_id).map_err(|_| corrupt("account id"))?,
+            contact_id: ContactId::parse(&self.contact_id).map_err(|_| corrupt("contact id"))?,
+            contact_name: self.contact_name,
+            recipient,
+            verification_id: VerificationId::from_uuid(self.verification_id),
+            expires_at: self.expires_at,
+            attempt: u32::try_from(self.attempts).map_err(|_| corrupt("attempt"))?,
+            recorded: u64::try_from(self.recorded).map_err(|_| corrupt("outcome count"))?,
+            correlation_id: self.correlation_id,
+        })
+    }
+}
+
+/// Leases due messages to `owner`: one statement, so the lease commits before anything is sent.
+pub(crate) async fn claim_due(
+    pool: &PgPool,
+    owner: &str,
+    lease: Duration,
+    limit: u32,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let rows: Vec<ClaimedRow> = sqlx::query_as(
+        "UPDATE outbox_messages AS o SET lease_owner = $1, \
+             lease_until = now() + make_interval(secs => $2), attempts = o.attempts + 1, updated_at = now() \
+         FROM (SELECT message_id FROM outbox_messages \
+               WHERE state = 'pending' AND next_attempt_at <= now() \
+                 AND (lease_until IS NULL OR lease_until <= now()) \
+               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) AS due \
+         WHERE o.message_id = due.message_id \
+         RETURNING o.message_id, o.account_id, o.contact_id, o.contact_name, o.channel, o.recipient, \
+                   o.verification_id, o.expires_at, o.attempts, o.recorded, o.correlation_id",
+    )
+    .bind(owner)
+    .bind(lease.as_secs_f64())
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(|e| store_error("claiming outbox messages failed", e))?;
+    rows.into_iter().map(ClaimedRow::into_message).collect()
+}
+
+/// The outcome and its event in one statement, only while `owner` holds the lease and no
+/// other outcome was recorded since the claim. A finished message keeps no personal data.
+pub(crate) async fn record(
+    pool: &PgPool,
+    owner: &str,
+    message: &OutboxMessage,
+    event: &DeliveryEvent,
+    event_id: Uuid,
+    metadata: &EventMetadata,
+) -> Result<bool, StoreError> {
+    let (state, retry_at, reason) = match &event.outcome {
+        DeliveryOutcome::Sent => ("sent", None, None),
+        DeliveryOutcome::Failed { reason, retry_at } => ("pending", Some(*retry_at), Some(reason)),
+        DeliveryOutcome::DeadLettered { reason } => ("dead", None, Some(reason)),
+    };
+    let (event_type, schema_version, payload) = encode_delivery_event(event);
+    let recorded = i64::try_from(message.recorded).unwrap_or(i64::MAX);
+    let appended: i64 = sqlx::query_scalar(
+        "WITH moved AS ( \
+             UPDATE outbox_messages SET state = $3::text, recorded = recorded + 1, \
+                 next_attempt_at = coalesce($4, next_attempt_at), last_error = $5, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = now(), \
+                 recipient = CASE WHEN $3::text = 'pending' THEN recipient ELSE '' END, \
+                 contact_name = CASE WHEN $3::text = 'pending' THEN contact_name ELSE '' END \
+             WHERE message_id = $1 AND lease_owner = $2 AND recorded = $6 \
+             RETURNING account_id \
+         ), appended AS ( \
+             INSERT INTO events (event_id, account_id, stream_id, stream_version, event_type, \
+                                 schema_version, payload, request_id, caller, correlation_id, \
+                                 causation_id, recorded_at) \
+             SELECT $7, account_id, $8, $6 + 1, $9, $10, $11, $12, $13, $14, $15, $16 FROM moved \
+             RETURNING 1 \
+         ) \
+         SELECT count(*) FROM appended",
+    )
+    .bind(message.message_id)
+    .bind(owner)
+    .bind(state)
+    .bind(retry_at)
+    .bind(reason)
+    .bind(recorded)
+    .bind(event_id)
+    .bind(DeliveryEvent::stream_id(message.message_id))
+    .bind(event_type)
+    .bind(schema_version)
+    .bind(payload)
+    .bind(&metadata.request_id)
+    .bind(&metadata.caller)
+    .bind(&metadata.correlation_id)
+    .bind(&metadata.causation_id)
+    .bind(metadata.recorded_at)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| store_error("recording a delivery failed", e))?;
+    Ok(appended == 1)
+}
+
+/// When the next pending message can be claimed: when it falls due and no lease holds it.
+pub(crate) async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT min(GREATEST(next_attempt_at, coalesce(lease_until, next_attempt_at))) \
+         FROM outbox_messages WHERE state = 'pending'",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| store_error("reading the outbox failed", e))
+}
