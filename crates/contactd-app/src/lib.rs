@@ -14,6 +14,8 @@ mod lifecycle;
 mod lifecycle_worker;
 mod paging;
 mod port;
+mod projection;
+mod projections;
 mod service;
 mod verification;
 
@@ -37,6 +39,15 @@ pub use port::{
     Outcome, PublishError, RecordedEvent, RememberedCall, SendLimits, StartPoint, StoreError,
     contact_history,
 };
+pub use projection::{
+    Projection, ProjectionMetrics, ProjectionStatus, ProjectionStore, RunnerSettings,
+    SKIPPED_CHECKPOINT, TakenProjection, run_projection,
+};
+pub use projections::activity::{AccountActivity, ActivityModel, ActivityTally};
+pub use projections::member_contacts::{
+    MemberContactPair, MemberContacts, MemberContactsModel, NewJobTask, NewLifecycleJob,
+};
+pub use projections::outbox::{OutboxModel, RequestedMessage, VerificationOutbox};
 pub use service::{
     ContactService, DEFAULT_DECIDED_CONTACTS, Idempotency, ListQuery, NewContact, Policy,
 };

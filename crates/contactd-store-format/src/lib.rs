@@ -1,11 +1,13 @@
 //! What both event stores share, so that an event reads and prints the same whichever one
 //! stored it: the persisted event format with its upcasters ([`events`]), the stored documents
 //! of the read models and remembered calls ([`documents`]), and a stored event's row turned
-//! into a [`contactd_app::RecordedEvent`] ([`recorded`]). No SQL lives here: only the shapes a
+//! into a [`contactd_app::RecordedEvent`] ([`recorded`]), and the inline read models folded
+//! from the log for a rebuild ([`fold`]). No SQL lives here: only the shapes a
 //! row has once a store has selected it.
 
 pub mod documents;
 pub mod events;
+pub mod fold;
 pub mod recorded;
 
 pub use documents::{
@@ -15,4 +17,5 @@ pub use events::{
     decode_event, encode_contact_event, encode_delivery_event, encode_directory_event,
     encode_event, message_types, type_names,
 };
+pub use fold::{INLINE_READ_MODEL, InlineFold, RebuildReport};
 pub use recorded::{StoredEvent, canonical_payload, event_json_line};

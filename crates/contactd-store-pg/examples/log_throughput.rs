@@ -9,10 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use contactd_app::{EventLog, LogPosition};
-use contactd_store_pg::{
-    AccountActivity, PgStore, PoolSettings, ProjectionMetrics, RunnerSettings,
-};
+use contactd_app::{AccountActivity, EventLog, LogPosition, ProjectionMetrics, RunnerSettings};
+use contactd_store_pg::{PgStore, PoolSettings};
 use sqlx::migrate::MigrateDatabase;
 use tokio::sync::watch;
 
@@ -83,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         poll_interval: Duration::from_millis(10),
         ..RunnerSettings::default()
     };
-    let runner = tokio::spawn(contactd_store_pg::run_projection(
+    let runner = tokio::spawn(contactd_app::run_projection(
         store.clone(),
         Arc::new(AccountActivity),
         settings,

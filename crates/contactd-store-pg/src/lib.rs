@@ -18,6 +18,7 @@ mod projection;
 mod read;
 mod rebuild;
 mod subscription;
+mod work;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +27,9 @@ use chrono::{DateTime, Utc};
 use contactd_app::{
     Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
     DirectoryStore, EventLog, EventMetadata, IdempotencyKey, JobOutcome, LifecycleJob,
-    LifecycleJobs, LinkedCode, ListedContact, LogPosition, LogSubscription, Outbox, OutboxMessage,
-    Page, PageRequest, RecordedEvent, RememberedCall, StartPoint, StoreError,
+    LifecycleJobs, LinkedCode, ListedContact, LogPosition, LogSubscription, MemberContacts, Outbox,
+    OutboxMessage, Page, PageRequest, RecordedEvent, RememberedCall, StartPoint, StoreError,
+    VerificationOutbox,
 };
 use contactd_domain::{
     AccountId, Contact, ContactId, DeliveryEvent, Directory, MemberId, VerificationId,
@@ -42,17 +44,13 @@ use crate::group_commit::{Update, UpdateGroups};
 use crate::group_read::{Load, LoadGroups};
 use crate::grouping::Grouped;
 
-pub use activity::AccountActivity;
+pub use contactd_store_format::{INLINE_READ_MODEL, RebuildReport};
 pub use contactd_store_format::{canonical_payload, decode_event, encode_event, event_json_line};
-pub use member_contacts::MemberContacts;
-pub use outbox::VerificationOutbox;
-pub use projection::{
-    Projection, ProjectionMetrics, ProjectionStatus, RunnerSettings, SKIPPED_CHECKPOINT,
-    run_projection,
-};
-pub use rebuild::{INLINE_READ_MODEL, RebuildReport, rebuild_contacts, rebuild_projection};
+pub use projection::PgLease;
+pub use rebuild::{rebuild_contacts, rebuild_projection};
 
 pub use subscription::{DEFAULT_POLL_INTERVAL, Subscription, relay_log_notifications};
+pub use work::PgWork;
 
 /// The schema migrations, embedded at build time from the repository's `migrations/`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");

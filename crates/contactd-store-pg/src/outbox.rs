@@ -1,98 +1,26 @@
-//! The outbox of verification messages: the `verification_outbox` projection records each
+//! The outbox of verification messages on PostgreSQL: the statement with which the
+//! `verification_outbox` projection ([`contactd_app::VerificationOutbox`]) records each
 //! message a send asked for, in its own transaction after the send committed (never in the
-//! command's), and the dispatchers of every process claim due messages with a lease that
-//! commits at once, send with no transaction open, and record each outcome with its event.
+//! command's); and the dispatchers' claims of due messages with a lease that commits at once,
+//! and each outcome recorded with its event.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use contactd_app::{EventMetadata, OutboxMessage, RecordedEvent, StoreError};
+use contactd_app::{EventMetadata, OutboxMessage, OutboxModel, RequestedMessage, StoreError};
 use contactd_domain::{
-    AccountId, Channel, ContactEvent, ContactId, DeliveryEvent, DeliveryOutcome, EmailAddress,
-    PhoneNumber, VerificationId, VerificationTarget,
+    AccountId, Channel, ContactId, DeliveryEvent, DeliveryOutcome, EmailAddress, PhoneNumber,
+    VerificationId, VerificationTarget,
 };
-use sqlx::{PgConnection, PgPool};
-use tokio::sync::watch;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::store_error;
-use crate::projection::Projection;
+use crate::work::PgWork;
 use contactd_store_format::events::encode_delivery_event;
 
-/// The projection that fills the outbox. It has side effects outside the database (the
-/// messages), so it is never rebuilt: a rebuild or a replay sends nothing.
-#[derive(Debug)]
-pub struct VerificationOutbox {
-    recorded: Arc<watch::Sender<u64>>,
-}
-
-impl VerificationOutbox {
-    pub const NAME: &'static str = "verification_outbox";
-
-    /// Wakes the dispatcher of this process (see [`crate::PgStore::verification_outbox`])
-    /// after each batch that recorded messages.
-    pub fn new(recorded: Arc<watch::Sender<u64>>) -> Self {
-        Self { recorded }
-    }
-}
-
-/// A message asked for by an event of the batch.
-struct Requested<'a> {
-    event: &'a RecordedEvent,
-    channel: Channel,
-    recipient: &'a str,
-    verification_id: VerificationId,
-    expires_at: DateTime<Utc>,
-}
-
-fn requested(event: &RecordedEvent) -> Option<Requested<'_>> {
-    let (channel, recipient, verification_id, expires_at) = match event.contact_event()? {
-        ContactEvent::EmailVerificationRequested {
-            verification_id,
-            email_address,
-            expires_at,
-        } => (
-            Channel::Email,
-            email_address.as_str(),
-            verification_id,
-            expires_at,
-        ),
-        ContactEvent::PhoneVerificationRequested {
-            verification_id,
-            phone_number,
-            expires_at,
-        } => (
-            Channel::Phone,
-            phone_number.as_str(),
-            verification_id,
-            expires_at,
-        ),
-        _ => return None,
-    };
-    Some(Requested {
-        event,
-        channel,
-        recipient,
-        verification_id: *verification_id,
-        expires_at: *expires_at,
-    })
-}
-
-impl Projection for VerificationOutbox {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    async fn apply(
-        &self,
-        tx: &mut PgConnection,
-        events: &[RecordedEvent],
-    ) -> Result<(), sqlx::Error> {
-        let messages: Vec<Requested<'_>> = events.iter().filter_map(requested).collect();
-        if messages.is_empty() {
-            return Ok(());
-        }
+impl OutboxModel for PgWork<'_> {
+    async fn record_requested(&mut self, messages: &[RequestedMessage]) -> Result<(), StoreError> {
         // Redelivered batches record nothing twice: the message's id is the event's.
         sqlx::query(
             "INSERT INTO outbox_messages (message_id, account_id, contact_id, contact_name, channel, \
@@ -106,21 +34,26 @@ impl Projection for VerificationOutbox {
              LEFT JOIN contacts c ON c.contact_id = i.contact_id AND c.account_id = i.account_id \
              ON CONFLICT (message_id) DO NOTHING",
         )
-        .bind(messages.iter().map(|m| m.event.event_id).collect::<Vec<_>>())
+        .bind(messages.iter().map(|m| m.message_id).collect::<Vec<_>>())
         .bind(
             messages
                 .iter()
-                .map(|m| m.event.metadata.account_id.as_str())
+                .map(|m| m.account_id.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(
             messages
                 .iter()
-                .map(|m| m.event.stream_id.as_str())
+                .map(|m| m.contact_id.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(messages.iter().map(|m| m.channel.as_str()).collect::<Vec<_>>())
-        .bind(messages.iter().map(|m| m.recipient).collect::<Vec<_>>())
+        .bind(
+            messages
+                .iter()
+                .map(|m| m.recipient.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(
             messages
                 .iter()
@@ -131,30 +64,13 @@ impl Projection for VerificationOutbox {
         .bind(
             messages
                 .iter()
-                .map(|m| m.event.metadata.correlation_id.as_str())
+                .map(|m| m.correlation_id.as_str())
                 .collect::<Vec<_>>(),
         )
-        .execute(tx)
-        .await?;
+        .execute(self.connection())
+        .await
+        .map_err(|e| store_error("recording verification messages failed", e))?;
         Ok(())
-    }
-
-    fn clear(
-        &self,
-        _: &mut PgConnection,
-    ) -> Option<impl Future<Output = Result<(), sqlx::Error>> + Send> {
-        None::<std::future::Ready<Result<(), sqlx::Error>>>
-    }
-
-    fn committed(&self, events: &[RecordedEvent]) {
-        if events.iter().any(|e| requested(e).is_some()) {
-            self.recorded.send_modify(|n| *n = n.wrapping_add(1));
-        }
-    }
-
-    /// Most of the log is of no concern here: only the events that ask for a message.
-    fn concerns(&self, event: &RecordedEvent) -> bool {
-        requested(event).is_some()
     }
 }
 

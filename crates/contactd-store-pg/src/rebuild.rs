@@ -2,30 +2,18 @@
 //! projections with effects outside the database refuse to be rebuilt, and the inline model's
 //! rebuild only writes its own tables.
 
-use std::collections::HashMap;
-
-use contactd_app::{LogPosition, RecordedEvent, StoreError};
-use contactd_domain::{Contact, ContactStatus, Directory, DirectoryEvent};
+use contactd_app::{LogPosition, Projection, StoreError};
+use contactd_domain::Contact;
 use sqlx::{Acquire, PgConnection};
 use tokio_stream::StreamExt;
 
 use crate::PgStore;
 use crate::error::{failed, store_error};
 use crate::log::{EVENT_COLUMNS, EventRow, read_log};
-use crate::projection::{Projection, save_checkpoint};
+use crate::projection::save_checkpoint;
+use crate::work::PgWork;
 use contactd_store_format::documents::{StoredContact, StoredDirectory};
-
-/// The name under which the inline read model is rebuilt.
-pub const INLINE_READ_MODEL: &str = "contacts";
-
-/// How a rebuild went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RebuildReport {
-    /// Events replayed.
-    pub events: u64,
-    /// Rows of the rebuilt model, where one row stands for one stream (the contacts).
-    pub rows: Option<u64>,
-}
+use contactd_store_format::{InlineFold, RebuildReport};
 
 const INSERT_BATCH: usize = 5000;
 
@@ -46,41 +34,15 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
     .await
     .map_err(failed("locking the read model failed"))?;
 
-    let mut contacts: HashMap<String, Contact> = HashMap::new();
-    let mut directories: HashMap<String, Directory> = HashMap::new();
-    let mut events = 0_u64;
+    let mut fold = InlineFold::default();
     {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY stream_id, stream_version");
         let mut rows = sqlx::query_as::<_, EventRow>(&sql).fetch(&mut *tx);
         while let Some(row) = rows.next().await {
-            let recorded = row
-                .map_err(failed("reading the log failed"))?
-                .into_recorded()?;
-            events += 1;
-            let at = recorded.metadata.recorded_at;
-            if let Some(event) = recorded.event.as_directory() {
-                fold_directory(&mut directories, &recorded, event)?;
-                continue;
-            }
-            // Other streams (a message's delivery) are not a read model of their own.
-            let Some(event) = recorded.contact_event() else {
-                continue;
-            };
-            match contacts.get_mut(&recorded.stream_id) {
-                Some(contact) => contact.apply(event, at),
-                None => {
-                    let contact = Contact::created(event, at).ok_or_else(|| {
-                        StoreError::internal(
-                            format!(
-                                "stream {} does not start with its creation",
-                                recorded.stream_id
-                            ),
-                            None,
-                        )
-                    })?;
-                    contacts.insert(recorded.stream_id, contact);
-                }
-            }
+            fold.apply(
+                row.map_err(failed("reading the log failed"))?
+                    .into_recorded()?,
+            )?;
         }
     }
 
@@ -92,14 +54,11 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
         .execute(&mut *tx)
         .await
         .map_err(failed("resetting the quota counters failed"))?;
-    let all: Vec<&Contact> = contacts
-        .values()
-        .filter(|c| c.status != ContactStatus::Deleted)
-        .collect();
+    let all = fold.live_contacts();
     for chunk in all.chunks(INSERT_BATCH) {
         insert_contacts(&mut tx, chunk).await?;
     }
-    for directory in directories.values() {
+    for directory in fold.directories() {
         let row = StoredDirectory::from(directory);
         sqlx::query(
             "INSERT INTO directories (account_id, resource_directory_id, version, state) \
@@ -117,35 +76,9 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
         .await
         .map_err(failed("committing the rebuild failed"))?;
     Ok(RebuildReport {
-        events,
+        events: fold.events(),
         rows: Some(all.len() as u64),
     })
-}
-
-/// Applies one directory event to the directory of its stream.
-fn fold_directory(
-    directories: &mut HashMap<String, Directory>,
-    recorded: &RecordedEvent,
-    event: &DirectoryEvent,
-) -> Result<(), StoreError> {
-    let at = recorded.metadata.recorded_at;
-    match directories.get_mut(&recorded.stream_id) {
-        Some(directory) => directory.apply(event, at),
-        None => {
-            let directory = Directory::created(recorded.metadata.account_id.clone(), event, at)
-                .ok_or_else(|| {
-                    StoreError::internal(
-                        format!(
-                            "stream {} does not start with its creation",
-                            recorded.stream_id
-                        ),
-                        None,
-                    )
-                })?;
-            directories.insert(recorded.stream_id.clone(), directory);
-        }
-    }
-    Ok(())
 }
 
 async fn insert_contacts(tx: &mut PgConnection, contacts: &[&Contact]) -> Result<(), StoreError> {
@@ -181,11 +114,14 @@ async fn insert_contacts(tx: &mut PgConnection, contacts: &[&Contact]) -> Result
 /// Rebuilds an asynchronous projection: its read model emptied and the log replayed into it up
 /// to where every earlier transaction has ended, in one transaction that holds its checkpoint
 /// (so its live runner waits, then goes on from the rebuilt checkpoint).
-pub async fn rebuild_projection<P: Projection>(
+pub async fn rebuild_projection<P>(
     store: &PgStore,
     projection: &P,
     batch_size: u32,
-) -> Result<RebuildReport, StoreError> {
+) -> Result<RebuildReport, StoreError>
+where
+    P: for<'w> Projection<PgWork<'w>>,
+{
     let name = projection.name();
     let mut tx = store
         .pool()
@@ -204,15 +140,14 @@ pub async fn rebuild_projection<P: Projection>(
         .execute(&mut *tx)
         .await
         .map_err(failed("locking the checkpoint failed"))?;
-    let Some(clear) = projection.clear(&mut tx) else {
+    let mut work = PgWork::new(&mut tx);
+    let Some(clear) = projection.clear(&mut work) else {
         return Err(StoreError::internal(
             format!("{name} has side effects outside the database: it is never rebuilt"),
             None,
         ));
     };
-    clear
-        .await
-        .map_err(failed("emptying the projection failed"))?;
+    clear.await?;
     let mut after = LogPosition::START;
     let mut events = 0_u64;
     loop {
@@ -224,10 +159,7 @@ pub async fn rebuild_projection<P: Projection>(
         let Some(last) = batch.last() else { break };
         after = last.position;
         events += batch.len() as u64;
-        projection
-            .apply(conn, &batch)
-            .await
-            .map_err(failed("replaying into the projection failed"))?;
+        projection.apply(&mut PgWork::new(conn), &batch).await?;
     }
     save_checkpoint(&mut tx, name, after).await?;
     tx.commit()

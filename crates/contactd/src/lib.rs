@@ -1,5 +1,6 @@
 //! The `contactd` program as a library, so that tests run the very server the binary runs.
 
+pub mod backend;
 pub mod secret;
 pub mod settings;
 pub mod startup;

@@ -63,15 +63,18 @@ pub enum EventsCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseSettings {
-    /// PostgreSQL URL. The database is created if it does not exist yet.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/contactd"
-    )]
-    pub database_url: String,
+    /// The store. Unset or `sqlite://PATH`: the embedded SQLite store (by default
+    /// `contactd.db` in the data directory), for one process. `postgres://…`: PostgreSQL, for
+    /// production and several processes; the database is created if it does not exist yet.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
 
-    /// Connections in the pool.
+    /// Where the embedded store's database, the development message sink and generated local
+    /// secrets live; created on first start.
+    #[arg(long, env = "CONTACTD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Connections in the pool (PostgreSQL; the embedded store's readers).
     #[arg(long, env = "CONTACTD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 }
@@ -179,10 +182,6 @@ pub struct VerificationSettings {
     /// The base of the links that messages carry; `http://` + the HTTP address when unset.
     #[arg(long, env = "CONTACTD_PUBLIC_URL")]
     pub public_url: Option<String>,
-
-    /// Where the development message sink and generated local secrets live.
-    #[arg(long, env = "CONTACTD_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
 
     /// The secret codes and links are derived under (at least 16 bytes of text). Every process
     /// of a database must share it. Unset: read from (or generated once into) the data

@@ -13,22 +13,14 @@ use contactd_app::{
 use contactd_delivery::{DeliverySettings, Senders};
 use contactd_grpc::{Server, ServerSettings};
 use contactd_nats::{NatsPublisher, NatsSettings};
-use contactd_store_pg::{
-    AccountActivity, INLINE_READ_MODEL, MemberContacts, PgStore, PoolSettings, Projection,
-    ProjectionMetrics, RunnerSettings, VerificationOutbox,
-};
-use sqlx::PgPool;
-use sqlx::migrate::MigrateDatabase;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
 
+use crate::backend::{Backend, Store, stopped};
 use crate::settings::{DatabaseSettings, ServeSettings};
-
-/// How long the outbox and member-contacts projections let events gather after catching up:
-/// each batch that waits is time added to every message and every member list.
-const OUTBOX_GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+use crate::with_store;
 
 /// `contactd serve`.
 pub async fn serve(
@@ -38,12 +30,7 @@ pub async fn serve(
     settings
         .effective_identity_mode()
         .map_err(anyhow::Error::msg)?;
-    let pool = connect(&settings.database, !settings.no_migrate).await?;
-    if !settings.no_migrate {
-        contactd_store_pg::migrate(&pool)
-            .await
-            .context("applying migrations")?;
-    }
+    let store = Store::open(&settings.database, !settings.no_migrate).await?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -52,41 +39,58 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding {http}"))?;
     info!(address = %listener.local_addr()?, "contactd listening");
-    run(listener, http, pool, &settings, shutdown).await?;
+    run(listener, http, store, &settings, shutdown).await?;
     info!("contactd stopped");
     Ok(())
 }
 
 /// `contactd migrate`.
 pub async fn migrate_only(settings: &DatabaseSettings) -> anyhow::Result<()> {
-    let pool = connect(settings, true).await?;
-    contactd_store_pg::migrate(&pool)
-        .await
-        .context("applying migrations")?;
+    Store::open(settings, true).await?;
     info!("migrations applied");
     Ok(())
 }
 
-/// Serves gRPC on `listener` and the confirmation pages on `http`, with the store on `pool`,
+/// Serves gRPC on `listener` and the confirmation pages on `http`, with `store`,
 /// until `shutdown` completes; the projections, the dispatcher and the log relay run beside
 /// them. On shutdown the servers stop accepting calls and let the calls in flight finish, then
 /// the projections finish their batch and the dispatcher the sends in flight, and all stop.
 pub async fn run(
     listener: TcpListener,
     http: TcpListener,
-    pool: PgPool,
+    store: Store,
+    settings: &ServeSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = match store {
+        Store::Postgres(store) => Store::Postgres(
+            store
+                .group_commit(settings.group_writers)
+                .group_reads(settings.group_readers),
+        ),
+        Store::Sqlite(store) => Store::Sqlite(store.group_commit(settings.group_writers)),
+    };
+    with_store!(store, store => serve_with(listener, http, store, settings, shutdown).await)
+}
+
+async fn serve_with<S: Backend>(
+    listener: TcpListener,
+    http: TcpListener,
+    store: S,
     settings: &ServeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let verification = &settings.verification;
     let lease = verification.dispatch_lease().map_err(anyhow::Error::msg)?;
-    let secret =
-        crate::secret::code_secret(verification.code_secret.as_deref(), &verification.data_dir)?;
+    let secret = crate::secret::code_secret(
+        verification.code_secret.as_deref(),
+        &settings.database.data_dir,
+    )?;
     let senders = Senders::new(DeliverySettings {
         smtp_url: verification.smtp_url.clone(),
         mail_from: verification.mail_from.clone(),
         sms_webhook_url: verification.sms_webhook_url.clone(),
-        sink_dir: verification.data_dir.join("messages"),
+        sink_dir: settings.database.data_dir.join("messages"),
         timeout: verification.send_timeout(),
         smtp_connections: u32::try_from(verification.dispatch_concurrency).unwrap_or(u32::MAX),
     })
@@ -94,49 +98,9 @@ pub async fn run(
     info!(senders = %senders.describe(), "verification messages");
     let public_url = verification.public_url(http.local_addr()?);
 
-    let store = PgStore::new(pool)
-        .group_commit(settings.group_writers)
-        .group_reads(settings.group_readers);
     let (stop_workers, stopping) = watch::channel(false);
-    let runner = RunnerSettings {
-        holder: settings.instance_name(),
-        ..RunnerSettings::default()
-    };
-    let metrics = ProjectionMetrics::default();
     let mut workers = JoinSet::new();
-    workers.spawn(contactd_store_pg::relay_log_notifications(
-        store.clone(),
-        stopped(stopping.clone()),
-    ));
-    workers.spawn(contactd_store_pg::run_projection(
-        store.clone(),
-        Arc::new(AccountActivity),
-        runner.clone(),
-        metrics.clone(),
-        stopping.clone(),
-    ));
-    // The outbox lets events gather for a shorter while than the audit view: each batch that
-    // waits is time added to every verification message (ADR 8).
-    workers.spawn(contactd_store_pg::run_projection(
-        store.clone(),
-        Arc::new(store.verification_outbox()),
-        RunnerSettings {
-            gather_interval: OUTBOX_GATHER,
-            ..runner.clone()
-        },
-        metrics.clone(),
-        stopping.clone(),
-    ));
-    workers.spawn(contactd_store_pg::run_projection(
-        store.clone(),
-        Arc::new(store.member_contacts()),
-        RunnerSettings {
-            gather_interval: OUTBOX_GATHER,
-            ..runner
-        },
-        metrics,
-        stopping.clone(),
-    ));
+    store.spawn_workers(&mut workers, settings.instance_name(), stopping.clone());
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         senders,
@@ -223,25 +187,20 @@ pub async fn run(
     served
 }
 
-/// Completes when the flag turns true (or its sender is gone).
-async fn stopped(mut stopping: watch::Receiver<bool>) {
-    let _ = stopping.wait_for(|stop| *stop).await;
-}
-
 /// `contactd projections rebuild [NAME]`.
 pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow::Result<()> {
-    let store = PgStore::new(connect(settings, false).await?);
-    let names = [
-        INLINE_READ_MODEL,
-        AccountActivity.name(),
-        MemberContacts::NAME,
-    ];
+    let store = Store::open(settings, false).await?;
+    with_store!(store, store => rebuild_with(&store, name).await)
+}
+
+async fn rebuild_with<S: Backend>(store: &S, name: Option<&str>) -> anyhow::Result<()> {
+    let names = store.rebuildable();
     let chosen: Vec<&str> = match name {
-        None => names.to_vec(),
+        None => names.clone(),
         Some(name) if names.contains(&name) => vec![name],
-        Some(VerificationOutbox::NAME) => anyhow::bail!(
+        Some(contactd_app::VerificationOutbox::NAME) => anyhow::bail!(
             "{} sends messages: it is never rebuilt, so that no rebuild sends anything again",
-            VerificationOutbox::NAME
+            contactd_app::VerificationOutbox::NAME
         ),
         Some(other) => anyhow::bail!(
             "no read model is called {other:?}; there are: {}",
@@ -250,15 +209,10 @@ pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow:
     };
     for name in chosen {
         let started = std::time::Instant::now();
-        let report = if name == INLINE_READ_MODEL {
-            contactd_store_pg::rebuild_contacts(&store).await
-        } else if name == MemberContacts::NAME {
-            // Replayed without its jobs: a rebuild publishes and unbinds nothing again.
-            contactd_store_pg::rebuild_projection(&store, &MemberContacts::replaying(), 5000).await
-        } else {
-            contactd_store_pg::rebuild_projection(&store, &AccountActivity, 5000).await
-        }
-        .with_context(|| format!("rebuilding {name}"))?;
+        let report = store
+            .rebuild(name)
+            .await
+            .with_context(|| format!("rebuilding {name}"))?;
         let seconds = started.elapsed().as_secs_f64();
         println!(
             "rebuilt {name}: {} events in {seconds:.2} s ({:.0} events/s){}",
@@ -274,16 +228,24 @@ pub async fn rebuild(name: Option<&str>, settings: &DatabaseSettings) -> anyhow:
 }
 
 /// `contactd events replay`: events in log order as JSON lines on stdout: every event committed
-/// before the command started (it waits for the transactions running then to end), none after
-/// an event of a transaction that started later.
+/// before the command started (it waits for the writes running then to end), none after an
+/// event of a write that started later.
 pub async fn replay(
     contact: Option<&str>,
     from: i64,
     settings: &DatabaseSettings,
 ) -> anyhow::Result<()> {
+    let store = Store::open_to_read(settings).await?;
+    with_store!(store, store => replay_with(&store, contact, from).await)
+}
+
+async fn replay_with<S: EventLog>(
+    store: &S,
+    contact: Option<&str>,
+    from: i64,
+) -> anyhow::Result<()> {
     use std::io::Write;
 
-    let store = PgStore::new(connect(settings, false).await?);
     let start = store.start_at(from).await?;
     // Every event committed by now is before this; the replay is complete once nothing can
     // commit before it any more and the log has been read to it.
@@ -318,33 +280,12 @@ pub async fn replay(
                 break 'read;
             }
             if event.global_position >= start.min_global_position {
-                writeln!(out, "{}", contactd_store_pg::event_json_line(event))?;
+                writeln!(out, "{}", contactd_store_format::event_json_line(event))?;
             }
         }
     }
     out.flush()?;
     Ok(())
-}
-
-async fn connect(settings: &DatabaseSettings, create_database: bool) -> anyhow::Result<PgPool> {
-    let url = &settings.database_url;
-    if create_database
-        && !sqlx::Postgres::database_exists(url)
-            .await
-            .context("reaching PostgreSQL")?
-    {
-        sqlx::Postgres::create_database(url)
-            .await
-            .context("creating the database")?;
-        info!("created the database");
-    }
-    let pool_settings = PoolSettings {
-        max_connections: settings.db_max_connections,
-        ..PoolSettings::default()
-    };
-    contactd_store_pg::connect(url, &pool_settings)
-        .await
-        .context("connecting to PostgreSQL")
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,8 +1,14 @@
 //! Group commit: concurrent updates share one statement and one transaction, and each is still
-//! written only at the version it was decided on, whatever happens to the others of its group.
+//! written only at the version it was decided on, whatever happens to the others of its group;
+//! and without groups, each append on its own statement loses no update either.
 
-use contactd_app::{Append, AppendError, ContactStore, EventMetadata, NameClaim, NewEvent};
-use contactd_domain::{Contact, ContactEvent, EmailAddress, Title};
+use std::sync::Arc;
+
+use contactd_app::{
+    Append, AppendError, ContactService, ContactStore, EventMetadata, NameClaim, NewEvent, Outcome,
+    Policy,
+};
+use contactd_domain::{Contact, ContactEvent, EmailAddress, Title, UpdateMessageContact};
 use contactd_store_pg::PgStore;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -232,4 +238,56 @@ async fn a_group_that_cannot_reach_the_database_fails_each_update_as_transient(p
             other => panic!("expected a transient store error, got {other:?}"),
         }
     }
+}
+
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
+async fn fifty_concurrent_updates_lose_none_without_groups_or_remembered_state(pool: PgPool) {
+    // The conformance suite races updates through the grouped path; this is the other one:
+    // every append and every read a statement of its own, every update decided on a read.
+    let store = PgStore::new(pool).group_commit(0).group_reads(0);
+    let policy = Policy {
+        decided_contacts: 0,
+        ..Policy::default()
+    };
+    let app = Arc::new(ContactService::new(store, policy));
+    let contact = match app.add_contact(&ctx(), new_contact("Tom"), None).await {
+        Ok(Outcome::Added { contact, .. }) => *contact,
+        other => panic!("{other:?}"),
+    };
+    let mut writers = JoinSet::new();
+    for i in 0..50 {
+        let (app, id) = (app.clone(), contact.contact_id.clone());
+        writers.spawn(async move {
+            let update = UpdateMessageContact {
+                email_address: Some(
+                    EmailAddress::parse(&format!("writer{i}@example.com")).unwrap(),
+                ),
+                ..UpdateMessageContact::default()
+            };
+            app.update_contact(&ctx(), &id, &update, None).await
+        });
+    }
+    for answer in writers.join_all().await {
+        answer.unwrap();
+    }
+
+    let stream = app
+        .store()
+        .read_stream(&account(), contact.contact_id.as_str())
+        .await
+        .unwrap();
+    let versions: Vec<u64> = stream.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=51).collect::<Vec<_>>());
+    for i in 0..50 {
+        let email = format!("\"writer{i}@example.com\"");
+        assert!(
+            stream.iter().any(|e| e.payload_json.contains(&email)),
+            "{email} is in the log"
+        );
+    }
+    let state = app.get_contact(&ctx(), &contact.contact_id).await.unwrap();
+    assert_eq!(
+        state,
+        Contact::fold(contactd_app::contact_history(&stream)).unwrap()
+    );
 }

@@ -1,14 +1,13 @@
-//! Store tests on a real PostgreSQL, a fresh database per test: the log's guarantees, and the
-//! rules across contacts under races.
+//! What only PostgreSQL shows, on a real server with a fresh database per test: the log's
+//! order by writing transaction under concurrent transactions, grouped statements, and
+//! migrations of old layouts. Everything the store ports promise is the conformance suite's
+//! (`tests/conformance.rs`).
 
 // Test helpers unwrap freely: a failed setup step is a failed test, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod group_commit;
 mod group_read;
-mod log;
 mod migrations;
 mod ordering;
-mod races;
 mod support;
-mod upcasting;

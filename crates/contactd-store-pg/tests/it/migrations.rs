@@ -13,7 +13,7 @@ use sqlx::migrate::Migrator;
 /// The migrations up to and including the one named, from the repository's folder.
 async fn migrations_up_to(last: &str) -> (tempfile::TempDir, Migrator) {
     let dir = tempfile::tempdir().unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/postgres");
     let mut names: Vec<_> = std::fs::read_dir(&source)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())

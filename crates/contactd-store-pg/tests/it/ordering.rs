@@ -5,9 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use contactd_app::{EventLog, RecordedEvent};
-use contactd_store_pg::{PgStore, Projection, ProjectionMetrics, RunnerSettings, run_projection};
-use sqlx::{PgConnection, PgPool};
+use contactd_app::{
+    EventLog, Projection, ProjectionMetrics, RecordedEvent, RunnerSettings, StoreError,
+    run_projection,
+};
+use contactd_store_pg::{PgStore, PgWork};
+use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -16,42 +19,46 @@ const EVENTS: usize = 20_000;
 
 /// Records the events' positions in `seen`, in the order given, in the batch's transaction.
 async fn record_seen(
-    tx: &mut PgConnection,
+    work: &mut PgWork<'_>,
     events: impl Iterator<Item = &RecordedEvent>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let positions: Vec<i64> = events.map(|e| e.global_position).collect();
     sqlx::query("INSERT INTO seen (global_position) SELECT position FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(position, n) ORDER BY n")
         .bind(positions)
-        .execute(tx)
-        .await?;
+        .execute(work.connection())
+        .await
+        .map_err(|e| StoreError::internal("recording what was seen failed", Some(Box::new(e))))?;
     Ok(())
 }
 
 /// Records every event it is given, in the order given, in the batch's transaction.
 struct Recorder;
 
-impl Projection for Recorder {
+impl Projection<PgWork<'_>> for Recorder {
     fn name(&self) -> &'static str {
         "test_recorder"
     }
 
     async fn apply(
         &self,
-        tx: &mut PgConnection,
+        work: &mut PgWork<'_>,
         events: &[RecordedEvent],
-    ) -> Result<(), sqlx::Error> {
-        record_seen(tx, events.iter()).await
+    ) -> Result<(), StoreError> {
+        record_seen(work, events.iter()).await
     }
 
     fn clear(
         &self,
-        tx: &mut PgConnection,
-    ) -> Option<impl Future<Output = Result<(), sqlx::Error>> + Send> {
+        work: &mut PgWork<'_>,
+    ) -> Option<impl Future<Output = Result<(), StoreError>> + Send> {
         Some(async move {
             sqlx::query("DELETE FROM seen")
-                .execute(tx)
+                .execute(work.connection())
                 .await
                 .map(|_| ())
+                .map_err(|e| {
+                    StoreError::internal("emptying what was seen failed", Some(Box::new(e)))
+                })
         })
     }
 }
@@ -60,28 +67,34 @@ impl Projection for Recorder {
 /// the runner passes them without a transaction and moves the checkpoint past them later.
 struct Picky;
 
-impl Projection for Picky {
+impl Picky {
+    fn picks(event: &RecordedEvent) -> bool {
+        event.stream_version.is_multiple_of(50)
+    }
+}
+
+impl Projection<PgWork<'_>> for Picky {
     fn name(&self) -> &'static str {
         "test_picky"
     }
 
     async fn apply(
         &self,
-        tx: &mut PgConnection,
+        work: &mut PgWork<'_>,
         events: &[RecordedEvent],
-    ) -> Result<(), sqlx::Error> {
-        record_seen(tx, events.iter().filter(|e| self.concerns(e))).await
+    ) -> Result<(), StoreError> {
+        record_seen(work, events.iter().filter(|e| Self::picks(e))).await
     }
 
     fn clear(
         &self,
-        _: &mut PgConnection,
-    ) -> Option<impl Future<Output = Result<(), sqlx::Error>> + Send> {
-        None::<std::future::Ready<Result<(), sqlx::Error>>>
+        _: &mut PgWork<'_>,
+    ) -> Option<impl Future<Output = Result<(), StoreError>> + Send> {
+        None::<std::future::Ready<Result<(), StoreError>>>
     }
 
     fn concerns(&self, event: &RecordedEvent) -> bool {
-        event.stream_version.is_multiple_of(50)
+        Self::picks(event)
     }
 }
 
@@ -339,8 +352,23 @@ async fn a_running_transaction_holds_back_later_events_until_it_ends(pool: PgPoo
         visible.is_empty(),
         "the committed later event waits behind the running earlier one"
     );
+    let end = store.log_end().await.unwrap();
+    assert!(
+        !store.readable_to(end).await.unwrap(),
+        "the log is not readable to its end while the earlier transaction runs"
+    );
 
     early.commit().await.unwrap();
+    // Once it ends, both come, in its order: as soon as no other transaction of the server
+    // (another test's) holds the log back either.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !store.readable_to(end).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the log stays held back"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let visible = store
         .read_log(contactd_app::LogPosition::START, None, 100)
         .await

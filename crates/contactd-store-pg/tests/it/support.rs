@@ -1,12 +1,12 @@
-//! Building contacts, commands and appends for the store tests.
+//! Building contacts, commands and appends for the PostgreSQL-only store tests.
 
 use chrono::{SubsecRound, Utc};
 use contactd_app::{
     Append, CallContext, ContactStore, EventMetadata, NameClaim, NewContact, NewEvent,
 };
 use contactd_domain::{
-    AccountId, AddMessageContact, Contact, ContactEvent, ContactId, ContactName, EmailAddress,
-    MessageTypes, Title,
+    AccountId, AddMessageContact, Contact, ContactId, ContactName, EmailAddress, MessageTypes,
+    Title,
 };
 use contactd_store_pg::PgStore;
 
@@ -87,20 +87,6 @@ pub fn creation<'a>(
         remember: None,
         code: None,
     }
-}
-
-/// A title change decided on `state`, and the state after it.
-pub fn retitled(state: &Contact, title: Title, metadata: &EventMetadata) -> (NewEvent, Contact) {
-    let event = ContactEvent::TitleChanged { title };
-    let mut after = state.clone();
-    after.apply(&event, metadata.recorded_at);
-    (
-        NewEvent {
-            event_id: uuid::Uuid::new_v4(),
-            event,
-        },
-        after,
-    )
 }
 
 /// Stores `n` new contacts (each at version 1), one append each.

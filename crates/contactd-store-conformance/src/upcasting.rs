@@ -1,57 +1,49 @@
-//! Event schema evolution: payloads stored in an older schema version, written here as raw
-//! JSON rows, read back as today's events; an unknown version is an error, never a guess.
+//! Event schema evolution: payloads stored in an older schema version, written as raw rows,
+//! read back as today's events; an unknown version is an error, never a guess.
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
-use contactd_app::{ContactStore, EventMetadata};
+use chrono::{DateTime, Duration, Utc};
+use contactd_app::{AuditLog, ContactStore, EventMetadata};
 use contactd_domain::{
     AccountId, Contact, ContactEvent, ContactId, ContactName, ContactStatus, DomainEvent,
     EmailAddress, MessageTypes, PhoneNumber, Title,
 };
-use contactd_store_pg::PgStore;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
-use crate::support::*;
+use crate::fixtures::*;
+use crate::{Backend, RawEvent};
 
 const CONTACT: &str = "c-Up1castV1Contact";
 const REQUEST: &str = "0F2C4D63-0B7E-4C44-9C52-31D1A1E2B7A1";
 
-/// Stores one event row as an old version of the service would have written it.
-async fn insert_raw(
-    pool: &PgPool,
-    account: &str,
-    stream_version: i64,
+/// One event row of the contact's stream as an old version of the service would have written
+/// it.
+fn raw(
+    stream_version: u64,
     event_type: &str,
     schema_version: i32,
     payload: Value,
     recorded_at: DateTime<Utc>,
-) {
-    sqlx::query(
-        "INSERT INTO events (event_id, account_id, stream_id, stream_version, event_type, \
-         schema_version, payload, request_id, caller, correlation_id, causation_id, recorded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10, $11, $12)",
-    )
-    .bind(uuid::Uuid::new_v4())
-    .bind(account)
-    .bind(CONTACT)
-    .bind(stream_version)
-    .bind(event_type)
-    .bind(schema_version)
-    .bind(payload.to_string())
-    .bind(REQUEST)
-    .bind(format!("account:{account}"))
-    .bind("corr-v1")
-    .bind(REQUEST)
-    .bind(recorded_at)
-    .execute(pool)
-    .await
-    .expect("insert a raw event");
+) -> RawEvent {
+    RawEvent {
+        event_id: uuid::Uuid::new_v4(),
+        account_id: ACCOUNT.into(),
+        stream_id: CONTACT.into(),
+        stream_version,
+        event_type: event_type.into(),
+        schema_version,
+        payload,
+        request_id: REQUEST.into(),
+        caller: format!("account:{ACCOUNT}"),
+        correlation_id: "corr-v1".into(),
+        causation_id: REQUEST.into(),
+        recorded_at,
+    }
 }
 
-fn added_v1(account: &str) -> Value {
+fn added_v1() -> Value {
     json!({
         "contact_id": CONTACT,
-        "account_id": account,
+        "account_id": ACCOUNT,
         "name": "Tom",
         "email_address": "tom@example.com",
         "phone_number": "86-13912345678",
@@ -67,36 +59,34 @@ fn types() -> MessageTypes {
 }
 
 fn times() -> (DateTime<Utc>, DateTime<Utc>) {
-    let created = Utc::now().trunc_subsecs(6) - Duration::days(400);
+    let created = now() - Duration::days(400);
     (created, created + Duration::seconds(90))
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_version_1_creation_and_title_change_read_as_todays_events(pool: PgPool) {
-    let (created, retitled) = times();
-    insert_raw(
-        &pool,
-        ACCOUNT,
-        1,
-        "MessageContactAdded",
-        1,
-        added_v1(ACCOUNT),
-        created,
-    )
-    .await;
-    insert_raw(
-        &pool,
-        ACCOUNT,
-        2,
-        "TitleChanged",
-        1,
-        json!({"title": "ProjectDirector"}),
-        retitled,
-    )
-    .await;
-    let store = PgStore::new(pool.clone());
+async fn read<B: Backend>(
+    backend: &B,
+    account: &AccountId,
+) -> Result<Vec<contactd_app::RecordedEvent>, contactd_app::StoreError> {
+    backend.store().stream_page(account, CONTACT, 0, 100).await
+}
 
-    let stream = store.read_stream(&account(), CONTACT).await.unwrap();
+pub async fn a_version_1_creation_and_title_change_read_as_todays_events<B: Backend>() {
+    let backend = B::fresh().await;
+    let (created, retitled) = times();
+    backend
+        .insert_raw_event(raw(1, "MessageContactAdded", 1, added_v1(), created))
+        .await;
+    backend
+        .insert_raw_event(raw(
+            2,
+            "TitleChanged",
+            1,
+            json!({"title": "ProjectDirector"}),
+            retitled,
+        ))
+        .await;
+
+    let stream = read(&backend, &account()).await.unwrap();
     assert_eq!(stream.len(), 2);
     let contact_id = ContactId::parse(CONTACT).unwrap();
     assert_eq!(
@@ -127,11 +117,7 @@ async fn a_version_1_creation_and_title_change_read_as_todays_events(pool: PgPoo
         "the stored version is reported as stored"
     );
     let stored: Value = serde_json::from_str(&stream[0].payload_json).unwrap();
-    assert_eq!(
-        stored,
-        added_v1(ACCOUNT),
-        "the payload as stored, not upcast"
-    );
+    assert_eq!(stored, added_v1(), "the payload as stored, not upcast");
     assert_eq!(
         stream[0].metadata,
         EventMetadata {
@@ -144,6 +130,8 @@ async fn a_version_1_creation_and_title_change_read_as_todays_events(pool: PgPoo
         }
     );
     assert_eq!(stream[1].metadata.recorded_at, retitled);
+    // The log reads it the same way.
+    assert_eq!(whole_log(backend.store()).await, stream);
 
     let expected = Contact {
         contact_id,
@@ -167,34 +155,35 @@ async fn a_version_1_creation_and_title_change_read_as_todays_events(pool: PgPoo
     let folded = Contact::fold(contactd_app::contact_history(&stream));
     assert_eq!(folded.as_ref(), Some(&expected));
 
-    // A rebuild reads the old versions too: the read model becomes the same fold.
-    contactd_store_pg::rebuild_contacts(&store).await.unwrap();
+    // A rebuild reads the old versions too: the read model becomes the same fold, with its
+    // name claimed.
+    backend.rebuild_read_models().await;
+    let store = backend.store();
     let loaded = store
         .load_contact(&account(), &expected.contact_id)
         .await
         .unwrap();
     assert_eq!(loaded, Some(expected));
+    let taken = service(store.clone(), 20)
+        .add_contact(&ctx(), new_contact("TOM"), None)
+        .await;
+    assert!(
+        matches!(taken, Err(contactd_app::AppError::NameAlreadyUsed)),
+        "{taken:?}"
+    );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_version_1_creation_takes_its_account_from_the_envelope(pool: PgPool) {
+pub async fn a_version_1_creation_takes_its_account_from_the_envelope<B: Backend>() {
+    let backend = B::fresh().await;
     let (created, _) = times();
     // The repeated account id of version 1 is not what decides: the envelope's is the truth.
-    let mut payload = added_v1(ACCOUNT);
+    let mut payload = added_v1();
     payload["account_id"] = json!("999");
-    insert_raw(
-        &pool,
-        ACCOUNT,
-        1,
-        "MessageContactAdded",
-        1,
-        payload,
-        created,
-    )
-    .await;
-    let store = PgStore::new(pool);
+    backend
+        .insert_raw_event(raw(1, "MessageContactAdded", 1, payload, created))
+        .await;
 
-    let stream = store.read_stream(&account(), CONTACT).await.unwrap();
+    let stream = read(&backend, &account()).await.unwrap();
     let Some(ContactEvent::MessageContactAdded { account_id, .. }) = stream[0].contact_event()
     else {
         panic!("a creation: {:?}", stream[0].event)
@@ -202,39 +191,29 @@ async fn a_version_1_creation_takes_its_account_from_the_envelope(pool: PgPool) 
     assert_eq!(account_id, &account());
     let other = AccountId::parse("999").unwrap();
     assert!(
-        store.read_stream(&other, CONTACT).await.unwrap().is_empty(),
+        read(&backend, &other).await.unwrap().is_empty(),
         "the payload's account does not make it that account's contact"
     );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_unknown_schema_version_fails_the_read_rather_than_being_guessed(pool: PgPool) {
+pub async fn an_unknown_schema_version_fails_the_read_rather_than_being_guessed<B: Backend>() {
+    let backend = B::fresh().await;
     let (created, retitled) = times();
-    insert_raw(
-        &pool,
-        ACCOUNT,
-        1,
-        "MessageContactAdded",
-        1,
-        added_v1(ACCOUNT),
-        created,
-    )
-    .await;
+    backend
+        .insert_raw_event(raw(1, "MessageContactAdded", 1, added_v1(), created))
+        .await;
     // A title change from a future version of the service, in a shape this one can read.
-    insert_raw(
-        &pool,
-        ACCOUNT,
-        2,
-        "TitleChanged",
-        99,
-        json!({"title": "ProjectDirector"}),
-        retitled,
-    )
-    .await;
-    let store = PgStore::new(pool);
+    backend
+        .insert_raw_event(raw(
+            2,
+            "TitleChanged",
+            99,
+            json!({"title": "ProjectDirector"}),
+            retitled,
+        ))
+        .await;
 
-    let error = store
-        .read_stream(&account(), CONTACT)
+    let error = read(&backend, &account())
         .await
         .expect_err("version 99 of TitleChanged is not known");
     let message = error.to_string();
@@ -243,24 +222,25 @@ async fn an_unknown_schema_version_fails_the_read_rather_than_being_guessed(pool
         "{message}"
     );
     assert!(!error.is_transient(), "retrying will not mend it");
-}
-
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_version_1_creation_with_a_field_missing_fails_the_read(pool: PgPool) {
-    let (created, _) = times();
-    let mut payload = added_v1(ACCOUNT);
-    payload.as_object_mut().unwrap().remove("title");
-    insert_raw(
-        &pool,
-        ACCOUNT,
-        1,
-        "MessageContactAdded",
-        1,
-        payload,
-        created,
+    settled(backend.store()).await;
+    let log = contactd_app::EventLog::read_log(
+        backend.store(),
+        contactd_app::LogPosition::START,
+        None,
+        100,
     )
     .await;
-    let store = PgStore::new(pool);
+    assert!(log.is_err(), "the log read fails too: {log:?}");
+}
 
-    assert!(store.read_stream(&account(), CONTACT).await.is_err());
+pub async fn a_version_1_creation_with_a_field_missing_fails_the_read<B: Backend>() {
+    let backend = B::fresh().await;
+    let (created, _) = times();
+    let mut payload = added_v1();
+    payload.as_object_mut().unwrap().remove("title");
+    backend
+        .insert_raw_event(raw(1, "MessageContactAdded", 1, payload, created))
+        .await;
+
+    assert!(read(&backend, &account()).await.is_err());
 }
