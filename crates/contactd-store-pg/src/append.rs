@@ -16,8 +16,8 @@ use uuid::Uuid;
 use contactd_domain::{Contact, ContactStatus};
 
 use crate::error::{append_error, store_error};
-use contactd_store_format::documents::{StoredContact, StoredDirectory, outcome_to_json};
-use contactd_store_format::events::{encode_contact_event, encode_directory_event};
+use contactd_store_core::documents::{StoredContact, StoredDirectory, outcome_to_json};
+use contactd_store_core::events::{encode_contact_event, encode_directory_event};
 
 /// The statement is composed of the parts an append needs: an update carries no quota and
 /// usually no name claim or remembered call, and every part left out is work PostgreSQL does

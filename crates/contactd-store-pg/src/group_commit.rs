@@ -21,8 +21,8 @@ use tracing::debug;
 
 use crate::append::{EncodedEvent, encode_events};
 use crate::error::{append_error, out_of_reach, store_error};
-use crate::grouping::{GroupWork, Grouped};
-use contactd_store_format::documents::StoredContact;
+use contactd_store_core::documents::StoredContact;
+use contactd_store_core::grouping::{GroupWork, Grouped};
 
 /// `input` has one row per update: the row's new values, the version it was decided on and the
 /// metadata its events carry. Rows are locked in `contact_id` order (the input is sorted) so

@@ -12,8 +12,8 @@ use contactd_domain::{AccountId, Contact, ContactId};
 use sqlx::PgPool;
 
 use crate::error::store_error;
-use crate::grouping::{GroupWork, Grouped};
-use contactd_store_format::documents::{CONTACT_COLUMNS, StoredContact};
+use contactd_store_core::documents::{CONTACT_COLUMNS, StoredContact};
+use contactd_store_core::grouping::{GroupWork, Grouped};
 
 /// A contact asked for by one caller, in its account.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::store_error;
-use contactd_store_format::events::message_types;
+use contactd_store_core::events::message_types;
 
 #[derive(sqlx::FromRow)]
 struct JobRow {

@@ -9,7 +9,6 @@ mod codes;
 mod error;
 mod group_commit;
 mod group_read;
-mod grouping;
 mod jobs;
 mod log;
 mod member_contacts;
@@ -27,9 +26,8 @@ use chrono::{DateTime, Utc};
 use contactd_app::{
     Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
     DirectoryStore, EventLog, EventMetadata, IdempotencyKey, JobOutcome, LifecycleJob,
-    LifecycleJobs, LinkedCode, ListedContact, LogPosition, LogSubscription, MemberContacts, Outbox,
-    OutboxMessage, Page, PageRequest, RecordedEvent, RememberedCall, StartPoint, StoreError,
-    VerificationOutbox,
+    LifecycleJobs, LinkedCode, ListedContact, LogPosition, MemberContacts, Outbox, OutboxMessage,
+    Page, PageRequest, RecordedEvent, RememberedCall, StartPoint, StoreError, VerificationOutbox,
 };
 use contactd_domain::{
     AccountId, Contact, ContactId, DeliveryEvent, Directory, MemberId, VerificationId,
@@ -42,14 +40,15 @@ use uuid::Uuid;
 
 use crate::group_commit::{Update, UpdateGroups};
 use crate::group_read::{Load, LoadGroups};
-use crate::grouping::Grouped;
+use contactd_store_core::grouping::Grouped;
 
-pub use contactd_store_format::{INLINE_READ_MODEL, RebuildReport};
-pub use contactd_store_format::{canonical_payload, decode_event, encode_event, event_json_line};
+pub use contactd_store_core::{INLINE_READ_MODEL, RebuildReport};
+pub use contactd_store_core::{canonical_payload, decode_event, encode_event, event_json_line};
 pub use projection::PgLease;
 pub use rebuild::{rebuild_contacts, rebuild_projection};
 
-pub use subscription::{DEFAULT_POLL_INTERVAL, Subscription, relay_log_notifications};
+pub use contactd_store_core::DEFAULT_POLL_INTERVAL;
+pub use subscription::{Subscription, relay_log_notifications};
 pub use work::PgWork;
 
 /// The schema migrations, embedded at build time from the repository's `migrations/`.
@@ -166,7 +165,7 @@ impl PgStore {
 
     /// Follows the log (or one account's part of it) from `start`.
     pub fn subscribe(&self, account: Option<AccountId>, start: StartPoint) -> Subscription {
-        Subscription::new(self.clone(), account, start)
+        Subscription::new(self.clone(), self.log_changes.subscribe(), account, start)
     }
 
     /// Up to `limit` events of a stream with versions after `after_version`, in version order.
@@ -440,11 +439,5 @@ impl AuditLog for PgStore {
     ) -> Result<Subscription, StoreError> {
         let start = self.start_at(from_position).await?;
         Ok(self.subscribe(Some(account_id.clone()), start))
-    }
-}
-
-impl LogSubscription for Subscription {
-    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
-        Subscription::next_batch(self).await
     }
 }

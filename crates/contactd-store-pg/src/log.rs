@@ -8,7 +8,7 @@ use contactd_domain::AccountId;
 use sqlx::{PgExecutor, PgPool};
 
 use crate::error::store_error;
-use contactd_store_format::StoredEvent;
+use contactd_store_core::StoredEvent;
 
 /// Every column of an event, the payload as stored text and the transaction id as a number.
 /// The number has its own name: an output column named `transaction_id` would be what

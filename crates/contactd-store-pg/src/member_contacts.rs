@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::error::store_error;
 use crate::work::PgWork;
-use contactd_store_format::documents::{CONTACT_COLUMNS, StoredContact};
-use contactd_store_format::events::type_names;
+use contactd_store_core::documents::{CONTACT_COLUMNS, StoredContact};
+use contactd_store_core::events::type_names;
 
 /// The nodes below the given ones (themselves included), at any depth.
 const SUBTREE: &str = "subtree(node_id) AS ( \

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::error::store_error;
 use crate::work::PgWork;
-use contactd_store_format::events::encode_delivery_event;
+use contactd_store_core::events::encode_delivery_event;
 
 impl OutboxModel for PgWork<'_> {
     async fn record_requested(&mut self, messages: &[RequestedMessage]) -> Result<(), StoreError> {

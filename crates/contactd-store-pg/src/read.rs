@@ -8,7 +8,7 @@ use contactd_domain::{AccountId, Contact, ContactId, Directory, MemberId};
 use sqlx::PgPool;
 
 use crate::error::store_error;
-use contactd_store_format::documents::{
+use contactd_store_core::documents::{
     CONTACT_COLUMNS, StoredContact, StoredDirectory, outcome_from_json,
 };
 

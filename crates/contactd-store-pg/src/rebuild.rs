@@ -12,8 +12,8 @@ use crate::error::{failed, store_error};
 use crate::log::{EVENT_COLUMNS, EventRow, read_log};
 use crate::projection::save_checkpoint;
 use crate::work::PgWork;
-use contactd_store_format::documents::{StoredContact, StoredDirectory};
-use contactd_store_format::{InlineFold, RebuildReport};
+use contactd_store_core::documents::{StoredContact, StoredDirectory};
+use contactd_store_core::{InlineFold, RebuildReport};
 
 const INSERT_BATCH: usize = 5000;
 

@@ -13,8 +13,8 @@ use contactd_app::{
     RememberedCall,
 };
 use contactd_domain::{ContactStatus, DirectoryEvent};
-use contactd_store_format::documents::{StoredContact, StoredDirectory, outcome_to_json};
-use contactd_store_format::events::{encode_contact_event, encode_directory_event};
+use contactd_store_core::documents::{StoredContact, StoredDirectory, outcome_to_json};
+use contactd_store_core::events::{encode_contact_event, encode_directory_event};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 

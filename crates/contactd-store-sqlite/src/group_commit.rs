@@ -22,7 +22,7 @@ use tracing::debug;
 
 use crate::append;
 use crate::error::{append_error, store_error};
-use crate::grouping::{GroupWork, Grouped};
+use contactd_store_core::grouping::{GroupWork, Grouped};
 
 /// A write as the writer runs it, borrowed from its caller.
 #[derive(Debug)]

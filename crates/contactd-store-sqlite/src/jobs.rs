@@ -11,7 +11,7 @@ use contactd_app::{
     DeletionProgress, IntegrationMessage, JobOutcome, LifecycleJob, LifecycleTask, StoreError,
 };
 use contactd_domain::{AccountId, ContactId, FailReason, MemberAccountId, MemberId};
-use contactd_store_format::events::message_types;
+use contactd_store_core::events::message_types;
 use sqlx::SqlitePool;
 use uuid::Uuid;
 

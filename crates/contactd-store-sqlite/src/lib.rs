@@ -15,7 +15,6 @@ mod append;
 mod codes;
 mod error;
 mod group_commit;
-mod grouping;
 mod jobs;
 mod lock;
 mod log;
@@ -23,7 +22,6 @@ mod outbox;
 mod projections;
 mod read;
 mod rebuild;
-mod subscription;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,8 +31,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use contactd_app::{
     Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
     DirectoryStore, EventLog, EventMetadata, IdempotencyKey, JobOutcome, LifecycleJob,
-    LifecycleJobs, LinkedCode, ListedContact, LogPosition, LogSubscription, Outbox, OutboxMessage,
-    Page, PageRequest, RecordedEvent, RememberedCall, StartPoint, StoreError,
+    LifecycleJobs, LinkedCode, ListedContact, LogPosition, Outbox, OutboxMessage, Page,
+    PageRequest, RecordedEvent, RememberedCall, StartPoint, StoreError,
 };
 use contactd_domain::{
     AccountId, Contact, ContactId, DeliveryEvent, Directory, MemberId, VerificationId,
@@ -47,14 +45,18 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::group_commit::{WriteGroups, WriteRef};
-use crate::grouping::Grouped;
 use crate::lock::LockFile;
+use contactd_store_core::grouping::Grouped;
 
-pub use contactd_store_format::{INLINE_READ_MODEL, RebuildReport};
-pub use contactd_store_format::{canonical_payload, decode_event, encode_event, event_json_line};
+pub use contactd_store_core::DEFAULT_POLL_INTERVAL;
+pub use contactd_store_core::{INLINE_READ_MODEL, RebuildReport};
+pub use contactd_store_core::{canonical_payload, decode_event, encode_event, event_json_line};
 pub use projections::{SqliteLease, SqliteWork, rebuild_projection};
 pub use rebuild::rebuild_contacts;
-pub use subscription::{DEFAULT_POLL_INTERVAL, Subscription};
+
+/// A reader following this store's log: woken by the store's own writes (one process holds
+/// the database, so there is no one else to hear from).
+pub type Subscription = contactd_store_core::Subscription<SqliteStore>;
 
 /// The schema migrations, embedded at build time from the repository's `migrations/sqlite`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -294,7 +296,7 @@ impl SqliteStore {
 
     /// Follows the log (or one account's part of it) from `start`.
     pub fn subscribe(&self, account: Option<AccountId>, start: StartPoint) -> Subscription {
-        Subscription::new(self.clone(), account, start)
+        Subscription::new(self.clone(), self.log_changes.subscribe(), account, start)
     }
 
     /// Up to `limit` events of a stream with versions after `after_version`, in version order.
@@ -570,12 +572,6 @@ impl AuditLog for SqliteStore {
     ) -> Result<Subscription, StoreError> {
         let start = self.start_at(from_position).await?;
         Ok(self.subscribe(Some(account_id.clone()), start))
-    }
-}
-
-impl LogSubscription for Subscription {
-    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
-        Subscription::next_batch(self).await
     }
 }
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use contactd_app::{LogPosition, RecordedEvent, StartPoint, StoreError};
 use contactd_domain::AccountId;
-use contactd_store_format::StoredEvent;
+use contactd_store_core::StoredEvent;
 use sqlx::SqlitePool;
 
 use crate::append::version;

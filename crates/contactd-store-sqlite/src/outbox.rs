@@ -10,7 +10,7 @@ use contactd_domain::{
     AccountId, Channel, ContactId, DeliveryEvent, DeliveryOutcome, EmailAddress, PhoneNumber,
     VerificationId, VerificationTarget,
 };
-use contactd_store_format::events::encode_delivery_event;
+use contactd_store_core::events::encode_delivery_event;
 use sqlx::SqlitePool;
 use uuid::Uuid;
 

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use contactd_app::{IdempotencyKey, ListedContact, Page, PageRequest, RememberedCall, StoreError};
 use contactd_domain::{AccountId, Contact, ContactId, Directory, MemberId};
-use contactd_store_format::documents::{
+use contactd_store_core::documents::{
     CONTACT_COLUMNS, StoredContact, StoredDirectory, outcome_from_json,
 };
 use sqlx::SqlitePool;

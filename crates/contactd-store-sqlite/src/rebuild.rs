@@ -3,9 +3,7 @@
 //! the new model has committed, as they wait for the table locks on PostgreSQL.
 
 use contactd_app::StoreError;
-use contactd_store_format::{
-    InlineFold, RebuildReport, StoredContact, StoredDirectory, StoredEvent,
-};
+use contactd_store_core::{InlineFold, RebuildReport, StoredContact, StoredDirectory, StoredEvent};
 use sqlx::SqliteConnection;
 
 use crate::SqliteStore;

@@ -13,7 +13,7 @@ use contactd_app::{
     MemberContacts, Outbox, Projection, ProjectionMetrics, ProjectionStore, RunnerSettings,
     StoreError, VerificationOutbox, run_projection,
 };
-use contactd_store_format::{INLINE_READ_MODEL, RebuildReport};
+use contactd_store_core::{INLINE_READ_MODEL, RebuildReport};
 use contactd_store_pg::{PgStore, PoolSettings};
 use contactd_store_sqlite::SqliteStore;
 use sqlx::migrate::MigrateDatabase;

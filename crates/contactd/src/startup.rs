@@ -280,7 +280,7 @@ async fn replay_with<S: EventLog>(
                 break 'read;
             }
             if event.global_position >= start.min_global_position {
-                writeln!(out, "{}", contactd_store_format::event_json_line(event))?;
+                writeln!(out, "{}", contactd_store_core::event_json_line(event))?;
             }
         }
     }

@@ -11,8 +11,8 @@ use contactd_app::{
     MemberContactPair, MemberContactsModel, NewJobTask, NewLifecycleJob, StoreError,
 };
 use contactd_domain::{AccountId, Contact};
-use contactd_store_format::documents::{CONTACT_COLUMNS, StoredContact};
-use contactd_store_format::events::type_names;
+use contactd_store_core::documents::{CONTACT_COLUMNS, StoredContact};
+use contactd_store_core::events::type_names;
 use uuid::Uuid;
 
 use super::work::SqliteWork;

@@ -4,7 +4,7 @@
 //! to be rebuilt.
 
 use contactd_app::{LogPosition, Projection, RecordedEvent, StoreError};
-use contactd_store_format::{RebuildReport, StoredEvent};
+use contactd_store_core::{RebuildReport, StoredEvent};
 use sqlx::SqliteConnection;
 
 use super::runner::save_checkpoint;

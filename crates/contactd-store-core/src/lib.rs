@@ -2,13 +2,16 @@
 //! stored it: the persisted event format with its upcasters ([`events`]), the stored documents
 //! of the read models and remembered calls ([`documents`]), and a stored event's row turned
 //! into a [`contactd_app::RecordedEvent`] ([`recorded`]), and the inline read models folded
-//! from the log for a rebuild ([`fold`]). No SQL lives here: only the shapes a
+//! from the log for a rebuild ([`fold`]); and the queue that groups concurrent writes and reads
+//! ([`grouping`]); following the log ([`subscription`]). No SQL lives here: only the shapes a
 //! row has once a store has selected it.
 
 pub mod documents;
 pub mod events;
 pub mod fold;
+pub mod grouping;
 pub mod recorded;
+pub mod subscription;
 
 pub use documents::{
     StoredBinding, StoredContact, StoredDirectory, StoredState, outcome_from_json, outcome_to_json,
@@ -19,3 +22,4 @@ pub use events::{
 };
 pub use fold::{INLINE_READ_MODEL, InlineFold, RebuildReport};
 pub use recorded::{StoredEvent, canonical_payload, event_json_line};
+pub use subscription::{DEFAULT_POLL_INTERVAL, Subscription};

@@ -1,8 +1,8 @@
-//! Grouping of concurrent requests into one transaction: requests queue, and a runner takes
-//! whatever has queued as one group, runs it, answers each request, and takes the next group.
-//! (The same queue as the PostgreSQL store's `grouping.rs`; adapter crates share no code.)
+//! Grouping of concurrent requests into one statement or transaction, for either store:
+//! requests queue, and up to a few runners take whatever has queued as one group, run it,
+//! answer each request, and take the next group.
 //!
-//! There is no timer: a group is whatever arrived while the previous one was running, so a
+//! There is no timer: a group is whatever arrived while the previous ones were running, so a
 //! lone request goes straight through and a busy server runs larger groups. Runners are tasks
 //! of their own, so a caller that goes away never cancels the work of the others in its group.
 
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 
 /// What a group runs.
-pub(crate) trait GroupWork: Send + Sync + 'static {
+pub trait GroupWork: Send + Sync + 'static {
     type Request: Send + 'static;
     type Answer: Send + 'static;
 
@@ -38,7 +38,7 @@ struct Queue<W: GroupWork> {
 }
 
 /// Requests waiting for a group, and the runners taking them.
-pub(crate) struct Grouped<W: GroupWork> {
+pub struct Grouped<W: GroupWork> {
     work: W,
     max_runners: usize,
     queue: Mutex<Queue<W>>,
@@ -55,7 +55,7 @@ impl<W: GroupWork> std::fmt::Debug for Grouped<W> {
 
 impl<W: GroupWork> Grouped<W> {
     /// Groups run by at most `max_runners` at once (each on its own connection); at least 1.
-    pub(crate) fn new(work: W, max_runners: usize) -> Arc<Self> {
+    pub fn new(work: W, max_runners: usize) -> Arc<Self> {
         Arc::new(Self {
             work,
             max_runners: max_runners.max(1),
@@ -67,7 +67,7 @@ impl<W: GroupWork> Grouped<W> {
     }
 
     /// Queues the request for the next group, and answers once that group has run.
-    pub(crate) async fn submit(self: &Arc<Self>, request: W::Request) -> W::Answer {
+    pub async fn submit(self: &Arc<Self>, request: W::Request) -> W::Answer {
         let (answer, answered) = oneshot::channel();
         let start_runner = {
             let mut queue = self.lock();

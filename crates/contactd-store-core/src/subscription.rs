@@ -1,23 +1,22 @@
-//! Following the log: catch up from a position, then wait for new events. The store's writes
-//! wake its readers as soon as they commit (one process holds the database, so there is no
-//! one else to hear from); a poll is the fallback for writes made outside the service.
+//! Following the log, on either store: catch up from a position, then wait for new events.
+//! The store wakes its readers when the log may have grown (its own appends at once, another
+//! process's through whatever the store has for it); a poll is the fallback for a wake-up that
+//! was missed or never sent (a write made outside the service, a transaction that rolled back
+//! in front of committed ones).
 
 use std::time::Duration;
 
-use contactd_app::{LogPosition, RecordedEvent, StartPoint, StoreError};
+use contactd_app::{EventLog, LogPosition, LogSubscription, RecordedEvent, StartPoint, StoreError};
 use contactd_domain::AccountId;
 use tokio::sync::watch;
-
-use crate::SqliteStore;
-use crate::log::read_log;
 
 /// How often a waiting reader looks at the log when nothing woke it.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A reader that follows the log (or one account's part of it) from a position on, in batches.
 #[derive(Debug)]
-pub struct Subscription {
-    store: SqliteStore,
+pub struct Subscription<S> {
+    store: S,
     account: Option<AccountId>,
     after: LogPosition,
     min_global_position: i64,
@@ -26,9 +25,14 @@ pub struct Subscription {
     changes: watch::Receiver<u64>,
 }
 
-impl Subscription {
-    pub(crate) fn new(store: SqliteStore, account: Option<AccountId>, start: StartPoint) -> Self {
-        let changes = store.log_changes.subscribe();
+impl<S: EventLog> Subscription<S> {
+    /// From `start` on; `changes` is the store's signal that the log may have grown.
+    pub fn new(
+        store: S,
+        changes: watch::Receiver<u64>,
+        account: Option<AccountId>,
+        start: StartPoint,
+    ) -> Self {
         Self {
             store,
             account,
@@ -63,13 +67,10 @@ impl Subscription {
             // Mark the changes seen before reading, so that one arriving during the read wakes
             // the next wait instead of being lost.
             self.changes.borrow_and_update();
-            let mut batch = read_log(
-                self.store.read_pool(),
-                self.after,
-                self.account.as_ref(),
-                self.batch_size,
-            )
-            .await?;
+            let mut batch = self
+                .store
+                .read_log(self.after, self.account.as_ref(), self.batch_size)
+                .await?;
             if let Some(last) = batch.last() {
                 self.after = last.position;
                 let min = self.min_global_position;
@@ -88,5 +89,11 @@ impl Subscription {
                 () = tokio::time::sleep(self.poll_interval) => {}
             }
         }
+    }
+}
+
+impl<S: EventLog> LogSubscription for Subscription<S> {
+    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        Subscription::next_batch(self).await
     }
 }
