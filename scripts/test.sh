@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: unit, store, race and end-to-end tests.
+# Runs every test of the workspace: unit, store, race and end-to-end tests. The end-to-end
+# tests run each on both stores in the same run: `…::postgres::…` on PostgreSQL, `…::sqlite::…`
+# on the embedded SQLite store (a file per test in a temporary directory; nothing to install).
 #
 # The tests need a PostgreSQL server in which they create a fresh database per test:
 #   - DATABASE_URL, if set (any database of the server; the tests create their own);

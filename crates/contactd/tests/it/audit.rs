@@ -10,8 +10,7 @@ use contactd_grpc::proto::{
     ListMessageContactEventsResponse, StreamEventsRequest, UpdateMessageContactRequest,
 };
 use prost_types::Timestamp;
-use sqlx::PgPool;
-use sqlx::types::JsonValue;
+use serde_json::Value as JsonValue;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status, Streaming};
 
@@ -144,15 +143,12 @@ async fn next_event(stream: &mut Streaming<Event>) -> Event {
 }
 
 /// The global positions of `account`'s events in log order, as the database orders them.
-async fn account_log(pool: &PgPool, account: &str) -> Vec<i64> {
-    sqlx::query_scalar(
-        "SELECT global_position FROM events WHERE account_id = $1 \
-         ORDER BY transaction_id, global_position",
-    )
-    .bind(account)
-    .fetch_all(pool)
-    .await
-    .expect("read the log")
+async fn account_log(db: &TestDb, account: &str) -> Vec<i64> {
+    let sql = format!(
+        "SELECT global_position FROM events WHERE account_id = $1 ORDER BY {}",
+        db.log_order()
+    );
+    db.scalars(&sql, &[account]).await
 }
 
 const MISSING_CONTACT_ID: (&str, &str) =
@@ -178,9 +174,8 @@ fn assert_invalid_as_of(status: &Status) {
 
 // ---------------------------------------------------------------- ListMessageContactEvents
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_contacts_events_are_listed_in_stream_order_with_who_caused_them_and_why(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn a_contacts_events_are_listed_in_stream_order_with_who_caused_them_and_why(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let added_response = server
         .client
@@ -230,13 +225,12 @@ async fn a_contacts_events_are_listed_in_stream_order_with_who_caused_them_and_w
         ]
     );
     let positions: Vec<i64> = events.iter().map(|e| e.global_position).collect();
-    let stored: Vec<i64> = sqlx::query_scalar(
-        "SELECT global_position FROM events WHERE stream_id = $1 ORDER BY stream_version",
-    )
-    .bind(&added.contact_id)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let stored: Vec<i64> = db
+        .scalars(
+            "SELECT global_position FROM events WHERE stream_id = $1 ORDER BY stream_version",
+            &[&added.contact_id],
+        )
+        .await;
     assert_eq!(positions, stored, "global positions as stored");
 
     let caller = format!("account:{ACCOUNT}");
@@ -287,9 +281,8 @@ async fn a_contacts_events_are_listed_in_stream_order_with_who_caused_them_and_w
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn events_are_listed_page_by_page_until_the_token_comes_back_empty(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn events_are_listed_page_by_page_until_the_token_comes_back_empty(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let tom = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
     let mut change = update_request(&tom);
@@ -332,9 +325,8 @@ async fn events_are_listed_page_by_page_until_the_token_comes_back_empty(pool: P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_page_size_out_of_range_or_a_malformed_page_token_is_refused(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_page_size_out_of_range_or_a_malformed_page_token_is_refused(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let tom = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
 
@@ -367,9 +359,8 @@ async fn a_page_size_out_of_range_or_a_malformed_page_token_is_refused(pool: PgP
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn listing_events_needs_a_contact_id_and_another_accounts_contact_is_not_found(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn listing_events_needs_a_contact_id_and_another_accounts_contact_is_not_found(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let theirs = add(&mut server.client, OTHER_ACCOUNT, "Tom")
         .await
@@ -415,9 +406,8 @@ async fn listing_events_needs_a_contact_id_and_another_accounts_contact_is_not_f
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn another_accounts_contact_is_not_found_on_a_later_page_either(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn another_accounts_contact_is_not_found_on_a_later_page_either(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let theirs = add(&mut server.client, OTHER_ACCOUNT, "Tom")
         .await
@@ -445,9 +435,8 @@ async fn another_accounts_contact_is_not_found_on_a_later_page_either(pool: PgPo
 
 // ---------------------------------------------------------------- GetMessageContactAsOf
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_contact_as_of_a_version_is_the_fold_of_its_events_up_to_there(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn the_contact_as_of_a_version_is_the_fold_of_its_events_up_to_there(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let id = added.contact_id.clone();
@@ -486,9 +475,8 @@ async fn the_contact_as_of_a_version_is_the_fold_of_its_events_up_to_there(pool:
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_contact_as_of_a_time_is_its_state_at_that_time(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn the_contact_as_of_a_time_is_its_state_at_that_time(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let id = added.contact_id.clone();
@@ -539,9 +527,8 @@ async fn the_contact_as_of_a_time_is_its_state_at_that_time(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn as_of_must_be_given_and_valid_and_another_accounts_contact_is_not_found(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn as_of_must_be_given_and_valid_and_another_accounts_contact_is_not_found(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let mine = add(&mut server.client, ACCOUNT, "Tom").await;
     let theirs = add(&mut server.client, OTHER_ACCOUNT, "Tom").await;
@@ -624,9 +611,8 @@ async fn as_of_must_be_given_and_valid_and_another_accounts_contact_is_not_found
 
 // ---------------------------------------------------------------- StreamEvents
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_stream_sends_the_callers_committed_events_in_log_order_then_live_ones(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn the_stream_sends_the_callers_committed_events_in_log_order_then_live_ones(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let client = &mut server.client;
     let tom = add(client, ACCOUNT, "Tom").await.contact_id;
@@ -634,7 +620,7 @@ async fn the_stream_sends_the_callers_committed_events_in_log_order_then_live_on
     retitle(client, ACCOUNT, &tom, "CEO").await;
     retitle(client, OTHER_ACCOUNT, &ann, "CEO").await;
     let bob = add(client, ACCOUNT, "Bob").await.contact_id;
-    let committed = account_log(&pool, ACCOUNT).await;
+    let committed = account_log(&db, ACCOUNT).await;
     assert_eq!(committed.len(), 3);
 
     let mut stream = open_stream(&mut audit, ACCOUNT, 0).await.unwrap();
@@ -684,10 +670,9 @@ async fn the_stream_sends_the_callers_committed_events_in_log_order_then_live_on
         )
     );
     assert_eq!(json(&live.payload_json), json(r#"{"name": "Thomas"}"#));
-    let newest: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let newest = db
+        .count("SELECT max(global_position) FROM events", &[])
+        .await;
     assert_eq!(live.global_position, newest);
 
     let theirs = open_stream(&mut audit, OTHER_ACCOUNT, 0).await;
@@ -696,14 +681,13 @@ async fn the_stream_sends_the_callers_committed_events_in_log_order_then_live_on
     for _ in 0..3 {
         their_positions.push(next_event(&mut theirs).await.global_position);
     }
-    assert_eq!(their_positions, account_log(&pool, OTHER_ACCOUNT).await);
+    assert_eq!(their_positions, account_log(&db, OTHER_ACCOUNT).await);
     drop((stream, theirs));
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_stream_from_an_events_position_starts_with_exactly_that_event(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn a_stream_from_an_events_position_starts_with_exactly_that_event(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let client = &mut server.client;
     let tom = add(client, ACCOUNT, "Tom").await.contact_id;
@@ -743,16 +727,14 @@ async fn a_stream_from_an_events_position_starts_with_exactly_that_event(pool: P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_stream_from_past_the_end_of_the_log_sends_no_older_event(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn a_stream_from_past_the_end_of_the_log_sends_no_older_event(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     let tom = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
     retitle(&mut server.client, ACCOUNT, &tom, "CEO").await;
-    let newest: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let newest = db
+        .count("SELECT max(global_position) FROM events", &[])
+        .await;
 
     // The next position the log will give: no event has it yet.
     let mut stream = open_stream(&mut audit, ACCOUNT, newest + 1).await.unwrap();
@@ -768,9 +750,8 @@ async fn a_stream_from_past_the_end_of_the_log_sends_no_older_event(pool: PgPool
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_stream_needs_an_account_and_a_position_that_is_not_negative(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_stream_needs_an_account_and_a_position_that_is_not_negative(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
 
@@ -808,9 +789,8 @@ async fn a_stream_needs_an_account_and_a_position_that_is_not_negative(pool: PgP
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_server_stops_cleanly_while_streams_are_open_and_the_streams_end(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn the_server_stops_cleanly_while_streams_are_open_and_the_streams_end(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
 
@@ -837,3 +817,19 @@ async fn the_server_stops_cleanly_while_streams_are_open_and_the_streams_end(poo
         "nothing listens after shutdown"
     );
 }
+
+both_backends!(
+    a_contacts_events_are_listed_in_stream_order_with_who_caused_them_and_why,
+    events_are_listed_page_by_page_until_the_token_comes_back_empty,
+    a_page_size_out_of_range_or_a_malformed_page_token_is_refused,
+    listing_events_needs_a_contact_id_and_another_accounts_contact_is_not_found,
+    another_accounts_contact_is_not_found_on_a_later_page_either,
+    the_contact_as_of_a_version_is_the_fold_of_its_events_up_to_there,
+    the_contact_as_of_a_time_is_its_state_at_that_time,
+    as_of_must_be_given_and_valid_and_another_accounts_contact_is_not_found,
+    the_stream_sends_the_callers_committed_events_in_log_order_then_live_ones,
+    a_stream_from_an_events_position_starts_with_exactly_that_event,
+    a_stream_from_past_the_end_of_the_log_sends_no_older_event,
+    a_stream_needs_an_account_and_a_position_that_is_not_negative,
+    the_server_stops_cleanly_while_streams_are_open_and_the_streams_end,
+);

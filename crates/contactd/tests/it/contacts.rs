@@ -5,9 +5,8 @@ use tonic::Code;
 
 use crate::support::*;
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_added_contact_is_returned_as_get_returns_it(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn an_added_contact_is_returned_as_get_returns_it(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut request = add_request("Tom");
     request.message_types = vec![
         "ProductMessage".into(),
@@ -51,9 +50,8 @@ async fn an_added_contact_is_returned_as_get_returns_it(pool: sqlx::PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_update_changes_only_the_fields_sent_and_counts_its_events(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn an_update_changes_only_the_fields_sent_and_counts_its_events(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let mut update = update_request(&added.contact_id);
     update.name = Some("TOM".into());
@@ -87,9 +85,8 @@ async fn an_update_changes_only_the_fields_sent_and_counts_its_events(pool: sqlx
     assert!(seconds_and_nanos(updated.update_date) > seconds_and_nanos(added.update_date));
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_update_that_changes_nothing_succeeds_and_appends_nothing(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn an_update_that_changes_nothing_succeeds_and_appends_nothing(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let mut update = update_request(&added.contact_id);
     update.name = Some("Tom".into());
@@ -104,16 +101,12 @@ async fn an_update_that_changes_nothing_succeeds_and_appends_nothing(pool: sqlx:
         .await
         .unwrap();
     assert_eq!(after, added);
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let events = db.count("SELECT count(*) FROM events", &[]).await;
     assert_eq!(events, 1);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_empty_phone_number_removes_it(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn an_empty_phone_number_removes_it(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let mut update = update_request(&added.contact_id);
     update.phone_number = Some(String::new());
@@ -135,9 +128,8 @@ async fn an_empty_phone_number_removes_it(pool: sqlx::PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn another_accounts_contact_is_simply_not_found(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn another_accounts_contact_is_simply_not_found(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let theirs = add(&mut server.client, OTHER_ACCOUNT, "Tom").await;
     let not_found = |status: &tonic::Status| {
         assert_error(
@@ -189,9 +181,8 @@ async fn another_accounts_contact_is_simply_not_found(pool: sqlx::PgPool) {
     assert_eq!(theirs_again, theirs);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn lists_page_in_creation_order_and_report_the_total(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn lists_page_in_creation_order_and_report_the_total(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let names = [
         "Ann", "Bob", "Cid", "Dan", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Lou",
     ];
@@ -277,11 +268,10 @@ async fn lists_page_in_creation_order_and_report_the_total(pool: sqlx::PgPool) {
     assert_eq!((one.total_count, one.contacts[0].name.as_str()), (1, "Dan"));
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_retried_add_with_its_client_token_returns_the_first_response_and_adds_nothing(
-    pool: sqlx::PgPool,
+    db: TestDb,
 ) {
-    let mut server = TestServer::start(pool.clone()).await;
+    let mut server = TestServer::start(&db).await;
     let mut request = add_request("Tom");
     request.client_token = "retry-me".into();
     let first = server
@@ -305,10 +295,7 @@ async fn a_retried_add_with_its_client_token_returns_the_first_response_and_adds
         first.request_id
     );
     assert_eq!(again.into_inner(), first);
-    let contacts: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let contacts = db.count("SELECT count(*) FROM contacts", &[]).await;
     assert_eq!(contacts, 1);
 
     // The token's scope is the account: another account's call with it is a call of its own.
@@ -337,11 +324,8 @@ async fn a_retried_add_with_its_client_token_returns_the_first_response_and_adds
     );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_retried_update_changes_nothing_more_and_failed_calls_are_not_remembered(
-    pool: sqlx::PgPool,
-) {
-    let mut server = TestServer::start(pool).await;
+async fn a_retried_update_changes_nothing_more_and_failed_calls_are_not_remembered(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let mut bad = update_request(&added.contact_id);
     bad.title = Some("Boss".into());
@@ -394,9 +378,8 @@ async fn a_retried_update_changes_nothing_more_and_failed_calls_are_not_remember
     );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_server_finishes_calls_in_flight_and_stops_on_shutdown(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn the_server_finishes_calls_in_flight_and_stops_on_shutdown(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let request = GetMessageContactRequest {
         contact_id: added.contact_id,
@@ -413,3 +396,15 @@ async fn the_server_finishes_calls_in_flight_and_stops_on_shutdown(pool: sqlx::P
         "nothing listens after shutdown"
     );
 }
+
+both_backends!(
+    an_added_contact_is_returned_as_get_returns_it,
+    an_update_changes_only_the_fields_sent_and_counts_its_events,
+    an_update_that_changes_nothing_succeeds_and_appends_nothing,
+    an_empty_phone_number_removes_it,
+    another_accounts_contact_is_simply_not_found,
+    lists_page_in_creation_order_and_report_the_total,
+    a_retried_add_with_its_client_token_returns_the_first_response_and_adds_nothing,
+    a_retried_update_changes_nothing_more_and_failed_calls_are_not_remembered,
+    the_server_finishes_calls_in_flight_and_stops_on_shutdown,
+);

@@ -1,12 +1,11 @@
 //! The messages that carry the codes, end to end: a real SMTP server (aiosmtpd) and a real
 //! HTTP server standing in for the SMS gateway, on loopback. What arrives, retries and dead
-//! letters, a peer that never answers, and two servers sharing the outbox.
+//! letters, a peer that never answers, and two servers sharing the outbox (PostgreSQL).
 
 use std::time::Duration;
 
 use contactd_grpc::proto::StreamEventsRequest;
 use contactd_testkit::{Gateway, SilentPeer, SmtpSink, closed_port};
-use sqlx::PgPool;
 use tokio_stream::StreamExt;
 
 use crate::support::*;
@@ -14,26 +13,13 @@ use crate::support::*;
 const MAIL_FROM: &str = "contactd <noreply@contactd.test>";
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn with_smtp(pool: PgPool, smtp: &SmtpSink) -> TestServer {
+async fn with_smtp(db: &TestDb, smtp: &SmtpSink) -> TestServer {
     let url = smtp.url();
-    TestServer::start_with(pool, |s| {
+    TestServer::start_with(db, |s| {
         s.verification.smtp_url = Some(url);
         s.verification.mail_from = MAIL_FROM.into();
     })
     .await
-}
-
-/// The id of the last event of `event_type` in the contact's stream: the message's id.
-async fn request_event_id(pool: &PgPool, contact_id: &str, event_type: &str) -> uuid::Uuid {
-    sqlx::query_scalar(
-        "SELECT event_id FROM events WHERE stream_id = $1 AND event_type = $2 \
-         ORDER BY stream_version DESC LIMIT 1",
-    )
-    .bind(contact_id)
-    .bind(event_type)
-    .fetch_one(pool)
-    .await
-    .unwrap()
 }
 
 /// One outcome recorded in a message's delivery stream.
@@ -46,22 +32,20 @@ struct Outcome {
 }
 
 /// The outcomes recorded in a message's delivery stream, in order.
-async fn outcomes(pool: &PgPool, message_id: uuid::Uuid) -> Vec<Outcome> {
-    sqlx::query_as(
-        "SELECT event_type AS kind, (payload->>'attempt')::bigint AS attempt, caller, \
+async fn outcomes(db: &TestDb, message_id: uuid::Uuid) -> Vec<Outcome> {
+    db.fetch_all(
+        "SELECT event_type AS kind, CAST(payload->>'attempt' AS BIGINT) AS attempt, caller, \
                 payload->>'reason' AS reason \
          FROM events WHERE stream_id = $1 ORDER BY stream_version",
+        &[&format!("delivery-{message_id}")],
     )
-    .bind(format!("delivery-{message_id}"))
-    .fetch_all(pool)
     .await
-    .unwrap()
 }
 
 /// Waits until the message's outcome stream ends with `last`.
-async fn until_outcome(pool: &PgPool, message_id: uuid::Uuid, last: &str) -> Vec<Outcome> {
+async fn until_outcome(db: &TestDb, message_id: uuid::Uuid, last: &str) -> Vec<Outcome> {
     until(&format!("{message_id} is {last}"), WAIT, async || {
-        let outcomes = outcomes(pool, message_id).await;
+        let outcomes = outcomes(db, message_id).await;
         outcomes
             .last()
             .is_some_and(|outcome| outcome.kind == last)
@@ -71,26 +55,25 @@ async fn until_outcome(pool: &PgPool, message_id: uuid::Uuid, last: &str) -> Vec
 }
 
 /// Adds Tom and asks for a code for his email address; his id and the message's.
-async fn tom_sent_an_email(server: &mut TestServer, pool: &PgPool) -> (String, uuid::Uuid) {
+async fn tom_sent_an_email(server: &mut TestServer, db: &TestDb) -> (String, uuid::Uuid) {
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
     send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
         .await
         .unwrap();
-    let message_id = request_event_id(pool, &id, "EmailVerificationRequested").await;
+    let message_id = last_event_id(db, &id, "EmailVerificationRequested").await;
     (id, message_id)
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_email_arrives_with_its_code_and_link_and_its_code_activates_the_contact(pool: PgPool) {
+async fn an_email_arrives_with_its_code_and_link_and_its_code_activates_the_contact(db: TestDb) {
     let smtp = SmtpSink::start();
-    let mut server = with_smtp(pool.clone(), &smtp).await;
+    let mut server = with_smtp(&db, &smtp).await;
     let id = add_with_email(&mut server.client, ACCOUNT, "张三", "zhang@example.com").await;
     send_email(&mut server.client, ACCOUNT, &id, "zhang@example.com")
         .await
         .unwrap();
 
     let mail = smtp.wait_for(1, WAIT).await.remove(0);
-    let message_id = request_event_id(&pool, &id, "EmailVerificationRequested").await;
+    let message_id = last_event_id(&db, &id, "EmailVerificationRequested").await;
     assert_eq!(mail.rcpt_tos, ["zhang@example.com"]);
     assert_eq!(
         mail.header("Subject").as_deref(),
@@ -122,7 +105,7 @@ async fn an_email_arrives_with_its_code_and_link_and_its_code_activates_the_cont
     );
     assert_eq!(
         mail.code(),
-        issued_code(&pool, &id, "EmailVerificationRequested").await
+        issued_code(&db, &id, "EmailVerificationRequested").await
     );
 
     confirm(
@@ -138,7 +121,7 @@ async fn an_email_arrives_with_its_code_and_link_and_its_code_activates_the_cont
     assert_eq!(contact.status, "Active");
     assert_eq!(contact.active_email_address, "zhang@example.com");
 
-    let outcomes = until_outcome(&pool, message_id, "VerificationMessageSent").await;
+    let outcomes = until_outcome(&db, message_id, "VerificationMessageSent").await;
     assert_eq!(outcomes.len(), 1);
     assert!(outcomes[0].caller.starts_with("dispatcher"), "{outcomes:?}");
     assert_eq!(
@@ -148,12 +131,11 @@ async fn an_email_arrives_with_its_code_and_link_and_its_code_activates_the_cont
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_delivery_is_in_the_audit_log_caused_by_the_request(pool: PgPool) {
+async fn the_delivery_is_in_the_audit_log_caused_by_the_request(db: TestDb) {
     let smtp = SmtpSink::start();
-    let mut server = with_smtp(pool.clone(), &smtp).await;
-    let (id, message_id) = tom_sent_an_email(&mut server, &pool).await;
-    until_outcome(&pool, message_id, "VerificationMessageSent").await;
+    let mut server = with_smtp(&db, &smtp).await;
+    let (id, message_id) = tom_sent_an_email(&mut server, &db).await;
+    until_outcome(&db, message_id, "VerificationMessageSent").await;
 
     let mut audit = audit_client(&server).await;
     let mut stream = audit
@@ -189,19 +171,18 @@ async fn the_delivery_is_in_the_audit_log_caused_by_the_request(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_sms_goes_to_the_gateway_keyed_by_the_event_that_asked_for_it(pool: PgPool) {
+async fn an_sms_goes_to_the_gateway_keyed_by_the_event_that_asked_for_it(db: TestDb) {
     let gateway = Gateway::answering(200).await;
     let url = gateway.url("/sms");
     let mut server =
-        TestServer::start_with(pool.clone(), |s| s.verification.sms_webhook_url = Some(url)).await;
+        TestServer::start_with(&db, |s| s.verification.sms_webhook_url = Some(url)).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
     send_phone(&mut server.client, ACCOUNT, &id, "86-13912345678")
         .await
         .unwrap();
 
     let request = gateway.wait_for(1, WAIT).await.remove(0);
-    let message_id = request_event_id(&pool, &id, "PhoneVerificationRequested").await;
+    let message_id = last_event_id(&db, &id, "PhoneVerificationRequested").await;
     assert_eq!(
         (request.method.as_str(), request.path.as_str()),
         ("POST", "/sms")
@@ -233,13 +214,12 @@ async fn an_sms_goes_to_the_gateway_keyed_by_the_event_that_asked_for_it(pool: P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_mail_server_that_refuses_three_attempts_gets_the_message_exactly_once(pool: PgPool) {
+async fn a_mail_server_that_refuses_three_attempts_gets_the_message_exactly_once(db: TestDb) {
     let smtp = SmtpSink::refusing_first(3);
-    let mut server = with_smtp(pool.clone(), &smtp).await;
-    let (id, message_id) = tom_sent_an_email(&mut server, &pool).await;
+    let mut server = with_smtp(&db, &smtp).await;
+    let (id, message_id) = tom_sent_an_email(&mut server, &db).await;
 
-    let outcomes = until_outcome(&pool, message_id, "VerificationMessageSent").await;
+    let outcomes = until_outcome(&db, message_id, "VerificationMessageSent").await;
     let kinds: Vec<(&str, i64)> = outcomes
         .iter()
         .map(|outcome| (outcome.kind.as_str(), outcome.attempt))
@@ -257,25 +237,21 @@ async fn a_mail_server_that_refuses_three_attempts_gets_the_message_exactly_once
     assert_eq!(received.len(), 1, "accepted once");
     assert_eq!(
         received[0].code(),
-        issued_code(&pool, &id, "EmailVerificationRequested").await
+        issued_code(&db, &id, "EmailVerificationRequested").await
     );
-    let state: String =
-        sqlx::query_scalar("SELECT state FROM outbox_messages WHERE message_id = $1")
-            .bind(message_id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let sql = format!(
+        "SELECT state FROM outbox_messages WHERE {} = $1",
+        db.uuid_text("message_id")
+    );
+    let state: String = db.scalar(&sql, &[&message_id.to_string()]).await;
     assert_eq!(state, "sent");
     server.stop().await;
     assert_eq!(smtp.received().len(), 1, "and never again");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_refused_recipient_is_dead_lettered_at_once_and_holds_back_no_other_message(
-    pool: PgPool,
-) {
+async fn a_refused_recipient_is_dead_lettered_at_once_and_holds_back_no_other_message(db: TestDb) {
     let smtp = SmtpSink::start();
-    let mut server = with_smtp(pool.clone(), &smtp).await;
+    let mut server = with_smtp(&db, &smtp).await;
     let refused = add_with_email(&mut server.client, ACCOUNT, "Rex", "reject@example.com").await;
     let fine = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
     send_email(&mut server.client, ACCOUNT, &refused, "reject@example.com")
@@ -285,16 +261,15 @@ async fn a_refused_recipient_is_dead_lettered_at_once_and_holds_back_no_other_me
         .await
         .unwrap();
 
-    let dead = request_event_id(&pool, &refused, "EmailVerificationRequested").await;
-    let outcomes = until_outcome(&pool, dead, "VerificationMessageDeadLettered").await;
+    let dead = last_event_id(&db, &refused, "EmailVerificationRequested").await;
+    let outcomes = until_outcome(&db, dead, "VerificationMessageDeadLettered").await;
     assert_eq!(outcomes.len(), 1, "a permanent refusal is not retried");
     assert_eq!(outcomes[0].reason.as_deref(), Some("smtp reply 550"));
-    let (recipient, name): (String, String) =
-        sqlx::query_as("SELECT recipient, contact_name FROM outbox_messages WHERE message_id = $1")
-            .bind(dead)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let sql = format!(
+        "SELECT recipient, contact_name FROM outbox_messages WHERE {} = $1",
+        db.uuid_text("message_id")
+    );
+    let (recipient, name): (String, String) = db.fetch_one(&sql, &[&dead.to_string()]).await;
     assert_eq!(
         (recipient.as_str(), name.as_str()),
         ("", ""),
@@ -306,46 +281,41 @@ async fn a_refused_recipient_is_dead_lettered_at_once_and_holds_back_no_other_me
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_message_that_keeps_failing_is_dead_lettered_after_its_attempts(pool: PgPool) {
+async fn a_message_that_keeps_failing_is_dead_lettered_after_its_attempts(db: TestDb) {
     let smtp = SmtpSink::refusing_first(100);
     let url = smtp.url();
-    let mut server = TestServer::start_with(pool.clone(), |s| {
+    let mut server = TestServer::start_with(&db, |s| {
         s.verification.smtp_url = Some(url);
         s.verification.dispatch_max_attempts = 3;
     })
     .await;
-    let (_, message_id) = tom_sent_an_email(&mut server, &pool).await;
-    let outcomes = until_outcome(&pool, message_id, "VerificationMessageDeadLettered").await;
+    let (_, message_id) = tom_sent_an_email(&mut server, &db).await;
+    let outcomes = until_outcome(&db, message_id, "VerificationMessageDeadLettered").await;
     let attempts: Vec<i64> = outcomes.iter().map(|outcome| outcome.attempt).collect();
     assert_eq!(attempts, [1, 2, 3]);
     assert!(smtp.received().is_empty());
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_message_whose_code_expires_before_another_attempt_is_dead_lettered(pool: PgPool) {
+async fn a_message_whose_code_expires_before_another_attempt_is_dead_lettered(db: TestDb) {
     let nowhere = format!("smtp://{}", closed_port());
-    let mut server = TestServer::start_with(pool.clone(), |s| {
+    let mut server = TestServer::start_with(&db, |s| {
         s.verification.smtp_url = Some(nowhere);
         s.verification.code_ttl_secs = 2;
         s.verification.dispatch_retry_base_ms = 1500;
     })
     .await;
-    let (_, message_id) = tom_sent_an_email(&mut server, &pool).await;
-    let outcomes = until_outcome(&pool, message_id, "VerificationMessageDeadLettered").await;
+    let (_, message_id) = tom_sent_an_email(&mut server, &db).await;
+    let outcomes = until_outcome(&db, message_id, "VerificationMessageDeadLettered").await;
     let reason = outcomes.last().and_then(|o| o.reason.as_deref()).unwrap();
     assert!(reason.contains("expire"), "{outcomes:?}");
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_mail_server_that_never_answers_delays_neither_live_streams_nor_projections(
-    pool: PgPool,
-) {
+async fn a_mail_server_that_never_answers_delays_neither_live_streams_nor_projections(db: TestDb) {
     let silent = SilentPeer::start().await;
     let url = format!("smtp://{}", silent.addr());
-    let mut server = TestServer::start_with(pool.clone(), |s| {
+    let mut server = TestServer::start_with(&db, |s| {
         s.verification.smtp_url = Some(url);
         s.verification.send_timeout_secs = 3;
         s.verification.dispatch_lease_secs = 6;
@@ -357,29 +327,25 @@ async fn a_mail_server_that_never_answers_delays_neither_live_streams_nor_projec
         .unwrap();
     // The dispatcher is inside the SMTP call: the message is leased, nothing recorded yet.
     until("the message is being sent", WAIT, async || {
-        let leased: Option<i32> = sqlx::query_scalar(
-            "SELECT attempts FROM outbox_messages WHERE lease_owner IS NOT NULL AND recorded = 0",
-        )
-        .fetch_optional(&pool)
-        .await
-        .unwrap();
+        let leased: Option<i64> = db
+            .optional_scalar(
+                "SELECT CAST(attempts AS BIGINT) FROM outbox_messages \
+                 WHERE lease_owner IS NOT NULL AND recorded = 0",
+                &[],
+            )
+            .await;
         leased.filter(|attempts| *attempts == 1)
     })
     .await;
-    let open: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND state IN ('idle in transaction', 'idle in transaction (aborted)')",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(open, 0, "no transaction is open across the SMTP call");
+    assert!(
+        db.no_transaction_is_open().await,
+        "no transaction is open across the SMTP call"
+    );
 
     let mut audit = audit_client(&server).await;
-    let end: i64 = sqlx::query_scalar("SELECT max(global_position) + 1 FROM events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let end = db
+        .count("SELECT max(global_position) + 1 FROM events", &[])
+        .await;
     let mut stream = audit
         .stream_events(as_account(
             ACCOUNT,
@@ -402,13 +368,12 @@ async fn a_mail_server_that_never_answers_delays_neither_live_streams_nor_projec
         "account_activity counts the new contact",
         Duration::from_secs(2),
         async || {
-            let added: Option<i64> = sqlx::query_scalar(
-                "SELECT contacts_added FROM account_activity WHERE account_id = $1",
-            )
-            .bind(ACCOUNT)
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
+            let added: Option<i64> = db
+                .optional_scalar(
+                    "SELECT contacts_added FROM account_activity WHERE account_id = $1",
+                    &[ACCOUNT],
+                )
+                .await;
             (added == Some(2)).then_some(())
         },
     )
@@ -417,11 +382,10 @@ async fn a_mail_server_that_never_answers_delays_neither_live_streams_nor_projec
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn two_servers_on_one_database_send_each_message_once(pool: PgPool) {
+async fn two_servers_on_one_database_send_each_message_once(db: TestDb) {
     let smtp = SmtpSink::start();
-    let mut first = with_smtp(pool.clone(), &smtp).await;
-    let mut second = with_smtp(pool.clone(), &smtp).await;
+    let mut first = with_smtp(&db, &smtp).await;
+    let mut second = with_smtp(&db, &smtp).await;
     let mut expected = Vec::new();
     for n in 0..20_u8 {
         let name = format!("Tom{}", char::from(b'a' + n));
@@ -436,7 +400,7 @@ async fn two_servers_on_one_database_send_each_message_once(pool: PgPool) {
         expected.push(email);
     }
     let mails = smtp.wait_for(20, WAIT).await;
-    until_every_message_is_sent(&pool).await;
+    until_every_message_is_sent(&db).await;
     first.stop().await;
     second.stop().await;
 
@@ -455,9 +419,8 @@ async fn two_servers_on_one_database_send_each_message_once(pool: PgPool) {
     assert_eq!(ids.len(), 20);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn with_nothing_configured_each_message_is_a_file_of_the_data_directory(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn with_nothing_configured_each_message_is_a_file_of_the_data_directory(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
     send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
         .await
@@ -466,8 +429,8 @@ async fn with_nothing_configured_each_message_is_a_file_of_the_data_directory(po
         .await
         .unwrap();
     let messages = server.data_dir.path().join("messages");
-    let email = request_event_id(&pool, &id, "EmailVerificationRequested").await;
-    let sms = request_event_id(&pool, &id, "PhoneVerificationRequested").await;
+    let email = last_event_id(&db, &id, "EmailVerificationRequested").await;
+    let sms = last_event_id(&db, &id, "PhoneVerificationRequested").await;
     let read = |name: String| {
         let path = messages.join(name);
         async move {
@@ -484,17 +447,35 @@ async fn with_nothing_configured_each_message_is_a_file_of_the_data_directory(po
     };
     assert_eq!(
         mail.code(),
-        issued_code(&pool, &id, "EmailVerificationRequested").await
+        issued_code(&db, &id, "EmailVerificationRequested").await
     );
     assert!(mail.header("To").unwrap().contains("tom@example.com"));
     let request: serde_json::Value =
         serde_json::from_slice(&read(format!("{sms}.sms.json")).await).unwrap();
     assert_eq!(request["idempotency_key"], sms.to_string());
     assert_eq!(request["phone_number"], "86-13912345678");
-    let code = issued_code(&pool, &id, "PhoneVerificationRequested").await;
+    let code = issued_code(&db, &id, "PhoneVerificationRequested").await;
     assert!(request["message"].as_str().unwrap().contains(&code));
     for message in [email, sms] {
-        until_outcome(&pool, message, "VerificationMessageSent").await;
+        until_outcome(&db, message, "VerificationMessageSent").await;
     }
     server.stop().await;
 }
+
+both_backends!(
+    an_email_arrives_with_its_code_and_link_and_its_code_activates_the_contact,
+    the_delivery_is_in_the_audit_log_caused_by_the_request,
+    an_sms_goes_to_the_gateway_keyed_by_the_event_that_asked_for_it,
+    a_mail_server_that_refuses_three_attempts_gets_the_message_exactly_once,
+    a_refused_recipient_is_dead_lettered_at_once_and_holds_back_no_other_message,
+    a_message_that_keeps_failing_is_dead_lettered_after_its_attempts,
+    a_message_whose_code_expires_before_another_attempt_is_dead_lettered,
+    a_mail_server_that_never_answers_delays_neither_live_streams_nor_projections,
+    with_nothing_configured_each_message_is_a_file_of_the_data_directory,
+);
+
+postgres_only!(
+    // Two servers on one database: SQLite's store serves one process (processes.rs shows a
+    // second one refused).
+    two_servers_on_one_database_send_each_message_once,
+);

@@ -5,7 +5,6 @@ use contactd_grpc::proto::{
     AddMessageContactRequest, GetMessageContactRequest, ListMessageContactsRequest,
     UpdateMessageContactRequest,
 };
-use sqlx::PgPool;
 use tonic::{Code, Request, Status};
 
 use crate::support::*;
@@ -166,11 +165,8 @@ async fn list_fails(client: &mut Client, request: ListMessageContactsRequest) ->
         .expect_err("the list is refused")
 }
 
-async fn events(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await
-        .expect("count events")
+async fn events(db: &TestDb) -> i64 {
+    db.count("SELECT count(*) FROM events", &[]).await
 }
 
 /// A Get whose account header is set by `headers`.
@@ -201,9 +197,8 @@ fn email_of_length(len: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // Caller identity
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_call_without_an_account_is_unauthenticated(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_call_without_an_account_is_unauthenticated(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let status = server
         .client
         .add_message_contact(add_request("Tom"))
@@ -281,9 +276,8 @@ async fn a_call_without_an_account_is_unauthenticated(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_malformed_account_is_unauthenticated(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_malformed_account_is_unauthenticated(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let too_long = "9".repeat(33);
     for account in ["abc", "12a4", too_long.as_str(), "", " 123", "+123", "-1"] {
         let request = get_with_headers(|r| {
@@ -307,9 +301,8 @@ async fn a_malformed_account_is_unauthenticated(pool: PgPool) {
     assert_invalid(&status, MISSING_CONTACT_ID, "contact_id");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_account_given_twice_is_unauthenticated_even_when_both_agree(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn an_account_given_twice_is_unauthenticated_even_when_both_agree(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     for second in [ACCOUNT, OTHER_ACCOUNT] {
         let request = get_with_headers(|r| {
             r.metadata_mut()
@@ -326,9 +319,8 @@ async fn an_account_given_twice_is_unauthenticated_even_when_both_agree(pool: Pg
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn identity_is_checked_before_the_client_token(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn identity_is_checked_before_the_client_token(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let request = add_with(|r| r.client_token = "t".repeat(65));
     let status = server
         .client
@@ -341,9 +333,8 @@ async fn identity_is_checked_before_the_client_token(pool: PgPool) {
 // ---------------------------------------------------------------------------------------------
 // Missing parameters
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_add_without_a_required_field_names_it(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn an_add_without_a_required_field_names_it(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let cases: [(AddChange, Error, &str); 4] = [
         (|r| r.name.clear(), MISSING_NAME, "name"),
         (|r| r.email_address.clear(), MISSING_EMAIL, "email_address"),
@@ -354,12 +345,11 @@ async fn an_add_without_a_required_field_names_it(pool: PgPool) {
         let status = add_fails(&mut server.client, add_with(change)).await;
         assert_invalid(&status, error, field);
     }
-    assert_eq!(events(&pool).await, 0);
+    assert_eq!(events(&db).await, 0);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn update_and_get_without_a_contact_id_are_missing_it(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn update_and_get_without_a_contact_id_are_missing_it(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let status = update_fails(
         &mut server.client,
         update_with("", |r| r.title = Some("CEO".into())),
@@ -373,9 +363,8 @@ async fn update_and_get_without_a_contact_id_are_missing_it(pool: PgPool) {
 // ---------------------------------------------------------------------------------------------
 // Contact ids
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_malformed_contact_id_is_invalid_everywhere(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_malformed_contact_id_is_invalid_everywhere(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     for bad in [
         "c-0123456789abcde",
         "c-0123456789abcdef0",
@@ -397,9 +386,8 @@ async fn a_malformed_contact_id_is_invalid_everywhere(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_well_formed_unknown_contact_id_does_not_exist(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn a_well_formed_unknown_contact_id_does_not_exist(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
     let status = update_fails(
         &mut server.client,
@@ -415,15 +403,14 @@ async fn a_well_formed_unknown_contact_id_does_not_exist(pool: PgPool) {
     )
     .await;
     assert_plain(&status, Code::NotFound, NO_CONTACT);
-    assert_eq!(events(&pool).await, 1);
+    assert_eq!(events(&db).await, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Names
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_name_with_a_character_outside_the_set_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_name_with_a_character_outside_the_set_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let too_long_and_wrong = "a1".repeat(20);
     for bad in [
@@ -449,9 +436,8 @@ async fn a_name_with_a_character_outside_the_set_is_invalid(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_name_of_the_wrong_length_exceeds_the_limit(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_name_of_the_wrong_length_exceeds_the_limit(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let thirteen = "abcdefghijklm";
     let ideographs = "雷".repeat(13);
@@ -485,9 +471,8 @@ async fn a_name_of_the_wrong_length_exceeds_the_limit(pool: PgPool) {
         .expect("twelve ideographs are a name");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_name_differing_only_in_case_is_already_used(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn a_name_differing_only_in_case_is_already_used(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
     for same in ["Tom", "tom", "TOM", "tOm"] {
         let status = add_fails(&mut server.client, add_request(same)).await;
@@ -499,14 +484,11 @@ async fn a_name_differing_only_in_case_is_already_used(pool: PgPool) {
             Some("name"),
         );
     }
-    assert_eq!(events(&pool).await, 1);
+    assert_eq!(events(&db).await, 1);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn renaming_onto_another_contacts_name_is_already_used_but_onto_ones_own_is_not(
-    pool: PgPool,
-) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn renaming_onto_another_contacts_name_is_already_used_but_onto_ones_own_is_not(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let tom = add(&mut server.client, ACCOUNT, "Tom").await;
     let ann = add(&mut server.client, ACCOUNT, "Ann").await;
     let status = update_fails(
@@ -545,9 +527,8 @@ async fn renaming_onto_another_contacts_name_is_already_used_but_onto_ones_own_i
 // ---------------------------------------------------------------------------------------------
 // Email addresses
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_malformed_email_address_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_malformed_email_address_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let long_local = format!("{}@example.com", "a".repeat(65));
     let long_label = format!("tom@{}.com", "b".repeat(64));
@@ -589,9 +570,8 @@ async fn a_malformed_email_address_is_invalid(pool: PgPool) {
     assert_invalid(&status, INVALID_EMAIL, "email_address");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_email_address_of_255_characters_exceeds_the_limit_and_254_do_not(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn an_email_address_of_255_characters_exceeds_the_limit_and_254_do_not(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     let too_long = email_of_length(255);
     let status = add_fails(
@@ -627,9 +607,8 @@ async fn an_email_address_of_255_characters_exceeds_the_limit_and_254_do_not(poo
 // ---------------------------------------------------------------------------------------------
 // Phone numbers
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_phone_number_of_the_wrong_shape_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_phone_number_of_the_wrong_shape_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     for bad in [
         "13912345678",
@@ -656,9 +635,8 @@ async fn a_phone_number_of_the_wrong_shape_is_invalid(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_number_that_is_not_a_mobile_number_of_the_country_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_number_that_is_not_a_mobile_number_of_the_country_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     for bad in [
         "86-1391234567",
@@ -681,9 +659,8 @@ async fn a_number_that_is_not_a_mobile_number_of_the_country_is_invalid(pool: Pg
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_country_code_outside_the_configured_list_is_not_supported(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_country_code_outside_the_configured_list_is_not_supported(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     for bad in ["1-2025550123", "44-7911123456", "860-13912345678"] {
         assert_refused_on_add_and_update(
@@ -703,9 +680,8 @@ async fn a_country_code_outside_the_configured_list_is_not_supported(pool: PgPoo
 // ---------------------------------------------------------------------------------------------
 // Titles and message types
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_title_outside_the_list_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_title_outside_the_list_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     for bad in ["Boss", "ceo", "CEO ", "Finance Director"] {
         assert_refused_on_add_and_update(
@@ -728,9 +704,8 @@ async fn a_title_outside_the_list_is_invalid(pool: PgPool) {
     assert_invalid(&status, INVALID_TITLE, "title");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_message_type_outside_the_list_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_message_type_outside_the_list_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     for bad in [
         vec!["Spam".to_owned()],
@@ -754,18 +729,16 @@ async fn a_message_type_outside_the_list_is_invalid(pool: PgPool) {
 // ---------------------------------------------------------------------------------------------
 // Listing
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_negative_page_number_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_negative_page_number_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     for bad in [-1, i32::MIN] {
         let status = list_fails(&mut server.client, list_with(|r| r.page_number = bad)).await;
         assert_invalid(&status, INVALID_PAGE_NUMBER, "page_number");
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_negative_page_size_or_one_above_100_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_negative_page_size_or_one_above_100_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     for bad in [-1, 101, i32::MIN, i32::MAX] {
         let status = list_fails(&mut server.client, list_with(|r| r.page_size = bad)).await;
         assert_invalid(&status, INVALID_PAGE_SIZE, "page_size");
@@ -779,9 +752,8 @@ async fn a_negative_page_size_or_one_above_100_is_invalid(pool: PgPool) {
     assert_eq!(page.page_size, 100);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_member_filter_of_the_wrong_shape_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_member_filter_of_the_wrong_shape_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     for bad in [
         "rd-abc",
         "fd-abcDE123456",
@@ -795,9 +767,8 @@ async fn a_member_filter_of_the_wrong_shape_is_invalid(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_well_formed_member_unknown_to_the_directory_does_not_exist(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_well_formed_member_unknown_to_the_directory_does_not_exist(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
     for member in ["fd-abcDE12345", "rd-abcDE12345", "1997968394351234"] {
         let status = list_fails(&mut server.client, list_with(|r| r.member = member.into())).await;
@@ -808,9 +779,8 @@ async fn a_well_formed_member_unknown_to_the_directory_does_not_exist(pool: PgPo
 // ---------------------------------------------------------------------------------------------
 // Client tokens, quota and availability
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_client_token_of_65_characters_is_invalid(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn a_client_token_of_65_characters_is_invalid(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
     for token in ["t".repeat(65), "é".repeat(65)] {
         let status = add_fails(
@@ -832,7 +802,7 @@ async fn a_client_token_of_65_characters_is_invalid(pool: PgPool) {
         .await;
         assert_invalid(&status, INVALID_TOKEN, "client_token");
     }
-    assert_eq!(events(&pool).await, 1);
+    assert_eq!(events(&db).await, 1);
     // 64 characters are a token.
     let request = add_with(|r| {
         r.name = "Ann".into();
@@ -845,9 +815,8 @@ async fn a_client_token_of_65_characters_is_invalid(pool: PgPool) {
         .expect("a 64-character token is accepted");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_client_token_with_a_nul_character_is_a_token_like_any_other(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn a_client_token_with_a_nul_character_is_a_token_like_any_other(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let request = add_with(|r| r.client_token = "retry\0me".into());
     let first = server
         .client
@@ -862,26 +831,24 @@ async fn a_client_token_with_a_nul_character_is_a_token_like_any_other(pool: PgP
         .expect("the retry is answered from memory")
         .into_inner();
     assert_eq!(again, first);
-    assert_eq!(events(&pool).await, 1);
+    assert_eq!(events(&db).await, 1);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn adding_beyond_the_quota_exceeds_the_limit(pool: PgPool) {
-    let mut server = TestServer::start_with(pool.clone(), |s| s.max_contacts = 2).await;
+async fn adding_beyond_the_quota_exceeds_the_limit(db: TestDb) {
+    let mut server = TestServer::start_with(&db, |s| s.max_contacts = 2).await;
     add(&mut server.client, ACCOUNT, "Ann").await;
     add(&mut server.client, ACCOUNT, "Bob").await;
     let status = add_fails(&mut server.client, add_request("Cid")).await;
     assert_plain(&status, Code::ResourceExhausted, TOO_MANY);
-    assert_eq!(events(&pool).await, 2);
+    assert_eq!(events(&db).await, 2);
     // The quota is per account.
     add(&mut server.client, OTHER_ACCOUNT, "Cid").await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_database_out_of_reach_makes_the_service_unavailable_without_saying_why(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn a_database_out_of_reach_makes_the_service_unavailable_without_saying_why(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let added = add(&mut server.client, ACCOUNT, "Tom").await;
-    pool.close().await;
+    server.close_the_store().await;
     let status = get_fails(&mut server.client, &added.contact_id).await;
     assert_plain(&status, Code::Unavailable, UNAVAILABLE);
     let everything = format!(
@@ -891,7 +858,9 @@ async fn a_database_out_of_reach_makes_the_service_unavailable_without_saying_wh
         String::from_utf8_lossy(status.details())
     )
     .to_lowercase();
-    for secret in ["pool", "select", "sqlx", "postgres", "contacts", "closed"] {
+    for secret in [
+        "pool", "select", "sqlx", "postgres", "sqlite", "contacts", "closed",
+    ] {
         assert!(
             !everything.contains(secret),
             "{secret:?} leaks in {everything}"
@@ -902,9 +871,8 @@ async fn a_database_out_of_reach_makes_the_service_unavailable_without_saying_wh
 // ---------------------------------------------------------------------------------------------
 // Check order
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_invalid_client_token_beats_missing_parameters(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn an_invalid_client_token_beats_missing_parameters(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let request = AddMessageContactRequest {
         client_token: "t".repeat(65),
         ..Default::default()
@@ -916,9 +884,8 @@ async fn an_invalid_client_token_beats_missing_parameters(pool: PgPool) {
     assert_invalid(&status, INVALID_TOKEN, "client_token");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn missing_parameters_beat_invalid_shapes(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn missing_parameters_beat_invalid_shapes(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let request = add_with(|r| {
         r.name = "1".into();
         r.email_address.clear();
@@ -942,9 +909,8 @@ async fn missing_parameters_beat_invalid_shapes(pool: PgPool) {
     assert_invalid(&status, MISSING_CONTACT_ID, "contact_id");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn shapes_are_checked_in_field_order(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn shapes_are_checked_in_field_order(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let all_wrong = |r: &mut AddMessageContactRequest| {
         r.name = "1".into();
         r.email_address = "bad".into();
@@ -1031,9 +997,8 @@ async fn shapes_are_checked_in_field_order(pool: PgPool) {
     assert_invalid(&status, INVALID_PAGE_NUMBER, "page_number");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn shapes_beat_existence(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn shapes_beat_existence(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let update = update_with(UNKNOWN_ID, |r| r.title = Some("Boss".into()));
     let status = update_fails(&mut server.client, update).await;
     assert_invalid(&status, INVALID_TITLE, "title");
@@ -1054,18 +1019,16 @@ async fn shapes_beat_existence(pool: PgPool) {
     assert_invalid(&status, INVALID_MEMBER, "member");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn existence_beats_uniqueness(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn existence_beats_uniqueness(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
     let update = update_with(UNKNOWN_ID, |r| r.name = Some("Tom".into()));
     let status = update_fails(&mut server.client, update).await;
     assert_plain(&status, Code::NotFound, NO_CONTACT);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn uniqueness_beats_quota(pool: PgPool) {
-    let mut server = TestServer::start_with(pool.clone(), |s| s.max_contacts = 1).await;
+async fn uniqueness_beats_quota(db: TestDb) {
+    let mut server = TestServer::start_with(&db, |s| s.max_contacts = 1).await;
     add(&mut server.client, ACCOUNT, "Tom").await;
     let status = add_fails(&mut server.client, add_request("tom")).await;
     assert_error(
@@ -1077,12 +1040,11 @@ async fn uniqueness_beats_quota(pool: PgPool) {
     );
     let status = add_fails(&mut server.client, add_request("Ann")).await;
     assert_plain(&status, Code::ResourceExhausted, TOO_MANY);
-    assert_eq!(events(&pool).await, 1);
+    assert_eq!(events(&db).await, 1);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_rejected_call_changes_nothing(pool: PgPool) {
-    let mut server = TestServer::start_with(pool.clone(), |s| s.max_contacts = 2).await;
+async fn a_rejected_call_changes_nothing(db: TestDb) {
+    let mut server = TestServer::start_with(&db, |s| s.max_contacts = 2).await;
     let tom = add(&mut server.client, ACCOUNT, "Tom").await;
     let ann = add(&mut server.client, ACCOUNT, "Ann").await;
 
@@ -1113,7 +1075,7 @@ async fn a_rejected_call_changes_nothing(pool: PgPool) {
     add_fails(&mut server.client, add_request("ann")).await;
     add_fails(&mut server.client, add_with(|r| r.title = "Boss".into())).await;
 
-    assert_eq!(events(&pool).await, 2);
+    assert_eq!(events(&db).await, 2);
     for before in [tom, ann] {
         let after = get(&mut server.client, ACCOUNT, &before.contact_id)
             .await
@@ -1173,9 +1135,8 @@ fn not_a_bad_argument(result: Result<impl std::fmt::Debug, Status>, what: &str) 
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn hostile_strings_in_any_field_are_refused_as_bad_arguments(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn hostile_strings_in_any_field_are_refused_as_bad_arguments(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut directory = crate::lifecycle_support::directory_client(&server).await;
     let tom = add(&mut server.client, ACCOUNT, "Tom").await;
     type AddField = fn(&mut AddMessageContactRequest, String);
@@ -1269,7 +1230,7 @@ async fn hostile_strings_in_any_field_are_refused_as_bad_arguments(pool: PgPool)
         tom
     );
     // The contact's creation alone: no refused call even created the directory.
-    assert_eq!(events(&pool).await, 1);
+    assert_eq!(events(&db).await, 1);
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -1354,9 +1315,8 @@ async fn list_verifications_fails(
         .expect_err("the list is refused")
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_send_reports_missing_fields_then_shapes_then_the_contact(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_send_reports_missing_fields_then_shapes_then_the_contact(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let c = &mut server.client;
     let id = add(c, ACCOUNT, "Tom").await.contact_id;
     let cases = [
@@ -1415,9 +1375,8 @@ async fn a_send_reports_missing_fields_then_shapes_then_the_contact(pool: PgPool
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_confirmation_reports_missing_fields_then_shapes_then_the_contact(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_confirmation_reports_missing_fields_then_shapes_then_the_contact(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let c = &mut server.client;
     let id = add(c, ACCOUNT, "Tom").await.contact_id;
     let cases = [
@@ -1448,9 +1407,8 @@ async fn a_confirmation_reports_missing_fields_then_shapes_then_the_contact(pool
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_cancellation_and_a_list_of_verifications_report_their_parameters(pool: PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn a_cancellation_and_a_list_of_verifications_report_their_parameters(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let c = &mut server.client;
     let id = add(c, ACCOUNT, "Tom").await.contact_id;
     assert_invalid(
@@ -1513,3 +1471,44 @@ async fn a_cancellation_and_a_list_of_verifications_report_their_parameters(pool
     );
     server.stop().await;
 }
+
+both_backends!(
+    a_database_out_of_reach_makes_the_service_unavailable_without_saying_why,
+    a_call_without_an_account_is_unauthenticated,
+    a_malformed_account_is_unauthenticated,
+    an_account_given_twice_is_unauthenticated_even_when_both_agree,
+    identity_is_checked_before_the_client_token,
+    an_add_without_a_required_field_names_it,
+    update_and_get_without_a_contact_id_are_missing_it,
+    a_malformed_contact_id_is_invalid_everywhere,
+    a_well_formed_unknown_contact_id_does_not_exist,
+    a_name_with_a_character_outside_the_set_is_invalid,
+    a_name_of_the_wrong_length_exceeds_the_limit,
+    a_name_differing_only_in_case_is_already_used,
+    renaming_onto_another_contacts_name_is_already_used_but_onto_ones_own_is_not,
+    a_malformed_email_address_is_invalid,
+    an_email_address_of_255_characters_exceeds_the_limit_and_254_do_not,
+    a_phone_number_of_the_wrong_shape_is_invalid,
+    a_number_that_is_not_a_mobile_number_of_the_country_is_invalid,
+    a_country_code_outside_the_configured_list_is_not_supported,
+    a_title_outside_the_list_is_invalid,
+    a_message_type_outside_the_list_is_invalid,
+    a_negative_page_number_is_invalid,
+    a_negative_page_size_or_one_above_100_is_invalid,
+    a_member_filter_of_the_wrong_shape_is_invalid,
+    a_well_formed_member_unknown_to_the_directory_does_not_exist,
+    a_client_token_of_65_characters_is_invalid,
+    a_client_token_with_a_nul_character_is_a_token_like_any_other,
+    adding_beyond_the_quota_exceeds_the_limit,
+    an_invalid_client_token_beats_missing_parameters,
+    missing_parameters_beat_invalid_shapes,
+    shapes_are_checked_in_field_order,
+    shapes_beat_existence,
+    existence_beats_uniqueness,
+    uniqueness_beats_quota,
+    a_rejected_call_changes_nothing,
+    hostile_strings_in_any_field_are_refused_as_bad_arguments,
+    a_send_reports_missing_fields_then_shapes_then_the_contact,
+    a_confirmation_reports_missing_fields_then_shapes_then_the_contact,
+    a_cancellation_and_a_list_of_verifications_report_their_parameters,
+);

@@ -29,9 +29,8 @@ async fn grpcurl(addr: SocketAddr, options: &[&str], verb: &[&str]) -> (bool, St
 
 const SERVICE: &str = "resourcemanager.messagecontact.v1.MessageContactService";
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn grpcurl_lists_and_describes_the_services_through_reflection(pool: sqlx::PgPool) {
-    let server = TestServer::start(pool).await;
+async fn grpcurl_lists_and_describes_the_services_through_reflection(db: TestDb) {
+    let server = TestServer::start(&db).await;
     let (ok, listed) = grpcurl(server.addr, &[], &["list"]).await;
     assert!(ok, "{listed}");
     for service in [
@@ -71,11 +70,8 @@ async fn grpcurl_lists_and_describes_the_services_through_reflection(pool: sqlx:
     assert!(ok && health.contains("SERVING"), "{health}");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style(
-    pool: sqlx::PgPool,
-) {
-    let server = TestServer::start(pool).await;
+async fn grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style(db: TestDb) {
+    let server = TestServer::start(&db).await;
     let add = r#"{"name":"Tom","email_address":"tom@example.com","phoneNumber":"86-13912345678","title":"CEO","message_types":["AccountExpenses"]}"#;
     let (ok, added) = grpcurl(
         server.addr,
@@ -134,9 +130,8 @@ async fn grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style
     );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn grpcurl_sends_a_code_lists_the_pending_targets_and_shows_a_wrong_code(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn grpcurl_sends_a_code_lists_the_pending_targets_and_shows_a_wrong_code(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
     let send = format!(r#"{{"contactId":"{id}","emailAddress":"tom@example.com"}}"#);
     let (ok, sent) = grpcurl(
@@ -178,10 +173,9 @@ async fn grpcurl_sends_a_code_lists_the_pending_targets_and_shows_a_wrong_code(p
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member(pool: sqlx::PgPool) {
+async fn grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member(db: TestDb) {
     const DIRECTORY: &str = "resourcemanager.messagecontact.v1.ResourceDirectoryService";
-    let mut server = TestServer::start(pool).await;
+    let mut server = TestServer::start(&db).await;
     let (ok, listed) = grpcurl(server.addr, &[], &["list"]).await;
     assert!(listed.lines().any(|line| line == DIRECTORY), "{listed}");
     assert!(ok);
@@ -245,3 +239,10 @@ async fn grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member(po
     assert!(!root.is_empty());
     server.stop().await;
 }
+
+both_backends!(
+    grpcurl_lists_and_describes_the_services_through_reflection,
+    grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style,
+    grpcurl_sends_a_code_lists_the_pending_targets_and_shows_a_wrong_code,
+    grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member,
+);

@@ -19,9 +19,9 @@ fn subject(member: &str) -> String {
 
 /// A server that publishes to `nats`, trying a publish for at most a second, twice for a
 /// delete's removal.
-async fn publishing_server(pool: sqlx::PgPool, nats: &NatsServer) -> TestServer {
+async fn publishing_server(db: &TestDb, nats: &NatsServer) -> TestServer {
     let url = nats.url();
-    TestServer::start_with(pool, move |s| {
+    TestServer::start_with(db, move |s| {
         s.lifecycle.nats_url = Some(url);
         s.lifecycle.publish_timeout_secs = 1;
         s.lifecycle.publish_max_attempts = 2;
@@ -58,15 +58,14 @@ fn pairs(members: &[&str], contact_id: &str) -> Vec<(String, String)> {
     pairs
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn each_member_is_told_what_applies_to_it_on_its_own_subject(pool: sqlx::PgPool) {
+async fn each_member_is_told_what_applies_to_it_on_its_own_subject(db: TestDb) {
     let nats = NatsServer::start().await;
-    let mut server = publishing_server(pool.clone(), &nats).await;
+    let mut server = publishing_server(&db, &nats).await;
     let mut directory = directory_client(&server).await;
     let root = two_levels(&mut directory, ACCOUNT).await;
     let client = &mut server.client;
     let tom = add(client, ACCOUNT, "Tom").await.contact_id;
-    verify_email(client, &pool, &tom, "tom@example.com").await;
+    verify_email(client, &db, &tom, "tom@example.com").await;
     associate(client, ACCOUNT, &tom, &[&root]).await.unwrap();
     let all = [MEMBER_DEEP, MEMBER_TOP, MEMBER_ROOT];
     let messages = nats
@@ -149,10 +148,9 @@ async fn each_member_is_told_what_applies_to_it_on_its_own_subject(pool: sqlx::P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn an_asynchronous_delete_removes_the_contact_from_every_member_once(pool: sqlx::PgPool) {
+async fn an_asynchronous_delete_removes_the_contact_from_every_member_once(db: TestDb) {
     let nats = NatsServer::start().await;
-    let mut server = publishing_server(pool.clone(), &nats).await;
+    let mut server = publishing_server(&db, &nats).await;
     let mut directory = directory_client(&server).await;
     two_levels(&mut directory, ACCOUNT).await;
     let client = &mut server.client;
@@ -198,12 +196,9 @@ async fn an_asynchronous_delete_removes_the_contact_from_every_member_once(pool:
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_completes(
-    pool: sqlx::PgPool,
-) {
+async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_completes(db: TestDb) {
     let mut nats = NatsServer::start().await;
-    let mut server = publishing_server(pool.clone(), &nats).await;
+    let mut server = publishing_server(&db, &nats).await;
     let mut directory = directory_client(&server).await;
     two_levels(&mut directory, ACCOUNT).await;
     let client = &mut server.client;
@@ -313,3 +308,9 @@ async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_comp
     );
     server.stop().await;
 }
+
+both_backends!(
+    each_member_is_told_what_applies_to_it_on_its_own_subject,
+    an_asynchronous_delete_removes_the_contact_from_every_member_once,
+    with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_completes,
+);

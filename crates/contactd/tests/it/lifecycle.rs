@@ -12,9 +12,8 @@ use tonic::Code;
 use crate::lifecycle_support::*;
 use crate::support::*;
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_directory_is_created_on_first_use_and_mirrors_the_tree(pool: sqlx::PgPool) {
-    let server = TestServer::start(pool).await;
+async fn the_directory_is_created_on_first_use_and_mirrors_the_tree(db: TestDb) {
+    let server = TestServer::start(&db).await;
     let mut directory = directory_client(&server).await;
     let root = two_levels(&mut directory, ACCOUNT).await;
     assert!(root.starts_with("rd-") && root.len() == 13, "{root}");
@@ -99,9 +98,8 @@ async fn the_directory_is_created_on_first_use_and_mirrors_the_tree(pool: sqlx::
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn bindings_answer_each_target_and_binding_twice_changes_nothing(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn bindings_answer_each_target_and_binding_twice_changes_nothing(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut directory = directory_client(&server).await;
     let root = two_levels(&mut directory, ACCOUNT).await;
     let tom = add(&mut server.client, ACCOUNT, "Tom").await;
@@ -147,9 +145,8 @@ async fn bindings_answer_each_target_and_binding_twice_changes_nothing(pool: sql
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn bad_targets_are_refused_with_the_contract_errors(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool).await;
+async fn bad_targets_are_refused_with_the_contract_errors(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut directory = directory_client(&server).await;
     let root = two_levels(&mut directory, ACCOUNT).await;
     let other_root = directory_id(&mut directory, OTHER_ACCOUNT).await;
@@ -249,10 +246,8 @@ async fn bad_targets_are_refused_with_the_contract_errors(pool: sqlx::PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn two_processes_binding_the_eleventh_target_at_once_let_exactly_one_win(pool: sqlx::PgPool) {
-    let url = database_url(&pool).await;
-    let (first, second) = (Process::start(&url), Process::start(&url));
+async fn two_processes_binding_the_eleventh_target_at_once_let_exactly_one_win(db: TestDb) {
+    let (first, second) = (Process::start(&db), Process::start(&db));
     let (mut one, mut two) = (first.client().await, second.client().await);
     let mut directory = DirectoryClient::connect(first.endpoint()).await.unwrap();
     directory_id(&mut directory, ACCOUNT).await;
@@ -283,11 +278,8 @@ async fn two_processes_binding_the_eleventh_target_at_once_let_exactly_one_win(p
     }
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn contacts_apply_through_two_folder_levels_and_follow_a_member_that_moves(
-    pool: sqlx::PgPool,
-) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn contacts_apply_through_two_folder_levels_and_follow_a_member_that_moves(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut directory = directory_client(&server).await;
     let root = two_levels(&mut directory, ACCOUNT).await;
     let client = &mut server.client;
@@ -380,9 +372,8 @@ async fn contacts_apply_through_two_folder_levels_and_follow_a_member_that_moves
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn removing_a_folder_or_member_unbinds_it_from_every_contact(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn removing_a_folder_or_member_unbinds_it_from_every_contact(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut directory = directory_client(&server).await;
     two_levels(&mut directory, ACCOUNT).await;
     register_folder(&mut directory, ACCOUNT, &folder("E"), &folder("A"))
@@ -427,15 +418,14 @@ async fn removing_a_folder_or_member_unbinds_it_from_every_contact(pool: sqlx::P
         .await;
     }
     // An event per contact and removal, caused by the removal's event.
-    let causes: Vec<(String, String)> = sqlx::query_as(
-        "SELECT u.causation_id, r.event_id::text FROM events u \
-         JOIN events r ON r.event_id::text = u.causation_id \
-         WHERE u.event_type = 'MembersDisassociated' AND r.event_type IN ('FolderRemoved', 'MemberRemoved') \
-         ORDER BY u.global_position",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let removal = db.uuid_text("r.event_id");
+    let sql = format!(
+        "SELECT u.causation_id, {removal} FROM events u JOIN events r ON {removal} = u.causation_id \
+         WHERE u.event_type = 'MembersDisassociated' \
+           AND r.event_type IN ('FolderRemoved', 'MemberRemoved') \
+         ORDER BY u.global_position"
+    );
+    let causes: Vec<(String, String)> = db.fetch_all(&sql, &[]).await;
     assert_eq!(causes.len(), 4, "{causes:?}");
     let status = list_for(client, ACCOUNT, &folder("E"), 1, 10)
         .await
@@ -449,9 +439,8 @@ async fn removing_a_folder_or_member_unbinds_it_from_every_contact(pool: sqlx::P
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_deleted_contact_frees_its_name_and_quota_and_keeps_its_history(pool: sqlx::PgPool) {
-    let mut server = TestServer::start_with(pool, |s| s.max_contacts = 2).await;
+async fn a_deleted_contact_frees_its_name_and_quota_and_keeps_its_history(db: TestDb) {
+    let mut server = TestServer::start_with(&db, |s| s.max_contacts = 2).await;
     let mut audit = audit_client(&server).await;
     let client = &mut server.client;
     let tom = add(client, ACCOUNT, "Tom").await.contact_id;
@@ -528,9 +517,8 @@ async fn a_deleted_contact_frees_its_name_and_quota_and_keeps_its_history(pool: 
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn without_nats_an_asynchronous_delete_completes_locally(pool: sqlx::PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn without_nats_an_asynchronous_delete_completes_locally(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let mut directory = directory_client(&server).await;
     let root = two_levels(&mut directory, ACCOUNT).await;
     let client = &mut server.client;
@@ -558,25 +546,20 @@ async fn without_nats_an_asynchronous_delete_completes_locally(pool: sqlx::PgPoo
     );
     until_applying(client, ACCOUNT, MEMBER_DEEP, &[]).await;
     // Started and ended by events, the end caused by the start.
-    let (started, cause): (String, String) = sqlx::query_as(
-        "SELECT s.event_id::text, d.causation_id FROM events s \
+    let sql = format!(
+        "SELECT {}, d.causation_id FROM events s \
          JOIN events d ON d.stream_id = s.stream_id AND d.event_type = 'MessageContactDeleted' \
          WHERE s.stream_id = $1 AND s.event_type = 'ContactDeletionStarted'",
-    )
-    .bind(&tom)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+        db.uuid_text("s.event_id")
+    );
+    let (started, cause): (String, String) = db.fetch_one(&sql, &[&tom]).await;
     assert_eq!(started, cause);
     // Nothing is left to do.
     until(
         "no lifecycle job is left",
         Duration::from_secs(30),
         async || {
-            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM lifecycle_jobs")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let left = db.count("SELECT count(*) FROM lifecycle_jobs", &[]).await;
             (left == 0).then_some(())
         },
     )
@@ -584,11 +567,10 @@ async fn without_nats_an_asynchronous_delete_completes_locally(pool: sqlx::PgPoo
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn deletes_and_bindings_are_safe_to_retry_under_a_client_token(pool: sqlx::PgPool) {
+async fn deletes_and_bindings_are_safe_to_retry_under_a_client_token(db: TestDb) {
     use contactd_grpc::proto::{AssociateMembersRequest, DeleteMessageContactRequest};
 
-    let mut server = TestServer::start(pool).await;
+    let mut server = TestServer::start(&db).await;
     let mut directory = directory_client(&server).await;
     let root = two_levels(&mut directory, ACCOUNT).await;
     let client = &mut server.client;
@@ -657,11 +639,10 @@ async fn deletes_and_bindings_are_safe_to_retry_under_a_client_token(pool: sqlx:
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_directory_s_history_is_in_the_account_s_log(pool: sqlx::PgPool) {
+async fn the_directory_s_history_is_in_the_account_s_log(db: TestDb) {
     use contactd_grpc::proto::StreamEventsRequest;
 
-    let server = TestServer::start(pool).await;
+    let server = TestServer::start(&db).await;
     let mut directory = directory_client(&server).await;
     two_levels(&mut directory, ACCOUNT).await;
     move_member(&mut directory, ACCOUNT, MEMBER_TOP, "")
@@ -702,3 +683,21 @@ async fn the_directory_s_history_is_in_the_account_s_log(pool: sqlx::PgPool) {
     drop(stream);
     server.stop().await;
 }
+
+both_backends!(
+    the_directory_is_created_on_first_use_and_mirrors_the_tree,
+    bindings_answer_each_target_and_binding_twice_changes_nothing,
+    bad_targets_are_refused_with_the_contract_errors,
+    contacts_apply_through_two_folder_levels_and_follow_a_member_that_moves,
+    removing_a_folder_or_member_unbinds_it_from_every_contact,
+    a_deleted_contact_frees_its_name_and_quota_and_keeps_its_history,
+    without_nats_an_asynchronous_delete_completes_locally,
+    deletes_and_bindings_are_safe_to_retry_under_a_client_token,
+    the_directory_s_history_is_in_the_account_s_log,
+);
+
+postgres_only!(
+    // Two processes on one database: SQLite's store serves one process (processes.rs shows a
+    // second one refused).
+    two_processes_binding_the_eleventh_target_at_once_let_exactly_one_win,
+);

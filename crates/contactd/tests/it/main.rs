@@ -1,12 +1,14 @@
-//! End-to-end tests: the real server on port 0, a fresh PostgreSQL database per test, called
-//! over gRPC with the generated client.
+//! End-to-end tests: the real server on port 0, a fresh database per test on each backend
+//! (PostgreSQL and the embedded SQLite store), called over gRPC with the generated client.
 
 // Test helpers unwrap freely: a failed setup step is a failed test, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
 mod contacts;
+mod db;
 mod dispatch;
+mod durability;
 mod errors;
 mod grpcurl;
 mod integration;

@@ -4,27 +4,9 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
-use sqlx::types::JsonValue;
+use serde_json::Value as JsonValue;
 
 use crate::support::*;
-
-/// The test's own database, as a URL the binary can connect to.
-async fn database_url(pool: &PgPool) -> String {
-    let name: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(pool)
-        .await
-        .expect("current database");
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
-    let (base, query) = match base.split_once('?') {
-        Some((base, query)) => (base.to_owned(), format!("?{query}")),
-        None => (base, String::new()),
-    };
-    let (server, _) = base
-        .rsplit_once('/')
-        .expect("DATABASE_URL ends with a database name");
-    format!("{server}/{name}{query}")
-}
 
 /// Runs `contactd <args>` to its end.
 async fn contactd(args: &[&str]) -> Output {
@@ -56,19 +38,23 @@ fn assert_success(output: &Output) {
 }
 
 /// Waits until every transaction that may have written an event of this database has ended.
-/// The log is read only below the oldest transaction still running anywhere on the cluster
-/// (transaction ids are cluster-wide), so a transaction open in another database — another
-/// test, a benchmark — holds back what a replay prints until it ends.
-async fn log_settled(pool: &PgPool) {
+/// On PostgreSQL the log is read only below the oldest transaction still running anywhere on
+/// the cluster (transaction ids are cluster-wide), so a transaction open in another database —
+/// another test, a benchmark — holds back what a replay prints until it ends. On SQLite, with
+/// its one writer, what is committed is readable.
+async fn log_settled(db: &TestDb) {
+    if db.backend() == Backend::Sqlite {
+        return;
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let settled: bool = sqlx::query_scalar(
-            "SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), true) \
-             FROM events",
-        )
-        .fetch_one(pool)
-        .await
-        .expect("compare the log with the oldest running transaction");
+        let settled: bool = db
+            .scalar(
+                "SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), \
+                 true) FROM events",
+                &[],
+            )
+            .await;
         if settled {
             return;
         }
@@ -82,9 +68,9 @@ async fn log_settled(pool: &PgPool) {
 
 /// `contactd events replay <args> --database-url <url>`, each line parsed, once every event
 /// written so far can be read.
-async fn replay(pool: &PgPool, args: &[&str]) -> Vec<JsonValue> {
-    log_settled(pool).await;
-    let url = database_url(pool).await;
+async fn replay(db: &TestDb, args: &[&str]) -> Vec<JsonValue> {
+    log_settled(db).await;
+    let url = db.url();
     let mut all = vec!["events", "replay"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--database-url", &url]);
@@ -147,8 +133,8 @@ async fn populate(client: &mut Client) -> Vec<String> {
 /// Verifies, changes and cancels on some of `populate`'s contacts, so that the log holds every
 /// kind of verification event, then waits until the dispatcher has recorded every message's
 /// outcome (the server writes no more after that).
-async fn verify_some(client: &mut Client, pool: &PgPool, ids: &[String]) {
-    verify_email(client, pool, &ids[0], "thomas@example.com").await;
+async fn verify_some(client: &mut Client, db: &TestDb, ids: &[String]) {
+    verify_email(client, db, &ids[0], "thomas@example.com").await;
     let mut change = update_request(&ids[0]);
     change.email_address = Some("tom2@example.com".into());
     client
@@ -167,30 +153,28 @@ async fn verify_some(client: &mut Client, pool: &PgPool, ids: &[String]) {
     send_phone(client, ACCOUNT, &ids[3], "86-13912345678")
         .await
         .expect("send");
-    let code = issued_code(pool, &ids[3], "PhoneVerificationRequested").await;
+    let code = issued_code(db, &ids[3], "PhoneVerificationRequested").await;
     confirm(client, ACCOUNT, &ids[3], "86-13912345678", &code)
         .await
         .expect("confirm");
-    until_every_message_is_sent(pool).await;
+    until_every_message_is_sent(db).await;
 }
 
-async fn event_count(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await
-        .expect("count events")
+async fn event_count(db: &TestDb) -> i64 {
+    db.count("SELECT count(*) FROM events", &[]).await
 }
 
 /// Waits until the `account_activity` projection has counted every event of the log.
-async fn projection_caught_up(pool: &PgPool) {
+async fn projection_caught_up(db: &TestDb) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let events = event_count(pool).await;
+    let events = event_count(db).await;
     loop {
-        let counted: i64 =
-            sqlx::query_scalar("SELECT coalesce(sum(events), 0)::bigint FROM account_activity")
-                .fetch_one(pool)
-                .await
-                .expect("read account_activity");
+        let counted = db
+            .count(
+                "SELECT CAST(coalesce(sum(events), 0) AS BIGINT) FROM account_activity",
+                &[],
+            )
+            .await;
         if counted == events {
             return;
         }
@@ -202,39 +186,37 @@ async fn projection_caught_up(pool: &PgPool) {
     }
 }
 
-/// A checksum of each read-model table, every column of every row in a fixed order.
+/// Every row of each read-model table in a fixed order, every column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Checksums {
-    contacts: String,
-    contact_names: String,
-    contact_quotas: String,
-    account_activity: String,
-    directories: String,
-    directory_nodes: String,
-    contact_bindings: String,
-    effective_contacts: String,
+    contacts: Vec<JsonValue>,
+    contact_names: Vec<JsonValue>,
+    contact_quotas: Vec<JsonValue>,
+    account_activity: Vec<JsonValue>,
+    directories: Vec<JsonValue>,
+    directory_nodes: Vec<JsonValue>,
+    contact_bindings: Vec<JsonValue>,
+    effective_contacts: Vec<JsonValue>,
 }
 
-async fn checksums(pool: &PgPool) -> Checksums {
-    let sum = |table: &'static str, order: &'static str| async move {
-        let sql = format!(
-            "SELECT md5(string_agg(row_to_json(t)::text, '|' ORDER BY {order})) FROM {table} t"
-        );
-        let sum: Option<String> = sqlx::query_scalar(&sql)
-            .fetch_one(pool)
-            .await
-            .expect("checksum");
-        sum.unwrap_or_else(|| format!("{table} is empty"))
-    };
+async fn checksums(db: &TestDb) -> Checksums {
     Checksums {
-        contacts: sum("contacts", "contact_id").await,
-        contact_names: sum("contact_names", "account_id, name_key").await,
-        contact_quotas: sum("contact_quotas", "account_id").await,
-        account_activity: sum("account_activity", "account_id").await,
-        directories: sum("directories", "account_id").await,
-        directory_nodes: sum("directory_nodes", "account_id, node_id").await,
-        contact_bindings: sum("contact_bindings", "account_id, contact_id, node_id").await,
-        effective_contacts: sum("effective_contacts", "account_id, node_id, contact_id").await,
+        contacts: db.rows_as_json("contacts", "contact_id").await,
+        contact_names: db
+            .rows_as_json("contact_names", "account_id, name_key")
+            .await,
+        contact_quotas: db.rows_as_json("contact_quotas", "account_id").await,
+        account_activity: db.rows_as_json("account_activity", "account_id").await,
+        directories: db.rows_as_json("directories", "account_id").await,
+        directory_nodes: db
+            .rows_as_json("directory_nodes", "account_id, node_id")
+            .await,
+        contact_bindings: db
+            .rows_as_json("contact_bindings", "account_id, contact_id, node_id")
+            .await,
+        effective_contacts: db
+            .rows_as_json("effective_contacts", "account_id, node_id, contact_id")
+            .await,
     }
 }
 
@@ -256,7 +238,7 @@ const MEMBER_CONTACT_EVENTS: [&str; 11] = [
 /// A directory with two folder levels, contacts bound at each level, a member moved, a folder
 /// removed (unbinding it), one contact deleted at once and one in the background; waits until
 /// the background delete is done and `member_contacts` has projected every event.
-async fn populate_lifecycle(server: &mut TestServer, pool: &PgPool) {
+async fn populate_lifecycle(server: &mut TestServer, db: &TestDb) {
     use crate::lifecycle_support::*;
     let mut directory = directory_client(server).await;
     let root = two_levels(&mut directory, ACCOUNT).await;
@@ -301,73 +283,82 @@ async fn populate_lifecycle(server: &mut TestServer, pool: &PgPool) {
         (root.members.len() == 1).then_some(())
     })
     .await;
-    until("member_contacts has projected every event", Duration::from_secs(60), async || {
-        let caught_up: bool = sqlx::query_scalar(
-            "SELECT NOT EXISTS (SELECT 1 FROM events e, projection_checkpoints c                  WHERE c.name = 'member_contacts' AND e.event_type = ANY($1)                    AND (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))              AND EXISTS (SELECT 1 FROM projection_checkpoints WHERE name = 'member_contacts')              AND NOT EXISTS (SELECT 1 FROM lifecycle_jobs)",
-        )
-        .bind(MEMBER_CONTACT_EVENTS)
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        caught_up.then_some(())
-    })
+    let events = MEMBER_CONTACT_EVENTS.map(|e| format!("'{e}'")).join(", ");
+    let newer = db.pick(
+        "(e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)",
+        "e.global_position > c.global_position",
+    );
+    let caught_up = format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM events e, projection_checkpoints c \
+                            WHERE c.name = 'member_contacts' AND e.event_type IN ({events}) \
+                              AND {newer}) \
+            AND EXISTS (SELECT 1 FROM projection_checkpoints WHERE name = 'member_contacts') \
+            AND NOT EXISTS (SELECT 1 FROM lifecycle_jobs)"
+    );
+    until(
+        "member_contacts has projected every event",
+        Duration::from_secs(60),
+        async || db.scalar::<bool>(&caught_up, &[]).await.then_some(()),
+    )
     .await;
 }
 
 /// Spoils the inline read model so that only a real rebuild gives it back.
-async fn spoil_contacts(pool: &PgPool) {
+async fn spoil_contacts(db: &TestDb) {
     for statement in [
-        "UPDATE contacts SET version = version + 10, state = jsonb_set(jsonb_set(state, '{title}', '\"Other\"'), \
-         '{name}', to_jsonb(upper(state->>'name')))",
+        db.pick(
+            "UPDATE contacts SET version = version + 10, \
+             state = jsonb_set(jsonb_set(state, '{title}', '\"Other\"'), '{name}', \
+                               to_jsonb(upper(state->>'name')))",
+            "UPDATE contacts SET version = version + 10, \
+             state = json_set(state, '$.title', 'Other', '$.name', upper(state->>'name'))",
+        ),
         "DELETE FROM contact_names WHERE account_id = '6543210987654321'",
         "UPDATE contact_quotas SET contacts = 0",
         "DELETE FROM contacts WHERE account_id = '42'",
     ] {
-        sqlx::query(statement)
-            .execute(pool)
-            .await
-            .expect("spoil the read model");
+        db.execute(statement).await;
     }
 }
 
 /// Spoils the `member_contacts` projection's tables and the directories' inline read model.
-async fn spoil_member_contacts(pool: &PgPool) {
+async fn spoil_member_contacts(db: &TestDb) {
     for statement in [
         "DELETE FROM effective_contacts WHERE node_id LIKE 'fd-%'",
-        "UPDATE contact_bindings SET bound_at = now()",
+        db.pick(
+            "UPDATE contact_bindings SET bound_at = now()",
+            "UPDATE contact_bindings SET bound_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        ),
         "DELETE FROM directory_nodes WHERE is_member",
-        "UPDATE directories SET state = '{}'::jsonb",
+        db.pick(
+            "UPDATE directories SET state = '{}'::jsonb",
+            "UPDATE directories SET state = '{}'",
+        ),
     ] {
-        sqlx::query(statement)
-            .execute(pool)
-            .await
-            .expect("spoil member_contacts");
+        db.execute(statement).await;
     }
 }
 
 /// Spoils the `account_activity` projection's table.
-async fn spoil_activity(pool: &PgPool) {
+async fn spoil_activity(db: &TestDb) {
     for statement in [
         "DELETE FROM account_activity WHERE account_id = '42'",
         "UPDATE account_activity SET events = events * 2, last_position = 0",
     ] {
-        sqlx::query(statement)
-            .execute(pool)
-            .await
-            .expect("spoil account_activity");
+        db.execute(statement).await;
     }
 }
 
 /// A live server's read models over several accounts, caught up; the server then stopped so
 /// that nothing writes any more. Returns the checksums of the live read models.
-async fn live_read_models(pool: &PgPool) -> Checksums {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn live_read_models(db: &TestDb) -> Checksums {
+    let mut server = TestServer::start(db).await;
     let ids = populate(&mut server.client).await;
-    verify_some(&mut server.client, pool, &ids).await;
-    populate_lifecycle(&mut server, pool).await;
-    projection_caught_up(pool).await;
+    verify_some(&mut server.client, db, &ids).await;
+    populate_lifecycle(&mut server, db).await;
+    projection_caught_up(db).await;
     server.stop().await;
-    let live = checksums(pool).await;
+    let live = checksums(db).await;
     for sum in [
         &live.contacts,
         &live.contact_names,
@@ -378,16 +369,16 @@ async fn live_read_models(pool: &PgPool) -> Checksums {
         &live.contact_bindings,
         &live.effective_contacts,
     ] {
-        assert!(!sum.ends_with("is empty"), "{sum}");
+        assert!(!sum.is_empty(), "{live:?}");
     }
     live
 }
 
 /// `contactd projections rebuild [name] --database-url <url>`, once every event written so
 /// far can be read (an asynchronous projection is rebuilt up to there).
-async fn rebuild(pool: &PgPool, name: Option<&str>) -> Output {
-    log_settled(pool).await;
-    let url = database_url(pool).await;
+async fn rebuild(db: &TestDb, name: Option<&str>) -> Output {
+    log_settled(db).await;
+    let url = db.url();
     let mut args = vec!["projections", "rebuild"];
     args.extend(name);
     args.extend_from_slice(&["--database-url", &url]);
@@ -396,21 +387,24 @@ async fn rebuild(pool: &PgPool, name: Option<&str>) -> Output {
 
 // ---------------------------------------------------------------- events replay
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn replay_prints_every_event_as_a_json_line_in_log_order(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn replay_prints_every_event_as_a_json_line_in_log_order(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     populate(&mut server.client).await;
     server.stop().await;
 
-    let lines = replay(&pool, &[]).await;
-    assert_eq!(lines.len() as i64, event_count(&pool).await);
-    let in_log_order: Vec<(i64, String, i64, String, i32, String)> = sqlx::query_as(
-        "SELECT global_position, stream_id, stream_version, event_type, schema_version, payload::text \
-         FROM events ORDER BY transaction_id, global_position",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let lines = replay(&db, &[]).await;
+    assert_eq!(lines.len() as i64, event_count(&db).await);
+    let in_log_order: Vec<(i64, String, i64, String, i64, String)> = db
+        .fetch_all(
+            &format!(
+                "SELECT global_position, stream_id, stream_version, event_type, \
+                        CAST(schema_version AS BIGINT), CAST(payload AS TEXT) \
+                 FROM events ORDER BY {}",
+                db.log_order()
+            ),
+            &[],
+        )
+        .await;
     assert_eq!(
         positions(&lines),
         in_log_order.iter().map(|row| row.0).collect::<Vec<_>>()
@@ -431,7 +425,7 @@ async fn replay_prints_every_event_as_a_json_line_in_log_order(pool: PgPool) {
         );
         assert_eq!(
             line["schema_version"].as_i64(),
-            Some(i64::from(*schema_version)),
+            Some(*schema_version),
             "{line}"
         );
         assert_eq!(
@@ -451,21 +445,19 @@ async fn replay_prints_every_event_as_a_json_line_in_log_order(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn replay_of_one_contact_prints_only_its_events(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn replay_of_one_contact_prints_only_its_events(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let ids = populate(&mut server.client).await;
     server.stop().await;
 
     let tom = &ids[0];
-    let lines = replay(&pool, &["--contact", tom]).await;
-    let expected: Vec<i64> = sqlx::query_scalar(
-        "SELECT global_position FROM events WHERE stream_id = $1 ORDER BY stream_version",
-    )
-    .bind(tom)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let lines = replay(&db, &["--contact", tom]).await;
+    let expected: Vec<i64> = db
+        .scalars(
+            "SELECT global_position FROM events WHERE stream_id = $1 ORDER BY stream_version",
+            &[tom],
+        )
+        .await;
     assert_eq!(expected.len(), 4);
     assert_eq!(positions(&lines), expected);
     assert!(lines.iter().all(|line| line["stream_id"] == tom.as_str()));
@@ -477,56 +469,49 @@ async fn replay_of_one_contact_prints_only_its_events(pool: PgPool) {
         [1, 2, 3, 4]
     );
 
-    let nobody = replay(&pool, &["--contact", "c-0000000000000000"]).await;
+    let nobody = replay(&db, &["--contact", "c-0000000000000000"]).await;
     assert!(nobody.is_empty(), "{nobody:?}");
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn replay_from_a_position_starts_at_that_event(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn replay_from_a_position_starts_at_that_event(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     let ids = populate(&mut server.client).await;
     server.stop().await;
 
-    let all = positions(&replay(&pool, &[]).await);
+    let all = positions(&replay(&db, &[]).await);
     let third = all[2].to_string();
-    assert_eq!(
-        positions(&replay(&pool, &["--from", &third]).await),
-        all[2..]
-    );
+    assert_eq!(positions(&replay(&db, &["--from", &third]).await), all[2..]);
     let last = all[all.len() - 1].to_string();
     assert_eq!(
-        positions(&replay(&pool, &["--from", &last]).await),
+        positions(&replay(&db, &["--from", &last]).await),
         all[all.len() - 1..]
     );
 
     // Both at once: that contact's events from the position on.
     let tom = &ids[0];
-    let toms: Vec<i64> = sqlx::query_scalar(
-        "SELECT global_position FROM events WHERE stream_id = $1 ORDER BY stream_version",
-    )
-    .bind(tom)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let toms: Vec<i64> = db
+        .scalars(
+            "SELECT global_position FROM events WHERE stream_id = $1 ORDER BY stream_version",
+            &[tom],
+        )
+        .await;
     let from = toms[1].to_string();
     assert_eq!(
-        positions(&replay(&pool, &["--contact", tom, "--from", &from]).await),
+        positions(&replay(&db, &["--contact", tom, "--from", &from]).await),
         toms[1..]
     );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn replay_from_past_the_last_event_prints_nothing(pool: PgPool) {
-    let mut server = TestServer::start(pool.clone()).await;
+async fn replay_from_past_the_last_event_prints_nothing(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
     populate(&mut server.client).await;
     server.stop().await;
 
-    let newest: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let newest = db
+        .count("SELECT max(global_position) FROM events", &[])
+        .await;
     let past = (newest + 1).to_string();
-    let lines = replay(&pool, &["--from", &past]).await;
+    let lines = replay(&db, &["--from", &past]).await;
     assert_eq!(
         positions(&lines),
         Vec::<i64>::new(),
@@ -536,16 +521,15 @@ async fn replay_from_past_the_last_event_prints_nothing(pool: PgPool) {
 
 // ---------------------------------------------------------------- projections rebuild
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn rebuilding_every_read_model_gives_back_the_live_ones_exactly(pool: PgPool) {
-    let live = live_read_models(&pool).await;
+async fn rebuilding_every_read_model_gives_back_the_live_ones_exactly(db: TestDb) {
+    let live = live_read_models(&db).await;
 
     // Unchanged by a rebuild of intact models...
-    let output = rebuild(&pool, None).await;
+    let output = rebuild(&db, None).await;
     assert_success(&output);
-    assert_eq!(checksums(&pool).await, live);
+    assert_eq!(checksums(&db).await, live);
     let stdout = text(&output.stdout);
-    let events = event_count(&pool).await;
+    let events = event_count(&db).await;
     assert!(
         stdout.contains(&format!("rebuilt contacts: {events} events")),
         "{stdout}"
@@ -560,28 +544,27 @@ async fn rebuilding_every_read_model_gives_back_the_live_ones_exactly(pool: PgPo
     );
 
     // ...and restored from the log once spoiled.
-    spoil_contacts(&pool).await;
-    spoil_activity(&pool).await;
-    spoil_member_contacts(&pool).await;
-    assert_ne!(checksums(&pool).await, live);
-    assert_success(&rebuild(&pool, None).await);
-    assert_eq!(checksums(&pool).await, live);
+    spoil_contacts(&db).await;
+    spoil_activity(&db).await;
+    spoil_member_contacts(&db).await;
+    assert_ne!(checksums(&db).await, live);
+    assert_success(&rebuild(&db, None).await);
+    assert_eq!(checksums(&db).await, live);
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn rebuilding_contacts_restores_the_inline_read_model_and_nothing_else(pool: PgPool) {
-    let live = live_read_models(&pool).await;
+async fn rebuilding_contacts_restores_the_inline_read_model_and_nothing_else(db: TestDb) {
+    let live = live_read_models(&db).await;
 
-    assert_success(&rebuild(&pool, Some("contacts")).await);
-    assert_eq!(checksums(&pool).await, live);
+    assert_success(&rebuild(&db, Some("contacts")).await);
+    assert_eq!(checksums(&db).await, live);
 
-    spoil_contacts(&pool).await;
-    spoil_activity(&pool).await;
-    let spoiled = checksums(&pool).await;
+    spoil_contacts(&db).await;
+    spoil_activity(&db).await;
+    let spoiled = checksums(&db).await;
     assert_ne!(spoiled.contacts, live.contacts);
     assert_ne!(spoiled.contact_names, live.contact_names);
     assert_ne!(spoiled.contact_quotas, live.contact_quotas);
-    let output = rebuild(&pool, Some("contacts")).await;
+    let output = rebuild(&db, Some("contacts")).await;
     assert_success(&output);
     assert!(
         !text(&output.stdout).contains("account_activity"),
@@ -589,7 +572,7 @@ async fn rebuilding_contacts_restores_the_inline_read_model_and_nothing_else(poo
         text(&output.stdout)
     );
     assert_eq!(
-        checksums(&pool).await,
+        checksums(&db).await,
         Checksums {
             account_activity: spoiled.account_activity,
             ..live
@@ -598,20 +581,19 @@ async fn rebuilding_contacts_restores_the_inline_read_model_and_nothing_else(poo
     );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn rebuilding_account_activity_restores_it_and_nothing_else(pool: PgPool) {
-    let live = live_read_models(&pool).await;
+async fn rebuilding_account_activity_restores_it_and_nothing_else(db: TestDb) {
+    let live = live_read_models(&db).await;
 
-    assert_success(&rebuild(&pool, Some("account_activity")).await);
-    assert_eq!(checksums(&pool).await, live);
+    assert_success(&rebuild(&db, Some("account_activity")).await);
+    assert_eq!(checksums(&db).await, live);
 
-    spoil_contacts(&pool).await;
-    spoil_activity(&pool).await;
-    let spoiled = checksums(&pool).await;
+    spoil_contacts(&db).await;
+    spoil_activity(&db).await;
+    let spoiled = checksums(&db).await;
     assert_ne!(spoiled.account_activity, live.account_activity);
-    assert_success(&rebuild(&pool, Some("account_activity")).await);
+    assert_success(&rebuild(&db, Some("account_activity")).await);
     assert_eq!(
-        checksums(&pool).await,
+        checksums(&db).await,
         Checksums {
             account_activity: live.account_activity,
             ..spoiled
@@ -621,53 +603,63 @@ async fn rebuilding_account_activity_restores_it_and_nothing_else(pool: PgPool) 
 
     // A server started after the rebuild goes on from the rebuilt checkpoint: it neither
     // counts the log again nor misses what comes next.
-    let mut server = TestServer::start(pool.clone()).await;
+    let mut server = TestServer::start(&db).await;
     add(&mut server.client, ACCOUNT, "Zed").await;
-    projection_caught_up(&pool).await;
+    projection_caught_up(&db).await;
     server.stop().await;
 }
 
 /// The outbox and the delivery outcomes: what a rebuild must never touch.
-async fn deliveries(pool: &PgPool) -> (String, i64) {
-    sqlx::query_as(
-        "SELECT coalesce(md5(string_agg(row_to_json(o)::text, '|' ORDER BY message_id)), ''), \
-                (SELECT count(*) FROM events WHERE event_type LIKE 'VerificationMessage%') \
-         FROM outbox_messages o",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("read the outbox")
+async fn deliveries(db: &TestDb) -> (Vec<JsonValue>, i64) {
+    let outbox = db.rows_as_json("outbox_messages", "message_id").await;
+    let outcomes = db
+        .count(
+            "SELECT count(*) FROM events WHERE event_type LIKE 'VerificationMessage%'",
+            &[],
+        )
+        .await;
+    (outbox, outcomes)
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_verification_outbox_is_never_rebuilt_and_no_rebuild_sends_anything(pool: PgPool) {
-    let live = live_read_models(&pool).await;
-    let sent = deliveries(&pool).await;
+async fn the_verification_outbox_is_never_rebuilt_and_no_rebuild_sends_anything(db: TestDb) {
+    let live = live_read_models(&db).await;
+    let sent = deliveries(&db).await;
     assert!(sent.1 > 0, "the messages were sent: {sent:?}");
 
-    let output = rebuild(&pool, Some("verification_outbox")).await;
+    let output = rebuild(&db, Some("verification_outbox")).await;
     assert!(!output.status.success(), "exit status {}", output.status);
     let stderr = text(&output.stderr);
     assert!(stderr.contains("never rebuilt"), "{stderr}");
 
-    assert_success(&rebuild(&pool, None).await);
-    assert_eq!(checksums(&pool).await, live);
+    assert_success(&rebuild(&db, None).await);
+    assert_eq!(checksums(&db).await, live);
     assert_eq!(
-        deliveries(&pool).await,
+        deliveries(&db).await,
         sent,
         "nothing was recorded or sent again"
     );
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn rebuilding_an_unknown_read_model_fails_and_names_the_valid_ones(pool: PgPool) {
-    let live = live_read_models(&pool).await;
+async fn rebuilding_an_unknown_read_model_fails_and_names_the_valid_ones(db: TestDb) {
+    let live = live_read_models(&db).await;
 
-    let output = rebuild(&pool, Some("nope")).await;
+    let output = rebuild(&db, Some("nope")).await;
     assert!(!output.status.success(), "exit status {}", output.status);
     let stderr = text(&output.stderr);
     for word in ["nope", "contacts", "account_activity"] {
         assert!(stderr.contains(word), "{word:?} in {stderr:?}");
     }
-    assert_eq!(checksums(&pool).await, live, "nothing was touched");
+    assert_eq!(checksums(&db).await, live, "nothing was touched");
 }
+
+both_backends!(
+    replay_prints_every_event_as_a_json_line_in_log_order,
+    replay_of_one_contact_prints_only_its_events,
+    replay_from_a_position_starts_at_that_event,
+    replay_from_past_the_last_event_prints_nothing,
+    rebuilding_every_read_model_gives_back_the_live_ones_exactly,
+    rebuilding_contacts_restores_the_inline_read_model_and_nothing_else,
+    rebuilding_account_activity_restores_it_and_nothing_else,
+    the_verification_outbox_is_never_rebuilt_and_no_rebuild_sends_anything,
+    rebuilding_an_unknown_read_model_fails_and_names_the_valid_ones,
+);

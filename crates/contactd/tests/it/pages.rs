@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use contactd_testkit::fantoccini::Locator;
 use contactd_testkit::{Browser, SmtpSink};
-use sqlx::PgPool;
 
 use crate::support::*;
 
@@ -14,10 +13,10 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A server delivering to a real SMTP server, with codes of `ttl_secs`, and a contact Tom for
 /// whose email address a code was sent; its id.
-async fn tom_sent_an_email(pool: PgPool, ttl_secs: u64) -> (SmtpSink, TestServer, String) {
+async fn tom_sent_an_email(db: &TestDb, ttl_secs: u64) -> (SmtpSink, TestServer, String) {
     let smtp = SmtpSink::start();
     let url = smtp.url();
-    let mut server = TestServer::start_with(pool, |s| {
+    let mut server = TestServer::start_with(db, |s| {
         s.verification.smtp_url = Some(url);
         s.verification.code_ttl_secs = ttl_secs;
     })
@@ -43,9 +42,8 @@ async fn status_of(server: &mut TestServer, contact_id: &str) -> String {
         .status
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_person_confirms_in_a_real_browser(pool: PgPool) {
-    let (smtp, mut server, id) = tom_sent_an_email(pool, 900).await;
+async fn a_person_confirms_in_a_real_browser(db: TestDb) {
+    let (smtp, mut server, id) = tom_sent_an_email(&db, 900).await;
     let link = smtp.wait_for(1, WAIT).await[0].link();
 
     let browser = Browser::start().await;
@@ -90,9 +88,8 @@ async fn a_person_confirms_in_a_real_browser(pool: PgPool) {
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_page_shows_without_changing_and_the_post_confirms_once(pool: PgPool) {
-    let (smtp, mut server, id) = tom_sent_an_email(pool.clone(), 900).await;
+async fn the_page_shows_without_changing_and_the_post_confirms_once(db: TestDb) {
+    let (smtp, mut server, id) = tom_sent_an_email(&db, 900).await;
     let path = link_path(&smtp, 1).await;
     let pages = server.http_addr;
 
@@ -115,13 +112,13 @@ async fn the_page_shows_without_changing_and_the_post_confirms_once(pool: PgPool
     assert_eq!(confirmed.status, 200, "{}", confirmed.body);
     assert!(confirmed.body.contains("<h1>Confirmed</h1>"));
     assert_eq!(status_of(&mut server, &id).await, "Active");
-    let caller: String = sqlx::query_scalar(
-        "SELECT caller FROM events WHERE stream_id = $1 AND event_type = 'EmailAddressVerified'",
-    )
-    .bind(&id)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let caller: String = db
+        .scalar(
+            "SELECT caller FROM events \
+             WHERE stream_id = $1 AND event_type = 'EmailAddressVerified'",
+            &[&id],
+        )
+        .await;
     assert_eq!(caller, "confirmation-link");
 
     for method in ["GET", "POST"] {
@@ -132,9 +129,8 @@ async fn the_page_shows_without_changing_and_the_post_confirms_once(pool: PgPool
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn the_pages_forbid_everything_from_outside_and_are_never_cached(pool: PgPool) {
-    let (smtp, server, _) = tom_sent_an_email(pool, 900).await;
+async fn the_pages_forbid_everything_from_outside_and_are_never_cached(db: TestDb) {
+    let (smtp, server, _) = tom_sent_an_email(&db, 900).await;
     let path = link_path(&smtp, 1).await;
     let unknown = format!("/verify/{}", "A".repeat(43));
     for path in [path.as_str(), unknown.as_str(), "/verify/short", "/nowhere"] {
@@ -173,9 +169,8 @@ async fn the_pages_forbid_everything_from_outside_and_are_never_cached(pool: PgP
     server.stop().await;
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn a_replaced_or_expired_link_is_gone(pool: PgPool) {
-    let (smtp, mut server, id) = tom_sent_an_email(pool, 2).await;
+async fn a_replaced_or_expired_link_is_gone(db: TestDb) {
+    let (smtp, mut server, id) = tom_sent_an_email(&db, 2).await;
     let replaced = link_path(&smtp, 1).await;
     send_email(&mut server.client, ACCOUNT, &id, "tom@example.com")
         .await
@@ -194,3 +189,10 @@ async fn a_replaced_or_expired_link_is_gone(pool: PgPool) {
     assert_eq!(status_of(&mut server, &id).await, "Verifying");
     server.stop().await;
 }
+
+both_backends!(
+    a_person_confirms_in_a_real_browser,
+    the_page_shows_without_changing_and_the_post_confirms_once,
+    the_pages_forbid_everything_from_outside_and_are_never_cached,
+    a_replaced_or_expired_link_is_gone,
+);

@@ -1,12 +1,12 @@
 //! No code and no link token in clear anywhere: every code and token a real `contactd` process
-//! sent is looked for in a `pg_dump` of the database, in everything the process logged at
-//! `debug`, and in every answer of the audit service.
+//! sent is looked for in a dump of the database (`pg_dump`; on SQLite every row of every table,
+//! and the link tokens in the file's very bytes), in everything the process logged at `debug`,
+//! and in every answer of the audit service.
 
 use std::time::Duration;
 
 use contactd_grpc::proto::{ListMessageContactEventsRequest, StreamEventsRequest};
 use contactd_testkit::{Gateway, verification_code};
-use sqlx::PgPool;
 use tokio_stream::StreamExt;
 
 use crate::support::*;
@@ -15,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Columns whose values are counters, positions or transaction ids: numbers that may equal a
 /// code by chance and say nothing about one.
-const NUMERIC_COLUMNS: [&str; 15] = [
+const NUMERIC_COLUMNS: [&str; 16] = [
     "global_position",
     "transaction_id",
     "stream_version",
@@ -31,6 +31,7 @@ const NUMERIC_COLUMNS: [&str; 15] = [
     "events",
     "contacts_added",
     "last_position",
+    "log_order",
 ];
 
 /// The dump with the numeric columns of its `COPY` blocks blanked out.
@@ -192,7 +193,7 @@ fn the_scrubber_blanks_what_is_not_a_code_and_finds_what_is() {
 }
 
 /// Every event of the account through the audit service, as text.
-async fn audit_answers(server_addr: &str, pool: &PgPool, contact_id: &str) -> String {
+async fn audit_answers(server_addr: &str, db: &TestDb, contact_id: &str) -> String {
     let channel = tonic::transport::Channel::from_shared(server_addr.to_owned())
         .unwrap()
         .connect()
@@ -213,10 +214,7 @@ async fn audit_answers(server_addr: &str, pool: &PgPool, contact_id: &str) -> St
         .unwrap()
         .into_inner();
     text.push_str(&format!("{page:?}\n"));
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let events = db.count("SELECT count(*) FROM events", &[]).await;
     let mut stream = audit
         .stream_events(as_account(
             ACCOUNT,
@@ -236,18 +234,55 @@ async fn audit_answers(server_addr: &str, pool: &PgPool, contact_id: &str) -> St
     text
 }
 
+/// The database's data as text, the numeric columns left out: a `pg_dump --data-only` on
+/// PostgreSQL, every row of every table as JSON on SQLite.
+async fn dump(db: &TestDb) -> String {
+    match db.backend() {
+        Backend::Postgres => {
+            let dump = std::process::Command::new("pg_dump")
+                .args(["--data-only", "--no-owner", "--dbname", &db.url()])
+                .output()
+                .expect("pg_dump runs");
+            assert!(
+                dump.status.success(),
+                "{}",
+                String::from_utf8_lossy(&dump.stderr)
+            );
+            without_numeric_columns(&String::from_utf8(dump.stdout).unwrap())
+        }
+        Backend::Sqlite => {
+            let mut text = String::new();
+            for table in db.tables().await {
+                for mut row in db.rows_as_json(&table, "1").await {
+                    let columns = row.as_object_mut().expect("a row is an object");
+                    columns.retain(|name, _| !NUMERIC_COLUMNS.contains(&name.as_str()));
+                    text.push_str(&format!("{table}: {row}\n"));
+                }
+            }
+            text
+        }
+    }
+}
+
+/// The SQLite file and its write-ahead log as they are on disk, free pages included.
+fn sqlite_bytes(db: &TestDb) -> String {
+    let path = db.sqlite_path();
+    let mut bytes = std::fs::read(path).expect("read the database file");
+    let wal = path.with_extension("db-wal");
+    bytes.extend(std::fs::read(wal).unwrap_or_default());
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 fn token_of(link: &str) -> String {
     let (_, token) = link.split_once("/verify/").expect("a /verify/ link");
     token.to_owned()
 }
 
-#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn no_code_or_link_token_is_in_the_database_the_logs_or_the_audit_log(pool: PgPool) {
-    let url = database_url(&pool).await;
+async fn no_code_or_link_token_is_in_the_database_the_logs_or_the_audit_log(db: TestDb) {
     let gateway = Gateway::answering(200).await;
     let webhook = gateway.url("/sms");
     // Emails go into the development sink of the data directory; SMS to the gateway.
-    let mut process = Process::start_with(&url, &["--sms-webhook-url", &webhook], "debug");
+    let mut process = Process::start_with(&db, &["--sms-webhook-url", &webhook], "debug");
     let mut client = process.client().await;
     let id = add(&mut client, ACCOUNT, "Tom").await.contact_id;
     let mut secrets = Vec::new();
@@ -255,7 +290,7 @@ async fn no_code_or_link_token_is_in_the_database_the_logs_or_the_audit_log(pool
     send_email(&mut client, ACCOUNT, &id, "tom@example.com")
         .await
         .unwrap();
-    let (first, first_link) = process.sent_email(&pool, &id).await;
+    let (first, first_link) = process.sent_email(&db, &id).await;
     secrets.push(first.clone());
     secrets.push(token_of(&first_link));
     confirm(&mut client, ACCOUNT, &id, "tom@example.com", &wrong(&first))
@@ -274,7 +309,7 @@ async fn no_code_or_link_token_is_in_the_database_the_logs_or_the_audit_log(pool
     send_email(&mut client, ACCOUNT, &id, "new@example.com")
         .await
         .unwrap();
-    let (second, link) = process.sent_email(&pool, &id).await;
+    let (second, link) = process.sent_email(&db, &id).await;
     secrets.push(second);
     let path = &link[link.find("/verify/").unwrap()..];
     secrets.push(token_of(&link));
@@ -293,27 +328,22 @@ async fn no_code_or_link_token_is_in_the_database_the_logs_or_the_audit_log(pool
     confirm(&mut client, ACCOUNT, &id, "86-13912345678", &sms_code)
         .await
         .unwrap();
-    until_every_message_is_sent(&pool).await;
+    until_every_message_is_sent(&db).await;
 
-    let audit = audit_answers(&process.endpoint(), &pool, &id).await;
+    let audit = audit_answers(&process.endpoint(), &db, &id).await;
     drop(client);
     assert!(process.terminate().await.success());
 
-    let dump = std::process::Command::new("pg_dump")
-        .args(["--data-only", "--no-owner", "--dbname", &url])
-        .output()
-        .expect("pg_dump runs");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let dump = String::from_utf8(dump.stdout).unwrap();
+    let dump = dump(&db).await;
     assert!(
         dump.contains("EmailAddressVerified"),
         "the dump holds the log"
     );
-    assert_nowhere("the database", &without_numeric_columns(&dump), &secrets);
+    assert_nowhere("the database", &dump, &secrets);
+    if db.backend() == Backend::Sqlite {
+        let tokens = [secrets[1].clone(), secrets[3].clone()];
+        assert_nowhere("the database file", &sqlite_bytes(&db), &tokens);
+    }
 
     let log = process.log();
     assert!(log.contains(".eml"), "the sink's file is named in the log");
@@ -331,3 +361,5 @@ async fn no_code_or_link_token_is_in_the_database_the_logs_or_the_audit_log(pool
         "{secrets:?}"
     );
 }
+
+both_backends!(no_code_or_link_token_is_in_the_database_the_logs_or_the_audit_log,);

@@ -1,10 +1,12 @@
-//! Starting the real server on a fresh database, and the assertions every test shares.
+//! Starting the real server on a fresh database of either backend, and the steps and
+//! assertions every test shares.
 
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
+use contactd::backend::Store;
 use contactd::settings::{Cli, Command, ServeSettings};
 use contactd_app::CodeSecret;
 use contactd_domain::VerificationId;
@@ -14,13 +16,15 @@ use contactd_grpc::proto::{
     Contact, GetMessageContactRequest, SendEmailVerificationForMessageContactRequest,
     SendPhoneVerificationForMessageContactRequest, UpdateMessageContactRequest,
 };
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
+
+pub use crate::db::{Backend, TestDb};
+pub(crate) use crate::db::{both_backends, on_sqlite, postgres_only, sqlite_only};
 
 pub const ACCOUNT: &str = "1234567890123456";
 pub const OTHER_ACCOUNT: &str = "6543210987654321";
@@ -30,7 +34,7 @@ pub type Client = MessageContactServiceClient<Channel>;
 /// The secret every test server derives codes under, so that a test can derive them too.
 pub const TEST_CODE_SECRET: &str = "the code secret of the end-to-end tests";
 
-/// The real server, serving a fresh database on an ephemeral port, and its confirmation pages
+/// The real server, serving a test's database on an ephemeral port, and its confirmation pages
 /// on another.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -38,21 +42,41 @@ pub struct TestServer {
     pub client: Client,
     /// The data directory: the development sink writes messages under `messages/`.
     pub data_dir: tempfile::TempDir,
+    /// The server's store (a clone: it is the same store).
+    store: Store,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestServer {
-    pub async fn start(pool: PgPool) -> Self {
-        Self::start_with(pool, |_| {}).await
+    pub async fn start(db: &TestDb) -> Self {
+        Self::start_with(db, |_| {}).await
     }
 
-    pub async fn start_with(pool: PgPool, configure: impl FnOnce(&mut ServeSettings)) -> Self {
+    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut ServeSettings)) -> Self {
+        Self::serve(db.store().await, configure).await
+    }
+
+    /// As many servers on the database as its backend lets share it, up to `wanted`: on
+    /// PostgreSQL each on a store of its own (as separate processes), on SQLite the one.
+    pub async fn start_up_to(
+        db: &TestDb,
+        wanted: usize,
+        configure: impl Fn(&mut ServeSettings),
+    ) -> Vec<Self> {
+        let mut servers = Vec::new();
+        for _ in 0..wanted.min(db.servers()) {
+            servers.push(Self::start_with(db, &configure).await);
+        }
+        servers
+    }
+
+    async fn serve(store: Store, configure: impl FnOnce(&mut ServeSettings)) -> Self {
         let Command::Serve(mut settings) = Cli::parse_from(["contactd", "serve"]).command else {
             unreachable!("`serve` parses as the serve command")
         };
         let data_dir = tempfile::tempdir().expect("a data directory");
-        settings.verification.data_dir = data_dir.path().to_owned();
+        settings.database.data_dir = data_dir.path().to_owned();
         settings.verification.code_secret = Some(TEST_CODE_SECRET.to_owned());
         settings.verification.dispatch_retry_base_ms = 20;
         configure(&mut settings);
@@ -61,8 +85,9 @@ impl TestServer {
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let http_addr = http.local_addr().expect("local address");
         let (shutdown, stop) = oneshot::channel::<()>();
+        let served = store.clone();
         let handle = tokio::spawn(async move {
-            contactd::startup::run(listener, http, pool, &settings, async {
+            contactd::startup::run(listener, http, served, &settings, async {
                 let _ = stop.await;
             })
             .await
@@ -77,8 +102,18 @@ impl TestServer {
             http_addr,
             data_dir,
             client: MessageContactServiceClient::new(channel),
+            store,
             shutdown: Some(shutdown),
             handle: Some(handle),
+        }
+    }
+
+    /// Closes every connection of the server's store under it, as a database gone out of
+    /// reach leaves it.
+    pub async fn close_the_store(&self) {
+        match &self.store {
+            Store::Postgres(store) => store.pool().close().await,
+            Store::Sqlite(store) => store.close().await,
         }
     }
 
@@ -138,18 +173,19 @@ pub async fn add_with_email(client: &mut Client, account: &str, name: &str, emai
 }
 
 /// Waits until every message that was asked for is recorded and sent.
-pub async fn until_every_message_is_sent(pool: &PgPool) {
+pub async fn until_every_message_is_sent(db: &TestDb) {
     until(
         "every message's outcome is recorded",
         Duration::from_secs(60),
         async || {
-            let (requested, sent): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM events WHERE event_type LIKE '%VerificationRequested'), \
-                        (SELECT count(*) FROM outbox_messages WHERE state = 'sent')",
-            )
-            .fetch_one(pool)
-            .await
-            .expect("count the messages");
+            let (requested, sent): (i64, i64) = db
+                .fetch_one(
+                    "SELECT (SELECT count(*) FROM events \
+                             WHERE event_type LIKE '%VerificationRequested'), \
+                            (SELECT count(*) FROM outbox_messages WHERE state = 'sent')",
+                    &[],
+                )
+                .await;
             (requested == sent).then_some(())
         },
     )
@@ -266,19 +302,29 @@ pub async fn audit_client(server: &TestServer) -> AuditClient {
 /// The code the last send for `contact_id` on `event_type`'s channel issued
 /// (`EmailVerificationRequested` or `PhoneVerificationRequested`), derived from the log under
 /// the test secret, as the dispatcher derives it.
-pub async fn issued_code(pool: &PgPool, contact_id: &str, event_type: &str) -> String {
-    let id: String = sqlx::query_scalar(
-        "SELECT payload->>'verification_id' FROM events WHERE stream_id = $1 AND event_type = $2 \
-         ORDER BY stream_version DESC LIMIT 1",
-    )
-    .bind(contact_id)
-    .bind(event_type)
-    .fetch_one(pool)
-    .await
-    .expect("a send was made");
+pub async fn issued_code(db: &TestDb, contact_id: &str, event_type: &str) -> String {
+    let id: String = db
+        .scalar(
+            "SELECT payload->>'verification_id' FROM events \
+             WHERE stream_id = $1 AND event_type = $2 ORDER BY stream_version DESC LIMIT 1",
+            &[contact_id, event_type],
+        )
+        .await;
     let secret = CodeSecret::new(TEST_CODE_SECRET.as_bytes().to_vec()).expect("a long secret");
     let id = VerificationId::from_uuid(id.parse().expect("a uuid"));
     secret.code(id).expose().to_owned()
+}
+
+/// The id of the last event of `event_type` in the stream: a message's id, when it asked for
+/// one.
+pub async fn last_event_id(db: &TestDb, stream_id: &str, event_type: &str) -> uuid::Uuid {
+    let sql = format!(
+        "SELECT {} FROM events WHERE stream_id = $1 AND event_type = $2 \
+         ORDER BY stream_version DESC LIMIT 1",
+        db.uuid_text("event_id")
+    );
+    let id: String = db.scalar(&sql, &[stream_id, event_type]).await;
+    id.parse().expect("an event id")
 }
 
 /// A code that is not `code`.
@@ -344,11 +390,11 @@ pub async fn confirm(
 }
 
 /// Sends a code for the contact's pending email address and confirms it, as its owner would.
-pub async fn verify_email(client: &mut Client, pool: &PgPool, contact_id: &str, email: &str) {
+pub async fn verify_email(client: &mut Client, db: &TestDb, contact_id: &str, email: &str) {
     send_email(client, ACCOUNT, contact_id, email)
         .await
         .expect("send");
-    let code = issued_code(pool, contact_id, "EmailVerificationRequested").await;
+    let code = issued_code(db, contact_id, "EmailVerificationRequested").await;
     confirm(client, ACCOUNT, contact_id, email, &code)
         .await
         .expect("confirm");
@@ -419,17 +465,6 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str) -> HttpReply {
     }
 }
 
-/// The test database's URL: the server of DATABASE_URL, the database of the test's pool.
-pub async fn database_url(pool: &PgPool) -> String {
-    let database: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
-    format!("{server}/{database}")
-}
-
 /// A `contactd serve` process on a free port, logging into its data directory; killed when
 /// dropped.
 pub struct Process {
@@ -448,12 +483,12 @@ fn free_port() -> u16 {
 }
 
 impl Process {
-    pub fn start(database_url: &str) -> Self {
-        Self::start_with(database_url, &[], "warn")
+    pub fn start(db: &TestDb) -> Self {
+        Self::start_with(db, &[], "warn")
     }
 
     /// With more arguments, and `RUST_LOG` set to `log`.
-    pub fn start_with(database_url: &str, extra: &[&str], log: &str) -> Self {
+    pub fn start_with(db: &TestDb, extra: &[&str], log: &str) -> Self {
         let data_dir = tempfile::tempdir().expect("a data directory");
         let (port, http_port) = (free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
@@ -464,7 +499,7 @@ impl Process {
                 "--http-listen",
                 &format!("127.0.0.1:{http_port}"),
                 "--database-url",
-                database_url,
+                &db.url(),
                 "--code-secret",
                 TEST_CODE_SECRET,
             ])
@@ -494,15 +529,8 @@ impl Process {
 
     /// The code and the link of the contact's last email, from the development sink of the
     /// data directory (waiting until the dispatcher has written it).
-    pub async fn sent_email(&self, pool: &PgPool, contact_id: &str) -> (String, String) {
-        let message_id: uuid::Uuid = sqlx::query_scalar(
-            "SELECT event_id FROM events WHERE stream_id = $1 \
-             AND event_type = 'EmailVerificationRequested' ORDER BY stream_version DESC LIMIT 1",
-        )
-        .bind(contact_id)
-        .fetch_one(pool)
-        .await
-        .expect("a send was made");
+    pub async fn sent_email(&self, db: &TestDb, contact_id: &str) -> (String, String) {
+        let message_id = last_event_id(db, contact_id, "EmailVerificationRequested").await;
         let file = self
             .data_dir
             .path()
@@ -552,9 +580,17 @@ impl Process {
                 Err(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
-                Err(error) => panic!("contactd did not start: {error}"),
+                Err(error) => panic!("contactd did not start: {error}; it logged: {}", self.log()),
             }
         }
+    }
+
+    /// Waits until the process has exited by itself; its exit status.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        until("the process exits", Duration::from_secs(30), async || {
+            self.child.try_wait().unwrap()
+        })
+        .await
     }
 
     /// Dies at once, as on `kill -9`: no shutdown, its connections simply drop.
