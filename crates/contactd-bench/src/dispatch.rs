@@ -289,20 +289,15 @@ async fn run_rate(
     contacts: &[BenchContact],
 ) -> anyhow::Result<RateReport> {
     if plan.settle {
-        sqlx::query("CHECKPOINT").execute(&target.pool).await?;
+        target.db.checkpoint().await?;
     }
     let by_address: HashMap<String, usize> = contacts
         .iter()
         .enumerate()
         .map(|(n, c)| (c.email_address.to_ascii_lowercase(), n))
         .collect();
-    let database = target
-        .pool
-        .connect_options()
-        .get_database()
-        .unwrap_or("postgres")
-        .to_owned();
-    let databases = [database];
+    let databases = target.db.postgres_databases();
+    let databases = databases.as_deref();
 
     // A little lead, so that the first sends are not late for the spawning of the loop.
     let start = Instant::now() + Duration::from_millis(20);
@@ -317,7 +312,7 @@ async fn run_rate(
         let scheduled = start + interval.mul_f64(index as f64);
         if cpu_at_measure_start.is_none() && scheduled >= measure_from {
             tokio::time::sleep_until(measure_from.into()).await;
-            cpu_at_measure_start = Some(CpuSnapshot::take(target.server_pid, &databases));
+            cpu_at_measure_start = Some(CpuSnapshot::take(target.server_pid, databases));
         }
         tokio::time::sleep_until(scheduled.into()).await;
         let mut client = target.fleet.client(index);
@@ -358,9 +353,9 @@ async fn run_rate(
         }
     }
     let cpu_start =
-        cpu_at_measure_start.unwrap_or_else(|| CpuSnapshot::take(target.server_pid, &databases));
+        cpu_at_measure_start.unwrap_or_else(|| CpuSnapshot::take(target.server_pid, databases));
     tokio::time::sleep_until(end.into()).await;
-    let cpu = CpuSnapshot::take(target.server_pid, &databases).since(&cpu_start);
+    let cpu = CpuSnapshot::take(target.server_pid, databases).since(&cpu_start);
 
     let mut sent: Vec<Sent> = Vec::with_capacity(contacts.len());
     while let Some(call) = calls.join_next().await {

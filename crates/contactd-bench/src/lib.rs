@@ -1,10 +1,13 @@
-//! `contactd-bench`: a load benchmark of contactd over real gRPC, beside the database's own
-//! limit measured with pgbench in the same run, ending with a check that the log and the read
-//! model still agree. `run_all` is the whole benchmark (what the binary runs); `service::run`
-//! is the scenario runner against any server (what the smoke test runs); `dispatch` follows
-//! verification emails from the send to the benchmark's own SMTP receiver (`smtp`).
+//! `contactd-bench`: a load benchmark of contactd over real gRPC, on each of its stores
+//! (PostgreSQL and the embedded SQLite store, side by side), beside PostgreSQL's own limit
+//! measured with pgbench in the same run, ending with a check on each store that the log and
+//! the read model still agree. `run_all` is the whole benchmark (what the binary runs);
+//! `service::run` is the scenario runner against any server (what the smoke test runs);
+//! `dispatch` follows verification emails from the send to the benchmark's own SMTP receiver
+//! (`smtp`); `db` is the benchmark's own SQL in each store's dialect.
 
 pub mod client;
+pub mod db;
 pub mod dbstats;
 pub mod dispatch;
 pub mod load;
@@ -18,31 +21,42 @@ pub mod smtp;
 pub mod stats;
 pub mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgPool};
 
 use crate::client::Fleet;
+use crate::db::{Db, StoreKind};
 use crate::dbstats::DbStats;
 use crate::dispatch::DispatchPlan;
 use crate::load::{Scenario, Target};
 use crate::pgbench::{Pgbench, PgbenchReport, Workload};
 use crate::seed::SeedPlan;
 use crate::server::ServerProcess;
-use crate::service::ServicePlan;
+use crate::service::{ServicePlan, ServiceReport, Verdict};
 use crate::smtp::SmtpReceiver;
 
 /// The benchmark's settings; the defaults are the committed benchmark.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "contactd-bench",
-    about = "Load benchmark of contactd over gRPC, with pgbench's limit on the same database"
+    about = "Load benchmark of contactd over gRPC on each of its stores, with pgbench's limit on PostgreSQL"
 )]
 pub struct Options {
+    /// The stores to run every scenario on, each scenario on a fresh server of each in turn:
+    /// PostgreSQL (`--database-url`) and the embedded SQLite store (a fresh data directory
+    /// under the target folder's `contactd-bench/`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "postgres,sqlite"
+    )]
+    pub stores: Vec<StoreKind>,
     /// Measured seconds of each run (each scenario at each concurrency, each pgbench run).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -75,10 +89,12 @@ pub struct Options {
     /// … and the p99 from answer to acceptance is below this many milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub dispatch_max_p99_ms: u64,
-    /// The concurrency at which the service is compared with pgbench and the targets.
+    /// The concurrency at which the service is compared with pgbench and the targets, and
+    /// SQLite with PostgreSQL.
     #[arg(long, default_value_t = 32)]
     pub compare_at: usize,
-    /// The benchmark's database (dropped and created afresh) on the PostgreSQL server to use.
+    /// The benchmark's PostgreSQL database (dropped and created afresh for each server on
+    /// PostgreSQL).
     #[arg(
         long,
         default_value = "postgres://postgres@127.0.0.1:5432/contactd_bench"
@@ -117,7 +133,7 @@ pub struct Options {
     /// The pgbench program.
     #[arg(long, default_value = "pgbench")]
     pub pgbench: PathBuf,
-    /// Skip pgbench.
+    /// Skip pgbench (it runs only when PostgreSQL is one of the stores).
     #[arg(long)]
     pub no_pgbench: bool,
     /// pgbench clients, one run each per workload.
@@ -138,7 +154,13 @@ pub struct Options {
 }
 
 impl Options {
+    /// The plan of a server that runs every scenario of `--scenarios`.
     pub fn service_plan(&self) -> ServicePlan {
+        self.service_plan_for(&self.scenarios)
+    }
+
+    /// The plan of a server that runs `scenarios` only.
+    pub fn service_plan_for(&self, scenarios: &[Scenario]) -> ServicePlan {
         ServicePlan {
             seed: SeedPlan {
                 accounts: self.accounts,
@@ -149,7 +171,7 @@ impl Options {
                 concurrency: 32,
             },
             directory_members: self.directory_members,
-            scenarios: self.scenarios.clone(),
+            scenarios: scenarios.to_vec(),
             concurrency: self.concurrency.clone(),
             warmup: Duration::from_secs(self.warmup),
             duration: Duration::from_secs(self.duration),
@@ -214,33 +236,6 @@ async fn recreate_database(admin: &PgConnectOptions, database: &str) -> anyhow::
         .await
         .with_context(|| format!("creating {database}"))?;
     Ok(())
-}
-
-/// The machine and the PostgreSQL settings that bound the figures.
-pub async fn machine(pool: &PgPool) -> anyhow::Result<report::Machine> {
-    let mut postgres = Vec::new();
-    for name in [
-        "server_version",
-        "fsync",
-        "synchronous_commit",
-        "wal_sync_method",
-        "full_page_writes",
-        "commit_delay",
-        "shared_buffers",
-        "max_wal_size",
-        "max_connections",
-        "autovacuum",
-    ] {
-        let value: String = sqlx::query_scalar(&format!("SHOW {name}"))
-            .fetch_one(pool)
-            .await?;
-        postgres.push((name.to_owned(), value));
-    }
-    Ok(report::Machine {
-        cores: procfs::cores(),
-        memory_mib: procfs::memory_total_kib().unwrap_or(0) / 1024,
-        postgres,
-    })
 }
 
 /// What pgbench runs: each workload after a warm-up, at each client count.
@@ -308,36 +303,125 @@ pub async fn run_pgbench(
     Ok(runs)
 }
 
-/// The whole benchmark; returns whether the verdict passed.
-pub async fn run_all(options: Options) -> anyhow::Result<bool> {
-    if cfg!(debug_assertions) {
-        eprintln!("warning: the load generator is a debug build; run it with --release");
-    }
-    let database: PgConnectOptions = options.database_url.parse().context("--database-url")?;
-    let database_name = database
-        .get_database()
-        .context("--database-url names no database")?
-        .to_owned();
-
-    eprintln!("creating the database {database_name} afresh");
-    recreate_database(&database, &database_name).await?;
-    let server_bin = match &options.server_bin {
-        Some(path) => path.clone(),
-        None => {
-            eprintln!("building the release server (cargo build --release -p contactd)");
-            tokio::task::spawn_blocking(server::build_release_server).await??
+/// The groups of scenarios that each run on a fresh server, in order: each scenario alone,
+/// except `update-long` and `update-short`, whose runs alternate at each concurrency on one
+/// server (see `service::order`), and which share their group wherever the first stands.
+pub fn scenario_groups(scenarios: &[Scenario]) -> Vec<Vec<Scenario>> {
+    let paired = [Scenario::UpdateLong, Scenario::UpdateShort];
+    let both = paired.iter().all(|s| scenarios.contains(s));
+    let mut groups: Vec<Vec<Scenario>> = Vec::new();
+    for &scenario in scenarios {
+        if groups.iter().flatten().any(|s| *s == scenario) {
+            continue;
         }
+        if both && paired.contains(&scenario) {
+            groups.push(paired.to_vec());
+        } else {
+            groups.push(vec![scenario]);
+        }
+    }
+    groups
+}
+
+/// A group's name in paths: its scenarios' names joined.
+fn group_slug(group: &[Scenario]) -> String {
+    group.iter().map(|s| s.name()).collect::<Vec<_>>().join("+")
+}
+
+/// What every server of the run shares.
+#[derive(Debug)]
+struct Bench<'a> {
+    options: &'a Options,
+    /// `--database-url`, parsed.
+    database: PgConnectOptions,
+    database_name: String,
+    server_bin: PathBuf,
+    smtp: SmtpReceiver,
+    server_args: Vec<String>,
+}
+
+/// What one server (one store, one group of scenarios) did.
+#[derive(Debug)]
+struct ServerRun {
+    report: ServiceReport,
+    verdict: Verdict,
+    stopped_cleanly: bool,
+    settings: Vec<(String, String)>,
+    /// The connections to its database, still open: pgbench and the check after it use
+    /// PostgreSQL's.
+    db: Db,
+}
+
+/// Everything one store did, over its servers.
+#[derive(Debug)]
+struct StoreResults {
+    store: StoreKind,
+    /// One report per server, in order.
+    reports: Vec<ServiceReport>,
+    verdicts: Vec<Verdict>,
+    /// Servers that did not finish their scenarios, and why.
+    failures: Vec<String>,
+    /// Servers that did not stop cleanly on SIGTERM.
+    unclean_stops: Vec<String>,
+    settings: Option<Vec<(String, String)>>,
+}
+
+impl StoreResults {
+    fn new(store: StoreKind) -> Self {
+        Self {
+            store,
+            reports: Vec::new(),
+            verdicts: Vec::new(),
+            failures: Vec::new(),
+            unclean_stops: Vec::new(),
+            settings: None,
+        }
+    }
+
+    /// The store's verdict: what each server's check found, and the servers that did not
+    /// finish or stop cleanly.
+    fn verdict(&self) -> Verdict {
+        let mut verdict = Verdict::combined(&self.verdicts);
+        verdict.server_problems.extend(
+            self.failures
+                .iter()
+                .map(|failure| format!("did not finish: {failure}")),
+        );
+        verdict.server_problems.extend(
+            self.unclean_stops
+                .iter()
+                .map(|group| format!("the server of {group} did not stop cleanly on SIGTERM")),
+        );
+        verdict
+    }
+}
+
+/// Starts a fresh server on `store` for `group`, runs the group's scenarios on it, checks what
+/// they left behind, and stops it.
+async fn run_server(
+    bench: &Bench<'_>,
+    store: StoreKind,
+    group: &[Scenario],
+) -> anyhow::Result<ServerRun> {
+    let options = bench.options;
+    let run_dir = server::target_dir()
+        .join("contactd-bench")
+        .join(format!("{}-{store}", group_slug(group)));
+    server::fresh_run_dir(&run_dir)?;
+    let url = match store {
+        StoreKind::Postgres => {
+            recreate_database(&bench.database, &bench.database_name).await?;
+            options.database_url.clone()
+        }
+        StoreKind::Sqlite => format!("sqlite://{}", server::sqlite_file(&run_dir).display()),
     };
-    let log = server::target_dir().join("contactd-bench/server.log");
-    let smtp = SmtpReceiver::start().await?;
-    let server_args = options.server_args(&smtp);
-    let mut server = ServerProcess::start(&server_bin, &options.database_url, &server_args, log)?;
+    let mut server = ServerProcess::start(&bench.server_bin, &url, &bench.server_args, &run_dir)?;
     eprintln!(
-        "started {} (pid {}) on {}, its emails to the SMTP receiver on {}; log in {}",
-        server_bin.display(),
+        "[{store}] started {} (pid {}) on {} for {}; log in {}",
+        bench.server_bin.display(),
         server.pid(),
         server.endpoint,
-        smtp.address(),
+        group_slug(group),
         server.log.display()
     );
     client::wait_until_serving(&server.endpoint, Duration::from_secs(60))
@@ -346,24 +430,28 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
             server.check_running()?;
             Err(error)
         })?;
-
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(database.clone().application_name("contactd-bench"))
-        .await
-        .context("connecting to the benchmark's database")?;
-    let machine = machine(&pool).await?;
+    let db = match store {
+        StoreKind::Postgres => Db::postgres(&url).await?,
+        StoreKind::Sqlite => Db::sqlite(&server::sqlite_file(&run_dir)).await?,
+    };
+    let settings = db.settings().await?;
     let target = Target {
         fleet: Fleet::connect(&server.endpoint, options.connections).await?,
-        pool: pool.clone(),
+        db: db.clone(),
         server_pid: Some(server.pid()),
-        smtp: Some(smtp.clone()),
+        smtp: Some(bench.smtp.clone()),
     };
-    let plan = options.service_plan();
-    if options.scenarios.iter().any(|s| s.is_closed_loop()) {
+    let plan = options.service_plan_for(group);
+    if group.iter().any(|s| s.is_closed_loop()) {
         eprintln!(
-            "seeding {} accounts × {} contacts, a {}-event stream, and the short streams",
-            options.accounts, options.contacts_per_account, options.long_stream_events
+            "[{store}] seeding {} accounts × {} contacts{}",
+            options.accounts,
+            options.contacts_per_account,
+            if group.contains(&Scenario::UpdateLong) {
+                format!(", a {}-event stream", options.long_stream_events)
+            } else {
+                String::new()
+            }
         );
     }
     let service = service::run(
@@ -371,7 +459,7 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
         &plan,
         |run| {
             eprintln!(
-                "{:>12} C={:<3} {:>8.0} calls/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+                "[{store}] {:>12} C={:<3} {:>8.0} calls/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
                 run.scenario.name(),
                 run.concurrency,
                 run.calls_per_second(),
@@ -383,7 +471,7 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
         |run| {
             let ms = |d: Duration| d.as_secs_f64() * 1000.0;
             eprintln!(
-                "    dispatch {:>5}/s offered {:>8.1}/s accepted  p50 {:>7.2} ms  p99 {} ms  failed {}  lost {}",
+                "[{store}]     dispatch {:>5}/s offered {:>8.1}/s accepted  p50 {:>7.2} ms  p99 {} ms  failed {}  lost {}",
                 run.offered_rate,
                 run.accepted_per_second(),
                 ms(run.latencies.percentile(50.0)),
@@ -395,98 +483,265 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
     )
     .await;
     server.check_running()?;
-    let service = service?;
-    let verdict = service::verdict(&target, &service).await?;
+    let report = service?;
+    let verdict = service::verdict(&target, &report).await?;
     let stopped_cleanly = server.stop(Duration::from_secs(30))?;
-    drop(target);
+    Ok(ServerRun {
+        report,
+        verdict,
+        stopped_cleanly,
+        settings,
+        db,
+    })
+}
 
-    let mut pgbench_runs = Vec::new();
+/// Runs pgbench's workloads on the PostgreSQL database that `db` is connected to (seeded, its
+/// server stopped) and on a fresh `pgbench -i` database.
+async fn run_pgbench_on(bench: &Bench<'_>, pool: &PgPool) -> anyhow::Result<Vec<PgbenchReport>> {
+    let options = bench.options;
     let pgbench = Pgbench {
         program: options.pgbench.clone(),
         threads: options.pgbench_threads,
         duration: Duration::from_secs(options.duration),
     };
-    if options.no_pgbench {
-        eprintln!("skipping pgbench (--no-pgbench)");
-    } else if service.runs.is_empty() {
-        eprintln!("skipping pgbench: no scenario of calls in flight to compare it with");
-    } else if !pgbench.available() {
+    if !pgbench.available() {
         eprintln!(
             "skipping pgbench: {} does not run",
             options.pgbench.display()
         );
-    } else {
-        recreate_database(&database, &options.pgbench_database).await?;
-        let select_only = database.clone().database(&options.pgbench_database);
-        eprintln!(
-            "pgbench -i -s {} {}",
-            options.pgbench_scale, options.pgbench_database
-        );
-        {
-            let (pgbench, select_only) = (pgbench.clone(), select_only.clone());
-            let scale = options.pgbench_scale;
-            tokio::task::spawn_blocking(move || pgbench.initialise(&select_only, scale)).await??;
-        }
-        let plan = PgbenchPlan {
-            database: &database,
-            select_only_database: Some(&select_only),
-            clients: &options.pgbench_clients,
-            contacts: options.accounts * options.contacts_per_account,
-            warmup: Duration::from_secs(options.warmup),
-        };
-        pgbench_runs = run_pgbench(&pgbench, &pool, &plan, |run| {
-            eprintln!(
-                "pgbench {:>30} {:>3} clients {:>8.0} tps  avg {:.2} ms",
-                run.workload.name(),
-                run.clients,
-                run.tps,
-                run.latency_average_ms
-            )
-        })
-        .await?;
+        return Ok(Vec::new());
     }
-    // pgbench wrote to the same tables: the log and the read model must still agree.
-    let agreement_after_pgbench = verify::check(&pool).await?;
-    let verdict = service::Verdict {
-        agreement: agreement_after_pgbench,
-        ..verdict
+    recreate_database(&bench.database, &options.pgbench_database).await?;
+    let select_only = bench.database.clone().database(&options.pgbench_database);
+    eprintln!(
+        "pgbench -i -s {} {}",
+        options.pgbench_scale, options.pgbench_database
+    );
+    {
+        let (pgbench, select_only) = (pgbench.clone(), select_only.clone());
+        let scale = options.pgbench_scale;
+        tokio::task::spawn_blocking(move || pgbench.initialise(&select_only, scale)).await??;
+    }
+    let plan = PgbenchPlan {
+        database: &bench.database,
+        select_only_database: Some(&select_only),
+        clients: &options.pgbench_clients,
+        contacts: options.accounts * options.contacts_per_account,
+        warmup: Duration::from_secs(options.warmup),
+    };
+    run_pgbench(&pgbench, pool, &plan, |run| {
+        eprintln!(
+            "pgbench {:>30} {:>3} clients {:>8.0} tps  avg {:.2} ms",
+            run.workload.name(),
+            run.clients,
+            run.tps,
+            run.latency_average_ms
+        )
+    })
+    .await
+}
+
+/// The whole benchmark; returns whether the verdict passed on every store.
+pub async fn run_all(options: Options) -> anyhow::Result<bool> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: the load generator is a debug build; run it with --release");
+    }
+    let mut stores: Vec<StoreKind> = Vec::new();
+    for &store in &options.stores {
+        if !stores.contains(&store) {
+            stores.push(store);
+        }
+    }
+    anyhow::ensure!(!stores.is_empty(), "--stores names no store");
+    let database: PgConnectOptions = options.database_url.parse().context("--database-url")?;
+    let database_name = database
+        .get_database()
+        .context("--database-url names no database")?
+        .to_owned();
+    let server_bin = match &options.server_bin {
+        Some(path) => path.clone(),
+        None => {
+            eprintln!("building the release server (cargo build --release -p contactd)");
+            tokio::task::spawn_blocking(server::build_release_server).await??
+        }
+    };
+    let smtp = SmtpReceiver::start().await?;
+    eprintln!(
+        "the servers send their emails to the SMTP receiver on {}",
+        smtp.address()
+    );
+    let bench = Bench {
+        options: &options,
+        server_args: options.server_args(&smtp),
+        database,
+        database_name,
+        server_bin,
+        smtp,
     };
 
+    let mut results: Vec<StoreResults> = stores.iter().map(|&s| StoreResults::new(s)).collect();
+    let mut pgbench_runs = Vec::new();
+    // pgbench runs once, on the PostgreSQL database of the first group of calls in flight
+    // (seeded with the contacts its scripts update), after that group has run on every store
+    // and before the next group's server drops the database.
+    let mut pgbench_pending = !options.no_pgbench && stores.contains(&StoreKind::Postgres);
+    if options.no_pgbench {
+        eprintln!("skipping pgbench (--no-pgbench)");
+    }
+    for group in scenario_groups(&options.scenarios) {
+        let mut for_pgbench = None;
+        for store_results in &mut results {
+            let store = store_results.store;
+            match run_server(&bench, store, &group).await {
+                Ok(run) => {
+                    if !run.stopped_cleanly {
+                        store_results.unclean_stops.push(group_slug(&group));
+                    }
+                    store_results.settings.get_or_insert(run.settings);
+                    store_results.reports.push(run.report);
+                    store_results.verdicts.push(run.verdict);
+                    let seeded = group.iter().any(|s| s.is_closed_loop());
+                    if store == StoreKind::Postgres && pgbench_pending && seeded {
+                        for_pgbench = Some((store_results.verdicts.len() - 1, run.db));
+                    } else {
+                        run.db.close().await;
+                    }
+                }
+                Err(error) => {
+                    eprintln!("[{store}] {} failed: {error:#}", group_slug(&group));
+                    store_results
+                        .failures
+                        .push(format!("{}: {error:#}", group_slug(&group)));
+                }
+            }
+        }
+        if let Some((verdict, db)) = for_pgbench {
+            pgbench_pending = false;
+            let pool = db.postgres_pool().context("pgbench's database")?;
+            pgbench_runs = run_pgbench_on(&bench, pool).await?;
+            // pgbench wrote to the same tables: the log and the read model must still agree.
+            let agreement = verify::check(&db).await?;
+            if let Some(postgres) = results.iter_mut().find(|r| r.store == StoreKind::Postgres) {
+                postgres.verdicts[verdict].agreement = agreement;
+            }
+            db.close().await;
+        }
+    }
+    if pgbench_pending {
+        eprintln!("skipping pgbench: no scenario of calls in flight ran on PostgreSQL");
+    }
+
+    let machine = report::Machine {
+        cores: procfs::cores(),
+        memory_mib: procfs::memory_total_kib().unwrap_or(0) / 1024,
+        stores: results
+            .iter()
+            .filter_map(|r| Some((r.store, r.settings.clone()?)))
+            .collect(),
+    };
+    let out = report_text(&options, &machine, &results, &pgbench_runs);
+    println!("{out}");
+    if let Some(path) = &options.report {
+        write_report(path, &out)?;
+    }
+    Ok(results.iter().all(|r| r.verdict().passed()))
+}
+
+fn write_report(path: &Path, out: &str) -> anyhow::Result<()> {
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The report of the whole run, in Markdown.
+fn report_text(
+    options: &Options,
+    machine: &report::Machine,
+    results: &[StoreResults],
+    pgbench_runs: &[PgbenchReport],
+) -> String {
     let mut out = String::from("# contactd-bench report\n\n");
     out.push_str(&format!(
-        "Command: `contactd-bench {}`; each run: {} s warm-up, {} s measured; the generator uses {} HTTP/2 connection(s).\n\n",
+        "Command: `contactd-bench {}`; stores: {}; each run: {} s warm-up, {} s measured; the generator uses {} HTTP/2 connection(s).\n\n",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        results
+            .iter()
+            .map(|r| r.store.title())
+            .collect::<Vec<_>>()
+            .join(", "),
         options.warmup,
         options.duration,
         options.connections
     ));
-    out.push_str(&report::machine(&machine));
+    out.push_str(&report::machine(machine));
     out.push('\n');
-    if !service.runs.is_empty() {
-        out.push_str(&report::service(&service, machine.cores));
+    let combined: Vec<(StoreKind, ServiceReport)> = results
+        .iter()
+        .map(|r| (r.store, ServiceReport::combined(&r.reports)))
+        .collect();
+    let of = |store: StoreKind| combined.iter().find(|(s, _)| *s == store).map(|(_, r)| r);
+    if let (Some(postgres), Some(sqlite)) = (of(StoreKind::Postgres), of(StoreKind::Sqlite)) {
+        out.push_str(&report::side_by_side(postgres, sqlite, options.compare_at));
         out.push('\n');
     }
-    if let Some(dispatch) = &service.dispatch {
-        out.push_str(&report::dispatch(dispatch));
-        out.push('\n');
+    for r in results {
+        if r.reports.iter().any(|g| !g.runs.is_empty()) {
+            out.push_str(&report::service(r.store, &r.reports, machine.cores));
+            out.push('\n');
+        }
+        if let Some(dispatch) = r.reports.iter().find_map(|g| g.dispatch.as_ref()) {
+            out.push_str(&report::dispatch(r.store, dispatch));
+            out.push('\n');
+        }
     }
     if !pgbench_runs.is_empty() {
-        out.push_str(&report::pgbench(&pgbench_runs));
+        out.push_str(&report::pgbench(pgbench_runs));
         out.push('\n');
     }
-    out.push_str(&report::targets_table(&report::targets(
-        &service,
-        &pgbench_runs,
-        options.compare_at,
-    )));
-    out.push('\n');
-    out.push_str(&report::verdict(&verdict));
-    if !stopped_cleanly {
-        out.push_str("- the server did not stop cleanly on SIGTERM\n");
+    for (store, service) in &combined {
+        // pgbench measured PostgreSQL: its ratios are PostgreSQL's targets only.
+        let pgbench = match store {
+            StoreKind::Postgres => pgbench_runs,
+            StoreKind::Sqlite => &[],
+        };
+        out.push_str(&report::targets_table(
+            *store,
+            &report::targets(service, pgbench, options.compare_at),
+        ));
+        out.push('\n');
     }
-    println!("{out}");
-    if let Some(path) = &options.report {
-        std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))?;
+    for r in results {
+        out.push_str(&report::verdict(r.store, &r.verdict()));
+        out.push('\n');
     }
-    Ok(verdict.passed() && stopped_cleanly)
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_scenario_has_a_server_of_its_own_but_the_long_and_short_histories_share_one() {
+        use Scenario::*;
+        assert_eq!(
+            scenario_groups(&[Update, UpdateLong, Get, UpdateShort, Dispatch]),
+            vec![
+                vec![Update],
+                vec![UpdateLong, UpdateShort],
+                vec![Get],
+                vec![Dispatch]
+            ]
+        );
+        assert_eq!(
+            scenario_groups(&[UpdateShort, Add]),
+            vec![vec![UpdateShort], vec![Add]]
+        );
+    }
+
+    #[test]
+    fn both_stores_by_default() {
+        let options = Options::parse_from(["contactd-bench"]);
+        assert_eq!(options.stores, [StoreKind::Postgres, StoreKind::Sqlite]);
+        let options = Options::parse_from(["contactd-bench", "--stores", "sqlite"]);
+        assert_eq!(options.stores, [StoreKind::Sqlite]);
+    }
 }

@@ -13,12 +13,12 @@ use contactd_grpc::proto::{
     AssociateMembersRequest, DisassociateMembersRequest, GetMessageContactRequest,
     ListMessageContactsRequest,
 };
-use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tonic::Status;
 
 use crate::client::{Account, Client, ContactRef, Fleet, add_request, letters_name};
-use crate::dbstats::{self, DbCost, DbStats};
+use crate::db::Db;
+use crate::dbstats::{self, DbCost};
 use crate::procfs::{CpuSnapshot, CpuSplit, Memory};
 use crate::seed::{
     self, ADDED_FAMILY, DIRECTORY_PAGE_SIZE, Directories, Seeded, fresh_email_update,
@@ -233,8 +233,9 @@ pub struct RunReport {
     /// when the calls ended, and how long it then took to read them (`None`: more than the
     /// patience).
     pub projection_lag: Option<(i64, Option<Duration>)>,
-    /// What the database did per call (warm-up included).
-    pub db: DbCost,
+    /// What the database did per call (warm-up included); `None` where the store keeps no
+    /// statistics (SQLite).
+    pub db: Option<DbCost>,
 }
 
 impl RunReport {
@@ -263,19 +264,12 @@ struct TaskOutcome {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub fleet: Fleet,
-    pub pool: PgPool,
+    /// The server's database, for the benchmark's own reads.
+    pub db: Db,
     /// The server's pid when it runs as a child process (for its CPU and memory).
     pub server_pid: Option<u32>,
     /// The SMTP receiver the server sends its emails to (`--smtp-url`), for `dispatch`.
     pub smtp: Option<SmtpReceiver>,
-}
-
-async fn count_events(pool: &PgPool, stream: Option<&str>) -> anyhow::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE $1::text IS NULL OR stream_id = $1")
-        .bind(stream)
-        .fetch_one(pool)
-        .await
-        .context("counting events")
 }
 
 /// Runs one scenario at one concurrency: warm-up, then the measured time.
@@ -328,27 +322,22 @@ pub async fn run(
         _ => {}
     }
     let stream_events_at_start = match &single_contact {
-        Some(contact) => Some(count_events(&target.pool, Some(&contact.contact_id)).await?),
+        Some(contact) => Some(target.db.count_events(Some(&contact.contact_id)).await?),
         None => None,
     };
     if settings.settle {
         // Start each run from a clean slate of dirty pages, so no run pays for another's.
-        sqlx::query("CHECKPOINT").execute(&target.pool).await?;
+        target.db.checkpoint().await?;
     }
     let events_before = if scenario.appends_one_event() {
-        Some(count_events(&target.pool, None).await?)
+        Some(target.db.count_events(None).await?)
     } else {
         None
     };
-    let database = target
-        .pool
-        .connect_options()
-        .get_database()
-        .unwrap_or("postgres")
-        .to_owned();
-    let db_before = DbStats::take(&target.pool, &database).await?;
+    let databases = target.db.postgres_databases();
+    let db_before = target.db.stats().await?;
     let jobs_before = if scenario == Scenario::Associate {
-        Some(seed::lifecycle_jobs_recorded(&target.pool).await?)
+        Some(target.db.lifecycle_jobs_recorded().await?)
     } else {
         None
     };
@@ -373,11 +362,10 @@ pub async fn run(
         ));
     }
     tokio::time::sleep_until(measure_from.into()).await;
-    let cpu_at_measure_start =
-        CpuSnapshot::take(target.server_pid, std::slice::from_ref(&database));
+    let cpu_at_measure_start = CpuSnapshot::take(target.server_pid, databases.as_deref());
     tokio::time::sleep_until(end.into()).await;
-    let cpu = CpuSnapshot::take(target.server_pid, std::slice::from_ref(&database))
-        .since(&cpu_at_measure_start);
+    let cpu =
+        CpuSnapshot::take(target.server_pid, databases.as_deref()).since(&cpu_at_measure_start);
 
     let mut all = TaskOutcome::default();
     let mut calls = 0;
@@ -398,33 +386,33 @@ pub async fn run(
         // The projection of the bindings may fall behind the calls: how far, and how long it
         // takes to catch up (its work is part of the calls' cost, and must not fall on the
         // next run).
-        let behind = seed::projection_behind(&target.pool, seed::MEMBER_CONTACTS).await?;
-        let caught_up = seed::wait_for_projection(
-            &target.pool,
-            seed::MEMBER_CONTACTS,
-            Duration::from_secs(900),
-        )
-        .await?;
+        let behind = target.db.projection_behind(seed::MEMBER_CONTACTS).await?;
+        let caught_up =
+            seed::wait_for_projection(&target.db, seed::MEMBER_CONTACTS, Duration::from_secs(900))
+                .await?;
         projection_lag = Some((behind, caught_up));
         // Its bindings change no member's contacts, so they record no lifecycle job; should
         // one be recorded all the same, it is carried out before the next run.
-        seed::wait_for_lifecycle_jobs(&target.pool, Duration::from_secs(60)).await?;
+        seed::wait_for_lifecycle_jobs(&target.db, Duration::from_secs(60)).await?;
     }
     let lifecycle_jobs = match jobs_before {
-        Some(before) => Some(seed::lifecycle_jobs_recorded(&target.pool).await? - before),
+        Some(before) => Some(target.db.lifecycle_jobs_recorded().await? - before),
         None => None,
     };
-    if settings.settle {
+    // The idle lets every PostgreSQL backend publish its counters; SQLite keeps none.
+    if settings.settle && db_before.is_some() {
         tokio::time::sleep(dbstats::SETTLE).await;
     }
-    let db = DbStats::take(&target.pool, &database)
-        .await?
-        .per(&db_before, calls);
+    let db = match db_before {
+        Some(before) => target
+            .db
+            .stats()
+            .await?
+            .map(|after| after.per(&before, calls)),
+        None => None,
+    };
     let events_appended = match events_before {
-        Some(before) => Some((
-            count_events(&target.pool, None).await? - before,
-            all.ok_total,
-        )),
+        Some(before) => Some((target.db.count_events(None).await? - before, all.ok_total)),
         None => None,
     };
     Ok(RunReport {

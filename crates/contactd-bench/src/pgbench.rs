@@ -175,7 +175,7 @@ impl Pgbench {
         let command = show(&self.program, &args);
 
         let databases = [database_name(database)?];
-        let machine_before = CpuSnapshot::take(None, &databases);
+        let machine_before = CpuSnapshot::take(None, Some(&databases));
         let sampler = PostgresSampler::start(&databases);
         let children_before = waited_children_cpu_seconds();
         let output = Command::new(&self.program)
@@ -183,7 +183,7 @@ impl Pgbench {
             .output()
             .with_context(|| format!("running {command}"));
         let postgres_cores = sampler.stop();
-        let machine = CpuSnapshot::take(None, &databases)
+        let machine = CpuSnapshot::take(None, Some(&databases))
             .since(&machine_before)
             .machine;
         let output = output?;

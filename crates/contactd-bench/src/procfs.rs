@@ -144,7 +144,8 @@ pub struct CpuSnapshot {
     machine: u64,
     generator: u64,
     server: Option<u64>,
-    postgres: BTreeMap<u32, u64>,
+    /// `None` when no PostgreSQL serves the run (the embedded store is inside the server).
+    postgres: Option<BTreeMap<u32, u64>>,
 }
 
 /// CPU used between two snapshots, in cores (1.0 = one core busy all the time).
@@ -154,8 +155,9 @@ pub struct CpuSplit {
     pub generator: f64,
     /// The server's process, when it is a child.
     pub server: Option<f64>,
-    /// Every PostgreSQL process together.
-    pub postgres: f64,
+    /// Every PostgreSQL process together; `None` when the run's store is not PostgreSQL (the
+    /// embedded store works inside the server, and PostgreSQL's processes are other load).
+    pub postgres: Option<f64>,
     /// The whole machine: what is not the three above is other load (another user's build),
     /// which the figures of the run suffered from.
     pub machine: f64,
@@ -164,20 +166,22 @@ pub struct CpuSplit {
 impl CpuSplit {
     /// The machine's busy cores that were neither generator, server nor PostgreSQL.
     pub fn other(&self) -> f64 {
-        (self.machine - self.generator - self.server.unwrap_or(0.0) - self.postgres).max(0.0)
+        let ours = self.generator + self.server.unwrap_or(0.0) + self.postgres.unwrap_or(0.0);
+        (self.machine - ours).max(0.0)
     }
 }
 
 impl CpuSnapshot {
     /// Takes a snapshot; `server` is the server's pid when it runs as another process;
-    /// `databases` are those whose PostgreSQL backends count.
-    pub fn take(server: Option<u32>, databases: &[String]) -> Self {
+    /// `databases` are those whose PostgreSQL backends count (`None`: PostgreSQL is not the
+    /// run's store, and its processes count as other load).
+    pub fn take(server: Option<u32>, databases: Option<&[String]>) -> Self {
         Self {
             at: Instant::now(),
             machine: machine_busy_ticks(),
             generator: cpu_ticks("self").unwrap_or(0),
             server: server.and_then(|pid| cpu_ticks(&pid.to_string())),
-            postgres: postgres_ticks(databases),
+            postgres: databases.map(postgres_ticks),
         }
     }
 
@@ -185,18 +189,21 @@ impl CpuSnapshot {
     pub fn since(&self, earlier: &CpuSnapshot) -> CpuSplit {
         let seconds = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
         let cores = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / seconds;
-        let postgres: u64 = self
-            .postgres
-            .iter()
-            .map(|(pid, now)| now.saturating_sub(earlier.postgres.get(pid).copied().unwrap_or(0)))
-            .sum();
+        let postgres = match (&self.postgres, &earlier.postgres) {
+            (Some(now), Some(then)) => Some(
+                now.iter()
+                    .map(|(pid, t)| t.saturating_sub(then.get(pid).copied().unwrap_or(0)))
+                    .sum::<u64>(),
+            ),
+            _ => None,
+        };
         CpuSplit {
             generator: cores(self.generator.saturating_sub(earlier.generator)),
             server: match (self.server, earlier.server) {
                 (Some(now), Some(then)) => Some(cores(now.saturating_sub(then))),
                 _ => None,
             },
-            postgres: cores(postgres),
+            postgres: postgres.map(cores),
             machine: cores(self.machine.saturating_sub(earlier.machine)),
         }
     }

@@ -1,22 +1,24 @@
-//! The report, in Markdown: the machine, a table per scenario, pgbench's figures, the ratios
-//! with the issue's targets, and the verdict.
+//! The report, in Markdown: the machine, the stores side by side (calls/s and p99 of each, the
+//! ratio SQLite / PostgreSQL), a table per scenario and store, pgbench's figures, the ratios
+//! with the issue's targets, and the verdict of each store.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::db::StoreKind;
 use crate::dbstats::DbCost;
 use crate::dispatch::DispatchReport;
 use crate::load::{RunReport, Scenario};
 use crate::pgbench::{PgbenchReport, Workload};
 use crate::service::{ServiceReport, Verdict};
 
-/// The machine and the PostgreSQL settings that bound the figures.
+/// The machine and the stores' settings that bound the figures.
 #[derive(Debug, Clone, Default)]
 pub struct Machine {
     pub cores: usize,
     pub memory_mib: u64,
-    /// `(name, value)` of `SHOW` for the settings that matter.
-    pub postgres: Vec<(String, String)>,
+    /// Per store that ran, `(name, value)` of the settings that matter (on PostgreSQL `SHOW`).
+    pub stores: Vec<(StoreKind, Vec<(String, String)>)>,
 }
 
 fn ms(d: Duration) -> String {
@@ -31,10 +33,32 @@ pub fn machine(machine: &Machine) -> String {
     let mut out = String::from("## Machine\n\n");
     let _ = writeln!(out, "- cores: {}", machine.cores);
     let _ = writeln!(out, "- memory: {} MiB", machine.memory_mib);
-    for (name, value) in &machine.postgres {
-        let _ = writeln!(out, "- PostgreSQL `{name}`: {value}");
+    for (store, settings) in &machine.stores {
+        for (name, value) in settings {
+            let _ = writeln!(out, "- {} `{name}`: {value}", store.title());
+        }
     }
     out
+}
+
+/// A figure that the store has, or "n/a" where it has none (PostgreSQL's on SQLite).
+fn or_na<T>(value: Option<T>, show: impl FnOnce(T) -> String) -> String {
+    value.map_or_else(|| "n/a".to_owned(), show)
+}
+
+/// The name of a group of scenarios that ran on one server.
+fn group_name(report: &ServiceReport) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for run in &report.runs {
+        let name = format!("`{}`", run.scenario);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if report.dispatch.is_some() {
+        names.push("`dispatch`".to_owned());
+    }
+    names.join(" + ")
 }
 
 fn db_cost(cost: &DbCost) -> String {
@@ -55,19 +79,51 @@ fn errors(run: &RunReport) -> String {
         .join(", ")
 }
 
-/// A table per scenario: one row per concurrency.
-pub fn service(report: &ServiceReport, cores: usize) -> String {
+/// A table per scenario on one store, one row per concurrency; `groups` are the reports of
+/// the store's servers, one per group of scenarios.
+pub fn service(store: StoreKind, groups: &[ServiceReport], cores: usize) -> String {
+    let seeding: Vec<String> = groups
+        .iter()
+        .filter(|g| !g.runs.is_empty())
+        .map(|g| format!("{} {:.1} s", group_name(g), g.seeding.as_secs_f64()))
+        .collect();
+    let store_note = match store {
+        StoreKind::Postgres => {
+            "\"CPU per call\" is server / PostgreSQL microseconds per successful call; \"DB per \
+             call\" is, from PostgreSQL's statistics, transactions of the database (each \
+             autocommit statement is one; the asynchronous projection's batches count too) / WAL \
+             syncs (fsyncs; group commit shares them) / WAL bytes, per call of the run (warm-up \
+             included)."
+        }
+        StoreKind::Sqlite => {
+            "The embedded store works inside the server, so its CPU is the server's, and \
+             PostgreSQL's column is n/a (PostgreSQL's processes, idle or another user's, count as \
+             other load); \"CPU per call\" is server microseconds per successful call. \"DB per \
+             call\" is n/a: SQLite keeps no statistics of transactions or syncs."
+        }
+    };
     let mut out = format!(
-        "## The service over gRPC\n\nSeeding took {:.1} s. Latency is per successful call, from the \
-         generator; CPU is in cores (1.0 = one core busy) during the measured time; \"other\" is \
-         the rest of the machine's busy time (another user's work: a noisy neighbour); \"CPU per \
-         call\" is server / PostgreSQL microseconds per successful call; the generator's share \
-         is of the whole machine ({cores} cores). \"DB per call\" is, from PostgreSQL's statistics, \
-         transactions of the database (each autocommit statement is one; the asynchronous \
-         projection's batches count too) / WAL syncs (fsyncs; group commit shares them) / WAL \
-         bytes, per call of the run (warm-up included).\n",
-        report.seeding.as_secs_f64()
+        "## The service over gRPC on {}\n\nEach scenario (`update-long` with `update-short`) ran \
+         on a fresh server and database of its own, seeded for it: {}. Latency is per \
+         successful call, from the generator; CPU is in cores (1.0 = one core busy) during the \
+         measured time; \"other\" is the rest of the machine's busy time (another user's work: \
+         a noisy neighbour); the generator's share is of the whole machine ({cores} cores). \
+         {store_note}\n",
+        store.title(),
+        if seeding.is_empty() {
+            "nothing".to_owned()
+        } else {
+            seeding.join(", ")
+        },
     );
+    for report in groups {
+        scenario_tables(&mut out, report, cores);
+    }
+    out
+}
+
+/// The tables of the scenarios of one server's report.
+fn scenario_tables(out: &mut String, report: &ServiceReport, cores: usize) {
     let mut scenarios: Vec<Scenario> = Vec::new();
     for run in &report.runs {
         if !scenarios.contains(&run.scenario) {
@@ -87,7 +143,7 @@ pub fn service(report: &ServiceReport, cores: usize) -> String {
             let per_call = |cores: f64| format!("{:.0}", cores * 1e6 / rate);
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} / {:.2} / {:.2} / {:.2} | {} / {} | {:.0}% | {} |",
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {:.2} / {:.2} | {} / {} | {:.0}% | {} |",
                 run.concurrency,
                 run.calls_per_second(),
                 ms(l.percentile(50.0)),
@@ -102,13 +158,13 @@ pub fn service(report: &ServiceReport, cores: usize) -> String {
                     mib(m.peak_kib)
                 )),
                 server.map_or("-".into(), |s| format!("{s:.2}")),
-                run.cpu.postgres,
+                or_na(run.cpu.postgres, |p| format!("{p:.2}")),
                 run.cpu.generator,
                 run.cpu.other(),
                 server.map_or("-".into(), per_call),
-                per_call(run.cpu.postgres),
+                or_na(run.cpu.postgres, per_call),
                 100.0 * run.cpu.generator / cores.max(1) as f64,
-                db_cost(&run.db),
+                or_na(run.db.as_ref(), db_cost),
             );
         }
         let starts: Vec<String> = report
@@ -136,8 +192,7 @@ pub fn service(report: &ServiceReport, cores: usize) -> String {
             let _ = writeln!(
                 out,
                 "\nThe member `{}` is four folders deep (root → F1 → F2 → F3 → F4) in a directory of \
-                 {} members and {} folders (seeded in {:.1} s, after the runs of the scenarios \
-                 before); {} of the account's {} contacts apply to it (bound to it, to F1..F4 or \
+                 {} members and {} folders (seeded in {:.1} s); {} of the account's {} contacts apply to it (bound to it, to F1..F4 or \
                  to the root), and every answer counted exactly those (the whole list was checked \
                  at the start of each run). After the last binding, the projection listed them \
                  all within {} ms.",
@@ -221,14 +276,13 @@ pub fn service(report: &ServiceReport, cores: usize) -> String {
             );
         }
     }
-    out
 }
 
 /// The dispatch benchmark: a row per offered rate, then the highest rate kept up with.
-pub fn dispatch(report: &DispatchReport) -> String {
+pub fn dispatch(store: StoreKind, report: &DispatchReport) -> String {
     let plan = &report.plan;
     let mut out = format!(
-        "## Verification dispatch: from the send's answer to the SMTP acceptance\n\n\
+        "## Verification dispatch on {store}: from the send's answer to the SMTP acceptance\n\n\
          `SendEmailVerificationForMessageContact` at steady open-loop rates (send n at \
          n / rate, whatever the others are doing), {warmup} s of warm-up then {duration} s \
          measured at each, every send to a contact of its own (`b<n>@bench.example`, {contacts} \
@@ -246,12 +300,13 @@ pub fn dispatch(report: &DispatchReport) -> String {
         contacts = report.contacts,
         seeding = report.seeding.as_secs_f64(),
         connections = report.smtp_connections,
+        store = store.title(),
     );
     for run in &report.runs {
         let l = &run.latencies;
         let _ = writeln!(
             out,
-            "| {} | {} | {} / {} | {:.1} | {:.1}% | {} | {} | {} | {} | {} | {} | {:.2} | {} / {} | {} / {:.2} / {:.2} / {:.2} | {} |",
+            "| {} | {} | {} / {} | {:.1} | {:.1}% | {} | {} | {} | {} | {} | {} | {:.2} | {} / {} | {} / {} / {:.2} / {:.2} | {} |",
             run.offered_rate,
             run.window_sends,
             ms(run.rpc_latencies.percentile(50.0)),
@@ -268,7 +323,7 @@ pub fn dispatch(report: &DispatchReport) -> String {
             ms(run.issue_lag_p99),
             ms(run.issue_lag_max),
             run.cpu.server.map_or("-".into(), |s| format!("{s:.2}")),
-            run.cpu.postgres,
+            or_na(run.cpu.postgres, |p| format!("{p:.2}")),
             run.cpu.generator,
             run.cpu.other(),
             if run.kept_up(plan) { "yes" } else { "no" },
@@ -312,6 +367,98 @@ pub fn dispatch(report: &DispatchReport) -> String {
                 "{r} sends/s"
             ))
     );
+    out
+}
+
+/// The stores side by side: for each scenario and concurrency, calls/s and p99 on each (each
+/// from a server of its own, PostgreSQL's and SQLite's one after the other); then the ratios
+/// SQLite / PostgreSQL at `at` calls in flight, and `dispatch`'s highest sustained rates.
+pub fn side_by_side(postgres: &ServiceReport, sqlite: &ServiceReport, at: usize) -> String {
+    let mut out = String::from(
+        "## SQLite beside PostgreSQL\n\nThe same scenarios on a fresh server of each store, \
+         one store after the other for each scenario (so that a change of the machine's load \
+         falls on both sides of a ratio alike); the detail is in each store's section below. \
+         p99 is of the successful calls, from the generator.\n\n\
+         | scenario | C | PostgreSQL calls/s | PostgreSQL p99 ms | SQLite calls/s | SQLite p99 ms |\n\
+         | --- | --: | --: | --: | --: | --: |\n",
+    );
+    // In the order the scenarios ran, each at its concurrencies in order.
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    let mut rows: Vec<(Scenario, usize)> = Vec::new();
+    for run in postgres.runs.iter().chain(&sqlite.runs) {
+        if !scenarios.contains(&run.scenario) {
+            scenarios.push(run.scenario);
+        }
+        if !rows.contains(&(run.scenario, run.concurrency)) {
+            rows.push((run.scenario, run.concurrency));
+        }
+    }
+    rows.sort_by_key(|(s, c)| (scenarios.iter().position(|f| f == s), *c));
+    let rate = |run: Option<&RunReport>| {
+        run.map_or("-".into(), |r| format!("{:.0}", r.calls_per_second()))
+    };
+    let p99 =
+        |run: Option<&RunReport>| run.map_or("-".into(), |r| ms(r.latencies.percentile(99.0)));
+    for &(scenario, c) in &rows {
+        let (pg, lite) = (postgres.run(scenario, c), sqlite.run(scenario, c));
+        let _ = writeln!(
+            out,
+            "| `{scenario}` | {c} | {} | {} | {} | {} |",
+            rate(pg),
+            p99(pg),
+            rate(lite),
+            p99(lite)
+        );
+    }
+    let _ = write!(
+        out,
+        "\n### SQLite / PostgreSQL at C={at}\n\nAbove 1.00× SQLite made more calls per second, \
+         or took longer at the p99.\n\n| scenario | calls/s | p99 |\n| --- | --: | --: |\n"
+    );
+    let mut compared = 0;
+    for scenario in scenarios {
+        let (Some(pg), Some(lite)) = (postgres.run(scenario, at), sqlite.run(scenario, at)) else {
+            continue;
+        };
+        compared += 1;
+        let ratio = |lite: f64, pg: f64| {
+            if pg > 0.0 {
+                format!("{:.2}×", lite / pg)
+            } else {
+                "-".to_owned()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| `{scenario}` | {} ({:.0} / {:.0}) | {} ({} / {} ms) |",
+            ratio(lite.calls_per_second(), pg.calls_per_second()),
+            lite.calls_per_second(),
+            pg.calls_per_second(),
+            ratio(
+                lite.latencies.percentile(99.0).as_secs_f64(),
+                pg.latencies.percentile(99.0).as_secs_f64()
+            ),
+            ms(lite.latencies.percentile(99.0)),
+            ms(pg.latencies.percentile(99.0)),
+        );
+    }
+    if compared == 0 {
+        let _ = writeln!(out, "| (no scenario ran at C={at} on both) | - | - |");
+    }
+    if let (Some(pg), Some(lite)) = (&postgres.dispatch, &sqlite.dispatch) {
+        let sustained = |d: &DispatchReport| {
+            d.highest_sustained()
+                .map_or("none of the offered rates".into(), |r| {
+                    format!("{r} sends/s")
+                })
+        };
+        let _ = writeln!(
+            out,
+            "\n`dispatch`, the highest sustained rate: PostgreSQL {}, SQLite {}.",
+            sustained(pg),
+            sustained(lite)
+        );
+    }
     out
 }
 
@@ -494,9 +641,10 @@ pub fn targets(service: &ServiceReport, pgbench: &[PgbenchReport], at: usize) ->
     targets
 }
 
-pub fn targets_table(targets: &[Target]) -> String {
-    let mut out = String::from(
-        "## Ratios and targets\n\n| what | measured | target | met |\n| --- | --- | --- | --- |\n",
+pub fn targets_table(store: StoreKind, targets: &[Target]) -> String {
+    let mut out = format!(
+        "## Ratios and targets on {}\n\n| what | measured | target | met |\n| --- | --- | --- | --- |\n",
+        store.title()
     );
     for t in targets {
         let met = match t.met {
@@ -513,12 +661,14 @@ pub fn targets_table(targets: &[Target]) -> String {
     out
 }
 
-pub fn verdict(verdict: &Verdict) -> String {
+/// The verdict of one store, over every server that ran on it (their findings added up).
+pub fn verdict(store: StoreKind, verdict: &Verdict) -> String {
     let a = &verdict.agreement;
     let mut out = format!(
-        "## Verdict: {}\n\n- log and read model: {} contacts, {} events; {} version mismatches, {} \
+        "## Verdict on {}: {}\n\n- log and read model: {} contacts, {} events; {} version mismatches, {} \
          streams without a row, {} name-claim mismatches, {} quota mismatches, {} directory \
          mismatches\n- calls failed with an unexpected code: {}\n",
+        store.title(),
         if verdict.passed() { "PASS" } else { "FAIL" },
         a.contacts,
         a.events,
@@ -539,5 +689,89 @@ pub fn verdict(verdict: &Verdict) -> String {
     for line in &verdict.dispatch_problems {
         let _ = writeln!(out, "- {line}");
     }
+    for line in &verdict.server_problems {
+        let _ = writeln!(out, "- {line}");
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::procfs::CpuSplit;
+    use crate::stats::Latencies;
+
+    /// A run of `scenario` at C=`c`: `ok` calls in one second, every one taking `ms`; with
+    /// PostgreSQL's figures or without them.
+    fn run(scenario: Scenario, c: usize, ok: u64, ms: u64, postgres: bool) -> RunReport {
+        RunReport {
+            scenario,
+            concurrency: c,
+            measured: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            ok,
+            latencies: Latencies::new(vec![ms * 1_000_000; ok as usize]),
+            errors: BTreeMap::new(),
+            unexpected_errors: 0,
+            server_memory: None,
+            cpu: CpuSplit {
+                generator: 0.1,
+                server: Some(0.5),
+                postgres: postgres.then_some(0.4),
+                machine: 1.0,
+            },
+            events_appended: None,
+            stream_events_at_start: None,
+            lifecycle_jobs: None,
+            projection_lag: None,
+            db: postgres.then(DbCost::default),
+        }
+    }
+
+    fn report(runs: Vec<RunReport>) -> ServiceReport {
+        ServiceReport {
+            seeding: Duration::from_secs(1),
+            directories: None,
+            runs,
+            dispatch: None,
+        }
+    }
+
+    #[test]
+    fn the_stores_are_compared_at_the_chosen_concurrency() {
+        let postgres = report(vec![
+            run(Scenario::Update, 4, 1000, 2, true),
+            run(Scenario::Update, 32, 4000, 8, true),
+        ]);
+        let sqlite = report(vec![
+            run(Scenario::Update, 4, 1500, 1, false),
+            run(Scenario::Update, 32, 2000, 12, false),
+        ]);
+        let out = side_by_side(&postgres, &sqlite, 32);
+        assert!(
+            out.contains("| `update` | 4 | 1000 | 2.00 | 1500 | 1.00 |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| `update` | 32 | 4000 | 8.00 | 2000 | 12.00 |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| `update` | 0.50× (2000 / 4000) | 1.50× (12.00 / 8.00 ms) |"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn what_sqlite_does_not_measure_is_not_applicable() {
+        let sqlite = report(vec![run(Scenario::Get, 4, 1000, 1, false)]);
+        let out = service(StoreKind::Sqlite, &[sqlite], 2);
+        assert!(
+            out.contains("| 0.50 / n/a / 0.10 / 0.40 | 500 / n/a |"),
+            "{out}"
+        );
+        assert!(out.trim_end().ends_with("| n/a |"), "{out}");
+    }
 }

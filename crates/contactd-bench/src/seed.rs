@@ -15,10 +15,10 @@ use contactd_grpc::proto::{
     AssociateMembersRequest, GetResourceDirectoryRequest, ListMessageContactsRequest,
     RegisterFolderRequest, RegisterMemberRequest, UpdateMessageContactRequest,
 };
-use sqlx::PgPool;
 use tokio::task::JoinSet;
 
 use crate::client::{Account, ContactRef, Fleet, add_request, letters_name};
+use crate::db::Db;
 
 /// Account families (the first digit of their ids), so that no two uses share an account.
 pub const SEEDED_FAMILY: u8 = 1;
@@ -237,8 +237,8 @@ async fn grow(
     Ok(())
 }
 
-/// Seeds everything in `plan` over gRPC, then writes `bench_contacts`.
-pub async fn seed(fleet: &Fleet, pool: &PgPool, plan: &SeedPlan) -> anyhow::Result<Seeded> {
+/// Seeds everything in `plan` over gRPC, then writes `bench_contacts` (on PostgreSQL).
+pub async fn seed(fleet: &Fleet, db: &Db, plan: &SeedPlan) -> anyhow::Result<Seeded> {
     let accounts: Vec<Account> = (0..plan.accounts)
         .map(|a| Account::numbered(SEEDED_FAMILY, a as u64 + 1))
         .collect();
@@ -277,7 +277,7 @@ pub async fn seed(fleet: &Fleet, pool: &PgPool, plan: &SeedPlan) -> anyhow::Resu
         short_streams.push(contact);
     }
 
-    write_bench_contacts(pool, &contacts).await?;
+    db.write_bench_contacts(&contacts).await?;
     Ok(Seeded {
         accounts,
         contacts,
@@ -295,7 +295,7 @@ const DIRECTORY_TABLES: &str =
 /// it comes to apply to), so that no run is timed beside that backlog.
 pub async fn seed_directories(
     fleet: &Fleet,
-    pool: &PgPool,
+    db: &Db,
     plan: &DirectoryPlan,
 ) -> anyhow::Result<Directories> {
     let started = Instant::now();
@@ -307,30 +307,26 @@ pub async fn seed_directories(
     };
     let seeded_in = started.elapsed();
     // The projection records the jobs as it reads the bindings.
-    wait_for_projection(pool, MEMBER_CONTACTS, plan.jobs_patience).await?;
+    wait_for_projection(db, MEMBER_CONTACTS, plan.jobs_patience).await?;
     // PostgreSQL's autovacuum may be off (it is on the benchmark's machine): the statistics of
     // these tables, empty until now, would stay those of empty tables. Analyse them, as
     // autovacuum would have; the server's generic plans over them are made again.
-    sqlx::query(&format!("ANALYZE {DIRECTORY_TABLES}"))
-        .execute(pool)
-        .await
-        .context("analysing the directory tables")?;
-    let jobs = pending_lifecycle_jobs(pool).await?;
+    db.analyze(DIRECTORY_TABLES).await?;
+    let jobs = db.pending_lifecycle_jobs().await?;
     eprintln!(
-        "seeded the directories in {:.1} s; waiting for the lifecycle worker's {jobs} jobs",
+        "[{}] seeded the directories in {:.1} s; waiting for the lifecycle worker's {jobs} jobs",
+        db.kind(),
         seeded_in.as_secs_f64()
     );
-    let jobs_done_in = wait_for_lifecycle_jobs(pool, plan.jobs_patience).await?;
+    let jobs_done_in = wait_for_lifecycle_jobs(db, plan.jobs_patience).await?;
     if let Some(done_in) = jobs_done_in {
         eprintln!(
-            "the lifecycle jobs were carried out in {:.1} s",
+            "[{}] the lifecycle jobs were carried out in {:.1} s",
+            db.kind(),
             done_in.as_secs_f64()
         );
     }
-    sqlx::query(&format!("ANALYZE {DIRECTORY_TABLES}"))
-        .execute(pool)
-        .await
-        .context("analysing the directory tables")?;
+    db.analyze(DIRECTORY_TABLES).await?;
     Ok(Directories {
         directory,
         bindings,
@@ -606,107 +602,52 @@ async fn seed_binding_slots(
     .await
 }
 
-/// The lifecycle jobs ever recorded (the last number drawn for them; carried-out jobs are
-/// deleted, their numbers stay drawn).
-pub async fn lifecycle_jobs_recorded(pool: &PgPool) -> anyhow::Result<i64> {
-    let last: Option<i64> = sqlx::query_scalar(
-        "SELECT pg_sequence_last_value(pg_get_serial_sequence('lifecycle_jobs', 'recorded'))",
-    )
-    .fetch_one(pool)
-    .await
-    .context("reading how many lifecycle jobs were recorded")?;
-    Ok(last.unwrap_or(0))
-}
-
-/// The events of the log after the checkpoint of the projection `name`: those it has still
-/// to read (or to pass, for events that do not concern it; ADR 5 moves its checkpoint past
-/// those within a second).
-pub async fn projection_behind(pool: &PgPool, name: &str) -> anyhow::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM events e, projection_checkpoints c \
-         WHERE c.name = $1 AND (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)",
-    )
-    .bind(name)
-    .fetch_one(pool)
-    .await
-    .with_context(|| format!("reading how far the projection {name} is behind"))
-}
-
 /// Waits until the projection `name` has read the whole log, for at most `patience`; answers
 /// how long that took (`None`: not within `patience`, with a warning).
 pub async fn wait_for_projection(
-    pool: &PgPool,
+    db: &Db,
     name: &str,
     patience: Duration,
 ) -> anyhow::Result<Option<Duration>> {
     let started = Instant::now();
     loop {
-        let behind = projection_behind(pool, name).await?;
+        let behind = db.projection_behind(name).await?;
         if behind == 0 {
             return Ok(Some(started.elapsed()));
         }
         if started.elapsed() > patience {
             eprintln!(
-                "warning: the projection {name} is still {behind} events behind after {patience:?}; going on"
+                "[{}] warning: the projection {name} is still {behind} events behind after {patience:?}; going on",
+                db.kind()
             );
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// The lifecycle jobs waiting to be carried out.
-pub async fn pending_lifecycle_jobs(pool: &PgPool) -> anyhow::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM lifecycle_jobs WHERE state = 'pending'")
-        .fetch_one(pool)
-        .await
-        .context("counting the pending lifecycle jobs")
 }
 
 /// Waits until the lifecycle worker has carried out every pending job, for at most
 /// `patience`, and answers how long that took; after `patience` it goes on with a warning
 /// (`None`): the runs are then disturbed, not wrong.
 pub async fn wait_for_lifecycle_jobs(
-    pool: &PgPool,
+    db: &Db,
     patience: Duration,
 ) -> anyhow::Result<Option<Duration>> {
     let started = Instant::now();
     loop {
-        let pending = pending_lifecycle_jobs(pool).await?;
+        let pending = db.pending_lifecycle_jobs().await?;
         if pending == 0 {
             return Ok(Some(started.elapsed()));
         }
         if started.elapsed() > patience {
             eprintln!(
-                "warning: {pending} lifecycle jobs still pending after {patience:?}; going on"
+                "[{}] warning: {pending} lifecycle jobs still pending after {patience:?}; going on",
+                db.kind()
             );
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// `bench_contacts (n, contact_id)`, n = 1..contacts: how the pgbench scripts pick a seeded
-/// contact at random (`\set n random(1, :contacts)`).
-async fn write_bench_contacts(pool: &PgPool, contacts: &[ContactRef]) -> anyhow::Result<()> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS bench_contacts (n integer PRIMARY KEY, contact_id text NOT NULL)",
-    )
-    .execute(pool)
-    .await?;
-    sqlx::query("TRUNCATE bench_contacts").execute(pool).await?;
-    let numbers: Vec<i32> = (1..).take(contacts.len()).collect();
-    let ids: Vec<&str> = contacts.iter().map(|c| c.contact_id.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO bench_contacts (n, contact_id) SELECT * FROM UNNEST($1::int[], $2::text[])",
-    )
-    .bind(&numbers)
-    .bind(&ids)
-    .execute(pool)
-    .await
-    .context("writing bench_contacts")?;
-    sqlx::query("ANALYZE bench_contacts").execute(pool).await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The server under test as a child process: the release `contactd serve` binary, built if
-//! needed, on a free loopback port, against the benchmark's database.
+//! needed, on a free loopback port, against the benchmark's database, with a folder of its
+//! own for its log and its data directory (where the embedded store keeps its file).
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -68,6 +69,30 @@ pub fn free_loopback_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The data directory of a server run in `run_dir`.
+pub fn data_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("data")
+}
+
+/// The embedded store's file of a server run in `run_dir`, named as the server names it when
+/// no URL is given (`contactd.db` in its data directory).
+pub fn sqlite_file(run_dir: &Path) -> PathBuf {
+    data_dir(run_dir).join("contactd.db")
+}
+
+/// Empties `run_dir` (or makes it): each server starts on a data directory of its own, so
+/// that an embedded store starts on a fresh file and nothing of an earlier run is read.
+pub fn fresh_run_dir(run_dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(run_dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("removing {}", run_dir.display()));
+        }
+    }
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))
+}
+
 /// A running `contactd serve`, stopped (SIGTERM, then SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -78,21 +103,21 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `program serve --listen 127.0.0.1:<port> --database-url <url> <extra>`, logging
-    /// to `log`, with its confirmation pages on a free port and its data directory beside the
-    /// log.
+    /// to `server.log` in `run_dir`, with its confirmation pages on a free port and its data
+    /// directory in `run_dir`. The URL is always given, so that a `DATABASE_URL` in the
+    /// environment never chooses the store instead.
     pub fn start(
         program: &Path,
         database_url: &str,
         extra_args: &[String],
-        log: PathBuf,
+        run_dir: &Path,
     ) -> anyhow::Result<Self> {
         let port = free_loopback_port()?;
         let listen = format!("127.0.0.1:{port}");
-        if let Some(folder) = log.parent() {
-            std::fs::create_dir_all(folder)?;
-        }
+        std::fs::create_dir_all(run_dir)?;
+        let log = run_dir.join("server.log");
         let log_file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let data_dir = log.with_extension("data");
+        let data_dir = data_dir(run_dir);
         let child = Command::new(program)
             .args(["serve", "--listen", &listen, "--database-url", database_url])
             .args(["--http-listen", "127.0.0.1:0"])

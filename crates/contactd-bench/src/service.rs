@@ -53,6 +53,21 @@ impl ServiceReport {
     pub fn writes_not_adding_up(&self) -> Vec<&RunReport> {
         self.runs.iter().filter(|r| !r.writes_add_up()).collect()
     }
+
+    /// The runs of several servers (one per group of scenarios) as one report, for what looks
+    /// across scenarios (the ratios, the targets): the runs in order, the first `dispatch`,
+    /// the seeding times added up. The directories stay with their own group's report.
+    pub fn combined(reports: &[ServiceReport]) -> ServiceReport {
+        ServiceReport {
+            seeding: reports.iter().map(|r| r.seeding).sum(),
+            directories: None,
+            runs: reports
+                .iter()
+                .flat_map(|r| r.runs.iter().cloned())
+                .collect(),
+            dispatch: reports.iter().find_map(|r| r.dispatch.clone()),
+        }
+    }
 }
 
 /// Seeds, then runs every closed-loop scenario at every concurrency (`progress` sees each run
@@ -104,6 +119,11 @@ async fn run_closed_loop(
     } else {
         0
     };
+    if !plan.scenarios.contains(&Scenario::UpdateLong) {
+        // The long history only `update-long` updates: its add alone, so that a server that
+        // runs other scenarios does not spend the seeding's time growing it.
+        seed_plan.long_stream_events = 1;
+    }
     let directory_plan = DirectoryPlan {
         members: if plan.scenarios.contains(&Scenario::ListMember) {
             plan.directory_members
@@ -119,7 +139,7 @@ async fn run_closed_loop(
         jobs_patience: Duration::from_secs(600),
     };
     let started = Instant::now();
-    let seeded = seed::seed(&target.fleet, &target.pool, &seed_plan).await?;
+    let seeded = seed::seed(&target.fleet, &target.db, &seed_plan).await?;
     let seeding = started.elapsed();
     let workload = Arc::new(Workload::new(seeded));
 
@@ -128,10 +148,11 @@ async fn run_closed_loop(
         if matches!(scenario, Scenario::ListMember | Scenario::Associate)
             && workload.directories().is_none()
         {
-            // Seeded here, after the runs of the earlier benchmark, so that they run as they
-            // did: on the same data, and without the lifecycle jobs of these bindings.
+            // Seeded here, before the first run that needs them: where other scenarios run
+            // first on the same server (the smoke test's), they run on the data they have on
+            // a server of their own, without the lifecycle jobs of these bindings.
             let directories =
-                seed::seed_directories(&target.fleet, &target.pool, &directory_plan).await?;
+                seed::seed_directories(&target.fleet, &target.db, &directory_plan).await?;
             workload.set_directories(directories)?;
         }
         let settings = RunSettings {
@@ -189,20 +210,46 @@ pub struct Verdict {
     pub unexpected_errors: u64,
     pub runs_not_adding_up: Vec<String>,
     pub dispatch_problems: Vec<String>,
+    /// Servers that did not finish their scenarios or did not stop cleanly (filled in by the
+    /// whole benchmark, which starts them).
+    pub server_problems: Vec<String>,
 }
 
 impl Verdict {
+    /// The verdicts of several servers as one: everything each found, together.
+    pub fn combined(verdicts: &[Verdict]) -> Verdict {
+        Verdict {
+            agreement: verdicts
+                .iter()
+                .fold(Agreement::default(), |all, v| all.plus(&v.agreement)),
+            unexpected_errors: verdicts.iter().map(|v| v.unexpected_errors).sum(),
+            runs_not_adding_up: verdicts
+                .iter()
+                .flat_map(|v| v.runs_not_adding_up.iter().cloned())
+                .collect(),
+            dispatch_problems: verdicts
+                .iter()
+                .flat_map(|v| v.dispatch_problems.iter().cloned())
+                .collect(),
+            server_problems: verdicts
+                .iter()
+                .flat_map(|v| v.server_problems.iter().cloned())
+                .collect(),
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.agreement.holds()
             && self.unexpected_errors == 0
             && self.runs_not_adding_up.is_empty()
             && self.dispatch_problems.is_empty()
+            && self.server_problems.is_empty()
     }
 }
 
 pub async fn verdict(target: &Target, report: &ServiceReport) -> anyhow::Result<Verdict> {
     Ok(Verdict {
-        agreement: verify::check(&target.pool).await?,
+        agreement: verify::check(&target.db).await?,
         unexpected_errors: report.unexpected_errors(),
         runs_not_adding_up: report
             .writes_not_adding_up()
@@ -220,5 +267,6 @@ pub async fn verdict(target: &Target, report: &ServiceReport) -> anyhow::Result<
             .as_ref()
             .map(DispatchReport::problems)
             .unwrap_or_default(),
+        server_problems: Vec::new(),
     })
 }

@@ -1,14 +1,17 @@
 //! A short run of the benchmark's every scenario at C=4 against the real server (in-process on
-//! port 0, on a fresh database, its emails to the benchmark's SMTP receiver), `dispatch` at one
-//! rate, then the pgbench scripts for a second each: calls are made, none fails with an
-//! unexpected code, every write appends one event, every send's email is accepted once, and
-//! the log and the read model agree. No speed is asserted.
+//! port 0, its emails to the benchmark's SMTP receiver), on each store: on a fresh PostgreSQL
+//! database, then the pgbench scripts for a second each; and on a fresh SQLite file. Calls are
+//! made, none fails with an unexpected code, every write appends one event, every send's email
+//! is accepted once, and the log and the read model agree. No speed is asserted.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use contactd::settings::{Cli, Command};
+use contactd::backend::Store;
+use contactd::settings::{Cli, Command, DatabaseSettings};
 use contactd_bench::client::{Fleet, wait_until_serving};
+use contactd_bench::db::{Db, StoreKind};
 use contactd_bench::dispatch::DispatchPlan;
 use contactd_bench::load::{Scenario, Target};
 use contactd_bench::pgbench::{Pgbench, Workload};
@@ -16,13 +19,87 @@ use contactd_bench::seed::SeedPlan;
 use contactd_bench::service::{self, ServicePlan};
 use contactd_bench::smtp::SmtpReceiver;
 use contactd_bench::verify;
+use contactd_store_pg::PgStore;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// Seeded accounts and contacts per account: what the pgbench scripts pick from too.
+const ACCOUNTS: usize = 20;
+const CONTACTS_PER_ACCOUNT: usize = 10;
+
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
-async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(pool: PgPool) {
-    let data_dir = std::env::temp_dir().join(format!("contactd-smoke-{}", std::process::id()));
+async fn on_postgresql_every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
+    pool: PgPool,
+) {
+    let data_dir = fresh_dir("postgres");
+    let store = Store::Postgres(PgStore::new(pool.clone()));
+    every_scenario(store, Db::Postgres(pool.clone()), &data_dir).await;
+
+    // The committed pgbench scripts run on the seeded tables and keep them in agreement.
+    let pgbench = Pgbench {
+        program: "pgbench".into(),
+        threads: 1,
+        duration: Duration::from_secs(1),
+    };
+    if pgbench.available() {
+        let database = pool.connect_options().as_ref().clone();
+        for workload in [
+            Workload::UpdateNaive,
+            Workload::UpdateSingle,
+            Workload::UpdateAsService,
+        ] {
+            let pgbench = pgbench.clone();
+            let database = database.clone();
+            let run = tokio::task::spawn_blocking(move || {
+                pgbench.run(&database, workload, 4, ACCOUNTS * CONTACTS_PER_ACCOUNT)
+            })
+            .await
+            .expect("pgbench task")
+            .expect("pgbench runs the script");
+            assert!(run.transactions > 0 && run.failed == 0, "{run:?}");
+        }
+        let agreement = verify::check(&Db::Postgres(pool.clone()))
+            .await
+            .expect("check");
+        assert!(agreement.holds(), "after pgbench: {agreement:?}");
+    } else {
+        eprintln!("pgbench is not installed: its scripts were not run");
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn on_sqlite_every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement() {
+    let data_dir = fresh_dir("sqlite");
+    let file = data_dir.join("contactd.db");
+    let settings = DatabaseSettings {
+        database_url: Some(format!("sqlite://{}", file.display())),
+        data_dir: data_dir.clone(),
+        db_max_connections: 16,
+    };
+    let store = Store::open(&settings, true)
+        .await
+        .expect("the embedded store opens");
+    // Beside the store, as the benchmark reads the file of its server.
+    let db = Db::sqlite(&file).await.expect("the store's file opens");
+    every_scenario(store, db, &data_dir).await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// An empty directory of this test process for one store's test.
+fn fresh_dir(store: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "contactd-bench-smoke-{}-{store}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a directory for the test");
+    dir
+}
+
+/// Serves `store` in-process and runs every scenario against it, `db` reading its database.
+async fn every_scenario(store: Store, db: Db, data_dir: &Path) {
     let smtp = SmtpReceiver::start().await.expect("the SMTP receiver");
     let smtp_url = smtp.url();
     let Command::Serve(settings) = Cli::parse_from([
@@ -47,9 +124,8 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
     let http = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let endpoint = format!("http://{}", listener.local_addr().expect("address"));
     let (stop, stopped) = oneshot::channel::<()>();
-    let server_pool = pool.clone();
     let server = tokio::spawn(async move {
-        contactd::startup::run(listener, http, server_pool, &settings, async {
+        contactd::startup::run(listener, http, store, &settings, async {
             let _ = stopped.await;
         })
         .await
@@ -60,15 +136,14 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
 
     let target = Target {
         fleet: Fleet::connect(&endpoint, 2).await.expect("connect"),
-        pool: pool.clone(),
+        db: db.clone(),
         server_pid: None,
         smtp: Some(smtp.clone()),
     };
-    let contacts_per_account = 10;
     let plan = ServicePlan {
         seed: SeedPlan {
-            accounts: 20,
-            contacts_per_account,
+            accounts: ACCOUNTS,
+            contacts_per_account: CONTACTS_PER_ACCOUNT,
             long_stream_events: 200,
             short_stream_events: 10,
             short_streams: 0,
@@ -110,6 +185,10 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
             run.events_appended
         );
         assert!(run.latencies.percentile(99.0) > Duration::ZERO);
+        // The database's own figures where it keeps them (PostgreSQL), none elsewhere.
+        let on_postgres = db.kind() == StoreKind::Postgres;
+        assert_eq!(run.db.is_some(), on_postgres, "{}", run.scenario);
+        assert_eq!(run.cpu.postgres.is_some(), on_postgres, "{}", run.scenario);
     }
     let long = report
         .run(Scenario::UpdateLong, 4)
@@ -182,37 +261,13 @@ async fn every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement(
     // directory account's 20, two per associate account, and one per dispatch send.
     assert_eq!(
         verdict.agreement.contacts,
-        20 * 10 + 2 + added + 20 + 2 * 4 + dispatch.contacts as i64
+        (ACCOUNTS * CONTACTS_PER_ACCOUNT) as i64
+            + 2
+            + added
+            + 20
+            + 2 * 4
+            + dispatch.contacts as i64
     );
-
-    // The committed pgbench scripts run on the seeded tables and keep them in agreement.
-    let pgbench = Pgbench {
-        program: "pgbench".into(),
-        threads: 1,
-        duration: Duration::from_secs(1),
-    };
-    if pgbench.available() {
-        let database = pool.connect_options().as_ref().clone();
-        for workload in [
-            Workload::UpdateNaive,
-            Workload::UpdateSingle,
-            Workload::UpdateAsService,
-        ] {
-            let pgbench = pgbench.clone();
-            let database = database.clone();
-            let run = tokio::task::spawn_blocking(move || {
-                pgbench.run(&database, workload, 4, 20 * contacts_per_account)
-            })
-            .await
-            .expect("pgbench task")
-            .expect("pgbench runs the script");
-            assert!(run.transactions > 0 && run.failed == 0, "{run:?}");
-        }
-        let agreement = verify::check(&pool).await.expect("check");
-        assert!(agreement.holds(), "after pgbench: {agreement:?}");
-    } else {
-        eprintln!("pgbench is not installed: its scripts were not run");
-    }
 
     stop.send(()).expect("the server is running");
     server

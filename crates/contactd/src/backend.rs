@@ -4,10 +4,9 @@
 //! the server (the projections) and its offline commands (rebuilds).
 
 use std::path::PathBuf;
-
-use anyhow::Context;
 use std::sync::Arc;
 
+use anyhow::Context;
 use contactd_app::{
     AccountActivity, AuditLog, ContactStore, DirectoryStore, EventLog, LifecycleJobs,
     MemberContacts, Outbox, Projection, ProjectionMetrics, ProjectionStore, RunnerSettings,
