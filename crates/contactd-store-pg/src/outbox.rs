@@ -8,16 +8,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use contactd_app::{EventMetadata, OutboxMessage, OutboxModel, RequestedMessage, StoreError};
-use contactd_domain::{
-    AccountId, Channel, ContactId, DeliveryEvent, DeliveryOutcome, EmailAddress, PhoneNumber,
-    VerificationId, VerificationTarget,
-};
+use contactd_domain::{DeliveryEvent, DeliveryOutcome};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::store_error;
 use crate::work::PgWork;
 use contactd_store_core::events::encode_delivery_event;
+use contactd_store_core::outbox::ClaimedMessage;
 
 impl OutboxModel for PgWork<'_> {
     async fn record_requested(&mut self, messages: &[RequestedMessage]) -> Result<(), StoreError> {
@@ -74,56 +72,6 @@ impl OutboxModel for PgWork<'_> {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct ClaimedRow {
-    message_id: Uuid,
-    account_id: String,
-    contact_id: String,
-    contact_name: String,
-    channel: String,
-    recipient: String,
-    verification_id: Uuid,
-    expires_at: DateTime<Utc>,
-    attempts: i32,
-    recorded: i32,
-    correlation_id: String,
-}
-
-impl ClaimedRow {
-    fn into_message(self) -> Result<OutboxMessage, StoreError> {
-        let corrupt = |what: &str| {
-            StoreError::internal(
-                format!(
-                    "outbox message {} has an unreadable {what}",
-                    self.message_id
-                ),
-                None,
-            )
-        };
-        let recipient = match Channel::parse(&self.channel) {
-            Some(Channel::Email) => EmailAddress::parse(&self.recipient)
-                .map(VerificationTarget::Email)
-                .map_err(|_| corrupt("recipient"))?,
-            Some(Channel::Phone) => PhoneNumber::restore(&self.recipient)
-                .map(VerificationTarget::Phone)
-                .map_err(|_| corrupt("recipient"))?,
-            None => return Err(corrupt("channel")),
-        };
-        Ok(OutboxMessage {
-            message_id: self.message_id,
-            account_id: AccountId::parse(&self.account_id).map_err(|_| corrupt("account id"))?,
-            contact_id: ContactId::parse(&self.contact_id).map_err(|_| corrupt("contact id"))?,
-            contact_name: self.contact_name,
-            recipient,
-            verification_id: VerificationId::from_uuid(self.verification_id),
-            expires_at: self.expires_at,
-            attempt: u32::try_from(self.attempts).map_err(|_| corrupt("attempt"))?,
-            recorded: u64::try_from(self.recorded).map_err(|_| corrupt("outcome count"))?,
-            correlation_id: self.correlation_id,
-        })
-    }
-}
-
 /// Leases due messages to `owner`: one statement, so the lease commits before anything is sent.
 pub(crate) async fn claim_due(
     pool: &PgPool,
@@ -131,7 +79,7 @@ pub(crate) async fn claim_due(
     lease: Duration,
     limit: u32,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
-    let rows: Vec<ClaimedRow> = sqlx::query_as(
+    let rows: Vec<ClaimedMessage> = sqlx::query_as(
         "UPDATE outbox_messages AS o SET lease_owner = $1, \
              lease_until = now() + make_interval(secs => $2), attempts = o.attempts + 1, updated_at = now() \
          FROM (SELECT message_id FROM outbox_messages \
@@ -140,7 +88,8 @@ pub(crate) async fn claim_due(
                ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) AS due \
          WHERE o.message_id = due.message_id \
          RETURNING o.message_id, o.account_id, o.contact_id, o.contact_name, o.channel, o.recipient, \
-                   o.verification_id, o.expires_at, o.attempts, o.recorded, o.correlation_id",
+                   o.verification_id, o.expires_at, o.attempts::bigint AS attempts, \
+                   o.recorded::bigint AS recorded, o.correlation_id, o.next_attempt_at",
     )
     .bind(owner)
     .bind(lease.as_secs_f64())
@@ -148,7 +97,7 @@ pub(crate) async fn claim_due(
     .fetch_all(pool)
     .await
     .map_err(|e| store_error("claiming outbox messages failed", e))?;
-    rows.into_iter().map(ClaimedRow::into_message).collect()
+    rows.into_iter().map(ClaimedMessage::into_message).collect()
 }
 
 /// The outcome and its event in one statement, only while `owner` holds the lease and no

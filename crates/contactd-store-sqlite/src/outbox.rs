@@ -6,68 +6,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use contactd_app::{EventMetadata, OutboxMessage, StoreError};
-use contactd_domain::{
-    AccountId, Channel, ContactId, DeliveryEvent, DeliveryOutcome, EmailAddress, PhoneNumber,
-    VerificationId, VerificationTarget,
-};
+use contactd_domain::{DeliveryEvent, DeliveryOutcome};
 use contactd_store_core::events::encode_delivery_event;
+use contactd_store_core::outbox::{CLAIMED_MESSAGE_COLUMNS, ClaimedMessage};
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use crate::append::{EncodedEvent, insert_events};
 use crate::error::failed;
 use crate::later;
-
-#[derive(sqlx::FromRow)]
-struct ClaimedRow {
-    message_id: Uuid,
-    account_id: String,
-    contact_id: String,
-    contact_name: String,
-    channel: String,
-    recipient: String,
-    verification_id: Uuid,
-    expires_at: DateTime<Utc>,
-    attempts: i64,
-    recorded: i64,
-    correlation_id: String,
-    next_attempt_at: DateTime<Utc>,
-}
-
-impl ClaimedRow {
-    fn into_message(self) -> Result<OutboxMessage, StoreError> {
-        let corrupt = |what: &str| {
-            StoreError::internal(
-                format!(
-                    "outbox message {} has an unreadable {what}",
-                    self.message_id
-                ),
-                None,
-            )
-        };
-        let recipient = match Channel::parse(&self.channel) {
-            Some(Channel::Email) => EmailAddress::parse(&self.recipient)
-                .map(VerificationTarget::Email)
-                .map_err(|_| corrupt("recipient"))?,
-            Some(Channel::Phone) => PhoneNumber::restore(&self.recipient)
-                .map(VerificationTarget::Phone)
-                .map_err(|_| corrupt("recipient"))?,
-            None => return Err(corrupt("channel")),
-        };
-        Ok(OutboxMessage {
-            message_id: self.message_id,
-            account_id: AccountId::parse(&self.account_id).map_err(|_| corrupt("account id"))?,
-            contact_id: ContactId::parse(&self.contact_id).map_err(|_| corrupt("contact id"))?,
-            contact_name: self.contact_name,
-            recipient,
-            verification_id: VerificationId::from_uuid(self.verification_id),
-            expires_at: self.expires_at,
-            attempt: u32::try_from(self.attempts).map_err(|_| corrupt("attempt"))?,
-            recorded: u64::try_from(self.recorded).map_err(|_| corrupt("outcome count"))?,
-            correlation_id: self.correlation_id,
-        })
-    }
-}
 
 /// Leases due messages to `owner`: one statement, so the lease commits before anything is sent.
 pub(crate) async fn claim_due(
@@ -77,16 +24,15 @@ pub(crate) async fn claim_due(
     limit: u32,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let now = Utc::now();
-    let mut rows: Vec<ClaimedRow> = sqlx::query_as(
+    let mut rows: Vec<ClaimedMessage> = sqlx::query_as(&format!(
         "UPDATE outbox_messages SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, \
              updated_at = ?3 \
          WHERE message_id IN (SELECT message_id FROM outbox_messages \
                WHERE state = 'pending' AND next_attempt_at <= ?3 \
                  AND (lease_until IS NULL OR lease_until <= ?3) \
                ORDER BY next_attempt_at LIMIT ?4) \
-         RETURNING message_id, account_id, contact_id, contact_name, channel, recipient, \
-                   verification_id, expires_at, attempts, recorded, correlation_id, next_attempt_at",
-    )
+         RETURNING {CLAIMED_MESSAGE_COLUMNS}"
+    ))
     .bind(owner)
     .bind(later(now, lease))
     .bind(now)
@@ -96,7 +42,7 @@ pub(crate) async fn claim_due(
     .map_err(failed("claiming outbox messages failed"))?;
     // RETURNING keeps no order: hand the messages out in the order they fell due.
     rows.sort_by_key(|row| row.next_attempt_at);
-    rows.into_iter().map(ClaimedRow::into_message).collect()
+    rows.into_iter().map(ClaimedMessage::into_message).collect()
 }
 
 /// The outcome and its event in one transaction, only while `owner` holds the lease and no
