@@ -3,14 +3,15 @@
 //! of the read models and remembered calls ([`documents`]), and a stored event's row turned
 //! into a [`contactd_app::RecordedEvent`] ([`recorded`]), and the inline read models folded
 //! from the log for a rebuild ([`fold`]); and the queue that groups concurrent writes and reads
-//! ([`grouping`]); following the log ([`subscription`]); a claimed outbox message read back
-//! ([`outbox`]). No SQL lives here: only the shapes a
+//! ([`grouping`]); following the log ([`subscription`]); a claimed outbox message and a claimed
+//! lifecycle job read back ([`outbox`], [`jobs`]). No SQL lives here: only the shapes a
 //! row has once a store has selected it.
 
 pub mod documents;
 pub mod events;
 pub mod fold;
 pub mod grouping;
+pub mod jobs;
 pub mod outbox;
 pub mod recorded;
 pub mod subscription;

@@ -6,15 +6,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use contactd_app::{
-    DeletionProgress, IntegrationMessage, JobOutcome, LifecycleJob, LifecycleTask, StoreError,
-};
-use contactd_domain::{AccountId, ContactId, FailReason, MemberAccountId, MemberId};
+use contactd_app::{DeletionProgress, JobOutcome, LifecycleJob, StoreError};
+use contactd_domain::{AccountId, FailReason, MemberAccountId};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::store_error;
 use contactd_store_core::events::message_types;
+use contactd_store_core::jobs::StoredJob;
 
 #[derive(sqlx::FromRow)]
 struct JobRow {
@@ -33,66 +32,23 @@ struct JobRow {
     attempts: i32,
 }
 
-impl JobRow {
-    fn into_job(self) -> Result<LifecycleJob, StoreError> {
-        let corrupt = |what: &str| {
-            StoreError::internal(
-                format!("lifecycle job {} has an unreadable {what}", self.job_id),
-                None,
-            )
-        };
-        let contact_id = || {
-            self.contact_id
-                .as_deref()
-                .and_then(|c| ContactId::parse(c).ok())
-                .ok_or_else(|| corrupt("contact id"))
-        };
-        let task = match self.kind.as_str() {
-            "publish" => LifecycleTask::Publish {
-                message: IntegrationMessage {
-                    message_id: self
-                        .message_id
-                        .clone()
-                        .ok_or_else(|| corrupt("message id"))?,
-                    subject: self.subject.clone().ok_or_else(|| corrupt("subject"))?,
-                    payload: self
-                        .payload
-                        .as_ref()
-                        .ok_or_else(|| corrupt("payload"))?
-                        .to_string()
-                        .into_bytes(),
-                },
-                deletion_id: self.deletion_id,
-                member: self
-                    .target
-                    .as_deref()
-                    .and_then(|t| MemberAccountId::parse(t).ok())
-                    .ok_or_else(|| corrupt("member"))?,
-                message_types: message_types(self.message_types.as_deref().unwrap_or_default())
-                    .map_err(|_| corrupt("message types"))?,
-            },
-            "unbind" => LifecycleTask::Unbind {
-                contact_id: contact_id()?,
-                target: self
-                    .target
-                    .as_deref()
-                    .and_then(|t| MemberId::parse(t).ok())
-                    .ok_or_else(|| corrupt("target"))?,
-            },
-            "finish_deletion" => LifecycleTask::FinishDeletion {
-                contact_id: contact_id()?,
-                deletion_id: self.deletion_id.ok_or_else(|| corrupt("deletion id"))?,
-            },
-            _ => return Err(corrupt("kind")),
-        };
-        Ok(LifecycleJob {
-            account_id: AccountId::parse(&self.account_id).map_err(|_| corrupt("account id"))?,
-            attempt: u32::try_from(self.attempts).map_err(|_| corrupt("attempt"))?,
-            job_id: self.job_id,
-            task,
-            causation_id: self.causation_id,
-            correlation_id: self.correlation_id,
-        })
+impl From<JobRow> for StoredJob {
+    fn from(row: JobRow) -> Self {
+        Self {
+            job_id: row.job_id,
+            account_id: row.account_id,
+            kind: row.kind,
+            contact_id: row.contact_id,
+            target: row.target,
+            subject: row.subject,
+            message_id: row.message_id,
+            payload: row.payload,
+            message_types: row.message_types,
+            deletion_id: row.deletion_id,
+            causation_id: row.causation_id,
+            correlation_id: row.correlation_id,
+            attempts: i64::from(row.attempts),
+        }
     }
 }
 
@@ -142,7 +98,9 @@ pub(crate) async fn claim_jobs(
     .fetch_all(pool)
     .await
     .map_err(|e| store_error("claiming lifecycle jobs failed", e))?;
-    rows.into_iter().map(JobRow::into_job).collect()
+    rows.into_iter()
+        .map(|row| StoredJob::from(row).into_job())
+        .collect()
 }
 
 /// Settles an attempt while `owner` holds the lease. A removal of a delete that settles makes

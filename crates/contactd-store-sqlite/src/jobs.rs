@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use contactd_app::{
-    DeletionProgress, IntegrationMessage, JobOutcome, LifecycleJob, LifecycleTask, StoreError,
-};
-use contactd_domain::{AccountId, ContactId, FailReason, MemberAccountId, MemberId};
+use contactd_app::{DeletionProgress, JobOutcome, LifecycleJob, StoreError};
+use contactd_domain::{AccountId, FailReason, MemberAccountId};
 use contactd_store_core::events::message_types;
+use contactd_store_core::jobs::StoredJob;
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
@@ -46,66 +45,40 @@ fn types_of(stored: Option<&str>) -> Option<contactd_domain::MessageTypes> {
 }
 
 impl JobRow {
-    fn into_job(self) -> Result<LifecycleJob, StoreError> {
+    /// The row as every store reads a job back; its JSON columns parsed.
+    fn into_stored(self) -> Result<StoredJob, StoreError> {
         let corrupt = |what: &str| {
             StoreError::internal(
                 format!("lifecycle job {} has an unreadable {what}", self.job_id),
                 None,
             )
         };
-        let contact_id = || {
-            self.contact_id
-                .as_deref()
-                .and_then(|c| ContactId::parse(c).ok())
-                .ok_or_else(|| corrupt("contact id"))
-        };
-        let task = match self.kind.as_str() {
-            "publish" => LifecycleTask::Publish {
-                message: IntegrationMessage {
-                    message_id: self
-                        .message_id
-                        .clone()
-                        .ok_or_else(|| corrupt("message id"))?,
-                    subject: self.subject.clone().ok_or_else(|| corrupt("subject"))?,
-                    // Rendered from its parsed value, as every store renders a payload.
-                    payload: self
-                        .payload
-                        .as_deref()
-                        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-                        .ok_or_else(|| corrupt("payload"))?
-                        .to_string()
-                        .into_bytes(),
-                },
-                deletion_id: self.deletion_id,
-                member: self
-                    .target
-                    .as_deref()
-                    .and_then(|t| MemberAccountId::parse(t).ok())
-                    .ok_or_else(|| corrupt("member"))?,
-                message_types: types_of(self.message_types.as_deref())
-                    .ok_or_else(|| corrupt("message types"))?,
-            },
-            "unbind" => LifecycleTask::Unbind {
-                contact_id: contact_id()?,
-                target: self
-                    .target
-                    .as_deref()
-                    .and_then(|t| MemberId::parse(t).ok())
-                    .ok_or_else(|| corrupt("target"))?,
-            },
-            "finish_deletion" => LifecycleTask::FinishDeletion {
-                contact_id: contact_id()?,
-                deletion_id: self.deletion_id.ok_or_else(|| corrupt("deletion id"))?,
-            },
-            _ => return Err(corrupt("kind")),
-        };
-        Ok(LifecycleJob {
-            account_id: AccountId::parse(&self.account_id).map_err(|_| corrupt("account id"))?,
-            attempt: u32::try_from(self.attempts).map_err(|_| corrupt("attempt"))?,
+        let payload = self
+            .payload
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| corrupt("payload"))?;
+        let message_types = self
+            .message_types
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| corrupt("message types"))?;
+        Ok(StoredJob {
             job_id: self.job_id,
-            task,
+            account_id: self.account_id,
+            kind: self.kind,
+            contact_id: self.contact_id,
+            target: self.target,
+            subject: self.subject,
+            message_id: self.message_id,
+            payload,
+            message_types,
+            deletion_id: self.deletion_id,
             causation_id: self.causation_id,
             correlation_id: self.correlation_id,
+            attempts: self.attempts,
         })
     }
 }
@@ -165,7 +138,9 @@ pub(crate) async fn claim_jobs(
     tx.commit().await.map_err(&failure)?;
     // RETURNING keeps no order: hand the jobs out in the order they were recorded.
     rows.sort_by_key(|row| row.recorded);
-    rows.into_iter().map(JobRow::into_job).collect()
+    rows.into_iter()
+        .map(|row| row.into_stored()?.into_job())
+        .collect()
 }
 
 /// Settles an attempt while `owner` holds the lease. A removal of a delete that settles makes
