@@ -154,6 +154,21 @@ pub fn retitled(state: &Contact, title: Title, metadata: &EventMetadata) -> (New
 }
 
 /// Stores a new contact of the metadata's account (version 1).
+/// Stores `n` new contacts (each at version 1), one append each.
+pub async fn stored_contacts<S: ContactStore>(store: &S, n: usize) -> Vec<Contact> {
+    let metadata = metadata();
+    let mut contacts = Vec::with_capacity(n);
+    for i in 0..n {
+        let (added, contact) = created(&letters(i), &metadata);
+        store
+            .append(creation(&contact, std::slice::from_ref(&added), &metadata))
+            .await
+            .unwrap();
+        contacts.push(contact);
+    }
+    contacts
+}
+
 pub async fn stored_contact(
     store: &impl ContactStore,
     name: &str,
