@@ -146,7 +146,6 @@ impl Store {
 
 /// Runs `$body` with `$store` bound to the concrete store inside `$value`: the one match on
 /// the backend, after which the code is generic.
-#[macro_export]
 macro_rules! with_store {
     ($value:expr, $store:ident => $body:expr) => {
         match $value {
@@ -155,6 +154,7 @@ macro_rules! with_store {
         }
     };
 }
+pub(crate) use with_store;
 
 /// What the binary needs of a store: the ports, and the workers and rebuilds each store runs
 /// its own way.

@@ -18,9 +18,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
 
-use crate::backend::{Backend, Store, stopped};
+use crate::backend::{Backend, Store, stopped, with_store};
 use crate::settings::{DatabaseSettings, ServeSettings};
-use crate::with_store;
 
 /// `contactd serve`.
 pub async fn serve(
