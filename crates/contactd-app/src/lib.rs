@@ -21,7 +21,7 @@ mod verification;
 
 pub use audit::{AuditService, EventPage};
 pub use codes::{CodeSecret, LinkToken, MIN_SECRET_BYTES, ShortSecret};
-pub use context::{CallContext, RequestId};
+pub use context::{CallContext, Principal, Proof, RequestId};
 pub use dispatch::{DispatchCounts, DispatchMetrics, DispatchSettings, Dispatcher};
 pub use error::AppError;
 pub use integration::{

@@ -470,7 +470,7 @@ pub(crate) fn metadata(ctx: &CallContext, recorded_at: DateTime<Utc>) -> EventMe
             .unwrap_or_else(|| request_id.clone()),
         request_id,
         account_id: ctx.account_id.clone(),
-        caller: ctx.caller.clone(),
+        caller: ctx.principal.to_string(),
         correlation_id: ctx.correlation_id.clone(),
         recorded_at,
     }

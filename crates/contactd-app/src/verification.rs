@@ -11,7 +11,7 @@ use contactd_domain::{
 use tracing::instrument;
 
 use crate::codes::{CodeSecret, LinkToken};
-use crate::context::CallContext;
+use crate::context::{CallContext, Principal};
 use crate::error::AppError;
 use crate::paging::{Page, PageRequest};
 use crate::port::{CodeIssue, ContactStore, LinkedCode, Operation, Outcome, SendLimits};
@@ -249,7 +249,7 @@ impl<S: ContactStore> ContactService<S> {
 /// A link acts for its contact's account; its events say they came from a link.
 fn link_context(linked: &LinkedCode) -> CallContext {
     let mut ctx = CallContext::new(linked.account_id.clone(), None);
-    ctx.caller = "confirmation-link".to_owned();
+    ctx.principal = Principal::service(ctx.account_id.clone(), "confirmation-link");
     ctx
 }
 

@@ -119,7 +119,7 @@ async fn the_page_shows_without_changing_and_the_post_confirms_once(db: TestDb) 
             &[&id],
         )
         .await;
-    assert_eq!(caller, "confirmation-link");
+    assert_eq!(caller, "service:confirmation-link");
 
     for method in ["GET", "POST"] {
         let spent = http(pages, method, &path).await;
