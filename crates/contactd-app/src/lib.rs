@@ -5,6 +5,7 @@
 mod audit;
 mod codes;
 mod context;
+pub mod deadline;
 mod directory;
 mod dispatch;
 mod error;

@@ -2,36 +2,46 @@
 //! account's log streamed live.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use contactd_app::{AppError, AsOf, AuditLog, AuditService, EventPage, LogSubscription};
 use contactd_domain::{ContactId, Field, ParameterError};
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::identity::call_context;
+use crate::access::admitted;
 use crate::proto::get_message_contact_as_of_request::AsOf as ProtoAsOf;
 use crate::proto::message_contact_audit_service_server::MessageContactAuditService;
 use crate::proto::{
-    Event, GetMessageContactAsOfRequest, GetMessageContactAsOfResponse,
-    ListMessageContactEventsRequest, ListMessageContactEventsResponse, StreamEventsRequest,
+    GetMessageContactAsOfRequest, GetMessageContactAsOfResponse, ListMessageContactEventsRequest,
+    ListMessageContactEventsResponse, StreamEventsRequest,
 };
 use crate::service::serve;
+use crate::streams::{self, EventStream, OpenStreams};
 use crate::{status, to_proto};
 
-/// Events buffered per stream before the reader waits for the client: the back-pressure.
-const STREAM_BUFFER: usize = 256;
+/// When a refused stream may try again: streams end at their clients' pace, not the server's.
+const STREAM_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub(crate) struct AuditGrpc<L> {
     audit: Arc<AuditService<L>>,
     /// Turns true when the server shuts down: open streams end so that shutdown completes.
     stopping: watch::Receiver<bool>,
+    streams: Arc<OpenStreams>,
 }
 
 impl<L> AuditGrpc<L> {
-    pub(crate) fn new(audit: Arc<AuditService<L>>, stopping: watch::Receiver<bool>) -> Self {
-        Self { audit, stopping }
+    pub(crate) fn new(
+        audit: Arc<AuditService<L>>,
+        stopping: watch::Receiver<bool>,
+        streams: Arc<OpenStreams>,
+    ) -> Self {
+        Self {
+            audit,
+            stopping,
+            streams,
+        }
     }
 }
 
@@ -84,23 +94,24 @@ impl<L: AuditLog> MessageContactAuditService for AuditGrpc<L> {
         .await
     }
 
-    type StreamEventsStream = ReceiverStream<Result<Event, Status>>;
+    type StreamEventsStream = EventStream;
 
     async fn stream_events(
         &self,
         request: Request<StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let ctx = call_context(request.metadata()).map_err(|_| {
-            status::unauthenticated(&contactd_app::RequestId::generate().to_string())
-        })?;
+        let (ctx, StreamEventsRequest { from_position }) = admitted(request)?;
         let request_id = ctx.request_id.to_string();
-        let from_position = request.into_inner().from_position;
+        let Some(permit) = self.streams.open(&ctx.account_id) else {
+            tracing::info!(request_id, account = %ctx.account_id, "stream refused: too many open");
+            return Err(status::throttled(&request_id, STREAM_RETRY_AFTER));
+        };
         let mut subscription = self
             .audit
             .follow(&ctx, from_position)
             .await
             .map_err(|error| status::app_error(&error, &request_id))?;
-        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let (mut sender, stream) = streams::buffer(self.streams.settings(), permit);
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             loop {
@@ -108,27 +119,25 @@ impl<L: AuditLog> MessageContactAuditService for AuditGrpc<L> {
                     batch = subscription.next_batch() => batch,
                     _ = stopping.wait_for(|stop| *stop) => return,
                     // The client went away while nothing new came: stop following for it.
-                    () = sender.closed() => return,
+                    () = sender.client_gone() => return,
                 };
                 match batch {
                     Ok(events) => {
                         for event in &events {
-                            // A send fails once the client has gone: stop reading for it.
-                            if sender.send(Ok(to_proto::event(event))).await.is_err() {
+                            let stalled = |resume| status::stream_fell_behind(&request_id, resume);
+                            if sender.send(to_proto::event(event), stalled).await.is_err() {
                                 return;
                             }
                         }
                     }
                     Err(error) => {
-                        let _ = sender
-                            .send(Err(status::app_error(&AppError::from(error), &request_id)))
-                            .await;
+                        sender.end(status::app_error(&AppError::from(error), &request_id));
                         return;
                     }
                 }
             }
         });
-        let mut response = Response::new(ReceiverStream::new(receiver));
+        let mut response = Response::new(stream);
         if let Ok(value) = ctx.request_id.to_string().parse() {
             response
                 .metadata_mut()

@@ -1,19 +1,23 @@
 //! The gRPC front end: the only crate that knows the wire format. It turns calls into commands
 //! (`from_proto`), results into responses (`to_proto`), errors into statuses with the
-//! contract's details (`status`), and serves it all with health and reflection (`server`): the
-//! contact service (`service`: fields, verification, delete, bindings), the audit service
-//! (`audit`) and the resource directory mirror (`directory`).
+//! contract's details (`status`), and serves it all with health and reflection (`server`)
+//! behind the identity layer (`access`): the contact service (`service`: fields,
+//! verification, delete, bindings), the audit service (`audit`, its live streams bounded by
+//! `streams`) and the resource directory mirror (`directory`).
 
+mod access;
 mod audit;
 mod directory;
 mod from_proto;
-mod identity;
 mod server;
 mod service;
 mod status;
+mod streams;
 mod to_proto;
 
+pub use access::{Access, Identity};
 pub use server::{Server, ServerSettings};
+pub use streams::{EventStream, StreamSettings};
 
 /// The generated protobuf types, server and client.
 pub mod proto {

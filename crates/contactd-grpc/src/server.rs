@@ -1,23 +1,36 @@
 //! The gRPC server: the contact, audit and resource directory services, health and reflection
-//! (v1 and v1alpha, so that grpcurl 1.8 works without proto files), on a listener the caller
-//! binds.
+//! (v1 and v1alpha, so that grpcurl 1.8 works without proto files), behind the access layer,
+//! served over HTTP/2 by hyper on a listener the caller binds (plaintext or TLS, with its
+//! connection limits). hyper is driven here rather than through tonic's server so that the
+//! HTTP/2 limits a hostile client meets are all ours to set: keep-alive pings, header size,
+//! calls per connection and the bytes buffered per call.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use contactd_app::{AuditLog, AuditService, ContactService, ContactStore, DirectoryStore};
-use tokio::net::TcpListener;
+use contactd_net::{Connection, Listener};
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
+use tokio::task::JoinSet;
+use tokio_stream::StreamExt;
+use tonic::service::Routes;
+use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower::util::MapRequest;
+use tower::{Layer, Service};
 
+use crate::access::{Access, AccessLayer};
 use crate::audit::AuditGrpc;
 use crate::directory::DirectoryGrpc;
 use crate::proto::message_contact_audit_service_server::MessageContactAuditServiceServer;
 use crate::proto::message_contact_service_server::MessageContactServiceServer;
 use crate::proto::resource_directory_service_server::ResourceDirectoryServiceServer;
 use crate::service::ContactGrpc;
+use crate::streams::{OpenStreams, StreamSettings};
 
 const SERVICE_NAMES: [&str; 3] = [
     "resourcemanager.messagecontact.v1.MessageContactService",
@@ -28,17 +41,33 @@ const SERVICE_NAMES: [&str; 3] = [
 /// Transport settings of the server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// The longest a call may run; a client's shorter `grpc-timeout` wins.
-    pub call_timeout: Duration,
-    /// The largest request accepted, in bytes.
+    /// The largest request accepted, in bytes; a larger one is refused from its length prefix,
+    /// before anything is allocated for it.
     pub max_request_bytes: usize,
+    /// How often an idle HTTP/2 connection is pinged, and how long the client has to answer:
+    /// a half-open connection is closed after both.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// The largest header block a request may have, in bytes.
+    pub max_header_bytes: u32,
+    /// Calls in flight at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Response bytes HTTP/2 holds per call for a client that does not take them.
+    pub send_buffer_bytes: usize,
+    /// The live streams of events.
+    pub streams: StreamSettings,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            call_timeout: Duration::from_secs(30),
-            max_request_bytes: 1024 * 1024,
+            max_request_bytes: 64 * 1024,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_concurrent_streams: 256,
+            send_buffer_bytes: 8 * 1024,
+            streams: StreamSettings::default(),
         }
     }
 }
@@ -48,6 +77,7 @@ impl Default for ServerSettings {
 pub struct Server<S, L> {
     app: Arc<ContactService<S>>,
     audit: Arc<AuditService<L>>,
+    access: Arc<Access>,
     settings: ServerSettings,
 }
 
@@ -55,11 +85,13 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
     pub fn new(
         app: Arc<ContactService<S>>,
         audit: Arc<AuditService<L>>,
+        access: Access,
         settings: ServerSettings,
     ) -> Self {
         Self {
             app,
             audit,
+            access: Arc::new(access),
             settings,
         }
     }
@@ -68,43 +100,112 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
     /// flight finish.
     pub async fn run(
         self,
-        listener: TcpListener,
+        listener: Listener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
+        let max_request = self.settings.max_request_bytes;
         let contacts = MessageContactServiceServer::new(ContactGrpc::new(Arc::clone(&self.app)))
-            .max_decoding_message_size(self.settings.max_request_bytes);
+            .max_decoding_message_size(max_request);
         let directory = ResourceDirectoryServiceServer::new(DirectoryGrpc::new(self.app))
-            .max_decoding_message_size(self.settings.max_request_bytes);
+            .max_decoding_message_size(max_request);
         // Streams never end by themselves: they are told to when shutdown begins, so that the
         // graceful shutdown, which waits for every call, completes.
         let (stop_streams, stopping) = watch::channel(false);
-        let audit = MessageContactAuditServiceServer::new(AuditGrpc::new(self.audit, stopping))
-            .max_decoding_message_size(self.settings.max_request_bytes);
-        let shutdown = async move {
-            shutdown.await;
-            let _ = stop_streams.send(true);
-        };
-
-        set_serving(&health_reporter).await;
-        tonic::transport::Server::builder()
-            .timeout(self.settings.call_timeout)
-            .add_service(health_service)
+        let streams = OpenStreams::new(self.settings.streams.clone());
+        let audit =
+            MessageContactAuditServiceServer::new(AuditGrpc::new(self.audit, stopping, streams))
+                .max_decoding_message_size(max_request);
+        let routes = Routes::new(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(contacts)
             .add_service(audit)
             .add_service(directory)
-            // The builder's `tcp_nodelay` applies only to listeners it binds itself; without
-            // NODELAY on accepted sockets, small replies wait ~40 ms for delayed ACKs.
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
-            .await?;
+            .prepare();
+        let service = AccessLayer::new(self.access).layer(routes);
+
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.settings.keepalive_interval)
+            .keep_alive_timeout(self.settings.keepalive_timeout)
+            .max_header_list_size(self.settings.max_header_bytes)
+            .max_concurrent_streams(self.settings.max_concurrent_streams)
+            .max_send_buf_size(self.settings.send_buffer_bytes);
+
+        set_serving(&health_reporter).await;
+        let (close, closing) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let incoming = listener.incoming();
+        tokio::pin!(incoming);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = incoming.next() => match accepted {
+                    Some(Ok(connection)) => {
+                        connections.spawn(serve_connection(
+                            http2.clone(),
+                            service.clone(),
+                            connection,
+                            closing.clone(),
+                        ));
+                    }
+                    Some(Err(error)) => tracing::debug!(%error, "connection not accepted"),
+                    None => break,
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        let _ = stop_streams.send(true);
+        let _ = close.send(true);
+        while connections.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// Serves one connection's calls until the client closes it, or, once `closing` turns true,
+/// until the calls in flight have finished.
+async fn serve_connection<S>(
+    http2: http2::Builder<TokioExecutor>,
+    service: S,
+    connection: Connection,
+    mut closing: watch::Receiver<bool>,
+) where
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let info = connection.connect_info();
+    // The layer learns whom the connection is with (address, client certificate) from each
+    // request's extensions.
+    let service = MapRequest::new(service, move |mut request: http::Request<_>| {
+        request.extensions_mut().insert(info.clone());
+        request
+    });
+    let served =
+        http2.serve_connection(TokioIo::new(connection), TowerToHyperService::new(service));
+    tokio::pin!(served);
+    let closed = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        () = closed => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended");
     }
 }
 

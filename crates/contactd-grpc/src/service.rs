@@ -1,19 +1,19 @@
-//! `MessageContactService`: each RPC identifies the caller, honours the client token, converts
-//! the request, runs the use case and converts the result, in the contract's check order. The
-//! contact's fields and verification, its delete and its bindings to the directory.
+//! `MessageContactService`: each RPC checks the caller's permission, honours the client token,
+//! converts the request, runs the use case and converts the result, in the contract's check
+//! order. The contact's fields and verification, its delete and its bindings to the directory.
 
 use std::sync::Arc;
 
 use contactd_app::{
     AppError, CallContext, ContactService, ContactStore, DirectoryStore, Idempotency, Operation,
-    Outcome, RequestId,
+    Outcome,
 };
 use contactd_domain::ClientToken;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use crate::access::{Target, admitted};
 use crate::from_proto::{self, fingerprint};
-use crate::identity::call_context;
 use crate::proto::message_contact_service_server::MessageContactService;
 use crate::proto::{
     AddMessageContactRequest, AddMessageContactResponse, AssociateMembersRequest,
@@ -432,22 +432,21 @@ pub(crate) fn mismatched_outcome() -> AppError {
     ))
 }
 
-/// Identifies the caller, runs the call and turns its result into a response whose request id
-/// is in the body and in metadata alike.
+/// Runs a call the access layer let in, once its principal may do the RPC's action on its
+/// resource, and turns its result into a response whose request id is in the body and in
+/// metadata alike.
 pub(crate) async fn serve<Req, Resp, Fut>(
     request: Request<Req>,
     call: impl FnOnce(CallContext, Req) -> Fut,
 ) -> Result<Response<Resp>, Status>
 where
+    Req: Target,
     Resp: WithRequestId,
     Fut: Future<Output = Result<Resp, AppError>>,
 {
-    let ctx = match call_context(request.metadata()) {
-        Ok(ctx) => ctx,
-        Err(_) => return Err(status::unauthenticated(&RequestId::generate().to_string())),
-    };
+    let (ctx, message) = admitted(request)?;
     let request_id = ctx.request_id.to_string();
-    match call(ctx, request.into_inner()).await {
+    match call(ctx, message).await {
         Ok(body) => {
             let header = MetadataValue::try_from(body.request_id())
                 .map_err(|_| status::app_error(&mismatched_outcome(), &request_id))?;

@@ -3,6 +3,7 @@
 //! here and never sent.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use contactd_app::AppError;
 use contactd_domain::{Field, ParameterError};
@@ -12,6 +13,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 pub(crate) const REQUEST_ID_HEADER: &str = "x-acs-request-id";
 pub(crate) const ERROR_CODE_HEADER: &str = "x-acs-error-code";
+pub(crate) const RETRY_AFTER_HEADER: &str = "retry-after";
+/// Where an ended stream resumes: the `from_position` of the next `StreamEvents`.
+pub(crate) const RESUME_FROM_HEADER: &str = "x-contactd-resume-from";
 const ERROR_DOMAIN: &str = "resourcemanager";
 
 /// One row of the contract's error table.
@@ -169,6 +173,87 @@ pub(crate) fn unauthenticated(request_id: &str) -> Status {
     )
 }
 
+/// The caller may not do this action on this resource (or on anything).
+pub(crate) fn no_permission(request_id: &str) -> Status {
+    status(
+        ErrorCode::new(
+            "NoPermission",
+            "You are not authorized to do this action.",
+            Code::PermissionDenied,
+            403,
+        ),
+        request_id,
+    )
+}
+
+/// The caller's budget of calls (or of open streams) is spent for now: `RetryInfo` and a
+/// trailing `retry-after` (whole seconds, rounded up) say when to try again.
+pub(crate) fn throttled(request_id: &str, retry_after: Duration) -> Status {
+    let mut status = status_with(
+        ErrorCode::new(
+            "Throttling.User",
+            "Request was denied due to user flow control.",
+            Code::ResourceExhausted,
+            400,
+        ),
+        request_id,
+        |details| {
+            details.set_retry_info(Some(retry_after));
+        },
+    );
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    status
+        .metadata_mut()
+        .insert(RETRY_AFTER_HEADER, MetadataValue::from(seconds.max(1)));
+    status
+}
+
+/// The request's bytes are not the RPC's message (or not a whole one). The contract asks for
+/// no `ErrorInfo` reason here; the request id is there as on every answer.
+pub(crate) fn undecodable(request_id: &str, what: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_request_info(request_id, "");
+    let mut status = Status::with_error_details(
+        Code::InvalidArgument,
+        format!("The request could not be decoded: {what}."),
+        details,
+    );
+    if let Ok(value) = MetadataValue::try_from(request_id) {
+        status.metadata_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    status
+}
+
+/// A status raised before the call reached its handler (tonic's own: an unknown method, a
+/// deadline), with the request id added so that every answer carries one.
+pub(crate) fn with_request_id(mut status: Status, request_id: &str) -> Status {
+    if let Ok(value) = MetadataValue::try_from(request_id) {
+        status.metadata_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    status
+}
+
+/// A live stream whose client stopped reading was ended so that it holds no memory; it resumes
+/// from `next_position` (`from_position` of a new `StreamEvents`), also in trailing metadata.
+pub(crate) fn stream_fell_behind(request_id: &str, next_position: i64) -> Status {
+    let mut status = status(
+        ErrorCode::new(
+            "Throttling.StreamFellBehind",
+            &format!(
+                "The stream was ended because its client stopped reading. Resume from \
+                 from_position {next_position}."
+            ),
+            Code::ResourceExhausted,
+            429,
+        ),
+        request_id,
+    );
+    status
+        .metadata_mut()
+        .insert(RESUME_FROM_HEADER, MetadataValue::from(next_position));
+    status
+}
+
 fn parameter(error: ParameterError) -> ErrorCode {
     let field = error.field();
     let name = code_name(field);
@@ -225,7 +310,12 @@ fn code_name(field: Field) -> &'static str {
 }
 
 fn status(error: ErrorCode, request_id: &str) -> Status {
+    status_with(error, request_id, |_| {})
+}
+
+fn status_with(error: ErrorCode, request_id: &str, more: impl FnOnce(&mut ErrorDetails)) -> Status {
     let mut details = ErrorDetails::new();
+    more(&mut details);
     details.set_error_info(
         error.reason.clone(),
         ERROR_DOMAIN,

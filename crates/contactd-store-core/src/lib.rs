@@ -25,4 +25,4 @@ pub use events::{
 };
 pub use fold::{INLINE_READ_MODEL, InlineFold, RebuildReport};
 pub use recorded::{StoredEvent, canonical_payload, event_json_line};
-pub use subscription::{DEFAULT_POLL_INTERVAL, Subscription};
+pub use subscription::{DEFAULT_POLL_INTERVAL, FOLLOW_BATCH, Subscription};

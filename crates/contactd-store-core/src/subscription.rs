@@ -13,6 +13,10 @@ use tokio::sync::watch;
 /// How often a waiting reader looks at the log when nothing woke it.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Events per batch of a client's live stream (`AuditLog::follow`): small, because a batch
+/// waits in memory while the client is slow to read it.
+pub const FOLLOW_BATCH: u32 = 16;
+
 /// A reader that follows the log (or one account's part of it) from a position on, in batches.
 #[derive(Debug)]
 pub struct Subscription<S> {

@@ -571,7 +571,9 @@ impl AuditLog for SqliteStore {
         from_position: i64,
     ) -> Result<Subscription, StoreError> {
         let start = self.start_at(from_position).await?;
-        Ok(self.subscribe(Some(account_id.clone()), start))
+        Ok(self
+            .subscribe(Some(account_id.clone()), start)
+            .with_batch_size(contactd_store_core::FOLLOW_BATCH))
     }
 }
 

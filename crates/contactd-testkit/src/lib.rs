@@ -3,8 +3,9 @@
 //! gateway ([`Gateway`]), a NATS server with JetStream and the messages its streams hold
 //! ([`NatsServer`], Debian's `nats-server -js`), peers that accept connections and never answer
 //! ([`SilentPeer`]), an address where nothing listens ([`closed_port`]), and Debian's Chromium
-//! driven headless over WebDriver ([`Browser`]). What a verification message carries is read with
-//! [`verification_code`] and [`verification_link`].
+//! driven headless over WebDriver ([`Browser`]), and certificates and signed tokens made on the
+//! spot ([`pki`]). What a verification message carries is read with [`verification_code`] and
+//! [`verification_link`].
 //!
 //! For tests only (a dev-dependency): every constructor panics when its peer cannot be set up.
 // A peer that cannot be set up, or a directory that cannot be read, is a failed test: panicking
@@ -16,6 +17,7 @@ mod extract;
 mod gateway;
 mod nats;
 mod peer;
+pub mod pki;
 mod smtp;
 
 use std::time::Duration;

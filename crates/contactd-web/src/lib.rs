@@ -9,28 +9,34 @@ mod page;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use contactd_app::{AppError, ContactService, ContactStore, LinkStatus, LinkToken};
-use tokio::net::TcpListener;
+use contactd_net::{ConnectionInfo, Listener};
 use tracing::{error, info};
 
 use crate::page::Page;
 
-/// Serves the pages on `listener` until `shutdown` completes.
+/// Serves the pages on `listener` (plaintext or TLS, with its connection limits) until
+/// `shutdown` completes.
 pub async fn serve<S: ContactStore>(
-    listener: TcpListener,
+    listener: Listener,
     app: Arc<ContactService<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(address) = listener.local_addr() {
         info!(%address, "confirmation pages listening");
     }
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let routes = router(app).layer(middleware::from_fn(mark_call));
+    axum::serve(
+        listener,
+        routes.into_make_service_with_connect_info::<ConnectionInfo>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// The routes, for tests that drive them without a socket.
@@ -40,6 +46,16 @@ pub fn router<S: ContactStore>(app: Arc<ContactService<S>>) -> Router {
         .route("/static/page.css", get(stylesheet))
         .fallback(not_found)
         .with_state(app)
+}
+
+/// Keeps the request's connection from counting as idle while the request is served.
+async fn mark_call(
+    ConnectInfo(connection): ConnectInfo<ConnectionInfo>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _call = connection.begin_call();
+    next.run(request).await
 }
 
 /// What a link leads to, changing nothing.

@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod secret;
+mod security;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

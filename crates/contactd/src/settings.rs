@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use contactd_access::RateLimits;
 use contactd_domain::CountryCodes;
 
 #[derive(Debug, Parser)]
@@ -82,8 +83,141 @@ pub struct DatabaseSettings {
 /// How callers are identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IdentityMode {
-    /// Trust metadata `x-acs-account-id`: only for a loopback address or a trusted network.
+    /// Trust metadata `x-acs-account-id`: on loopback, or behind a gateway that proves itself
+    /// with a client certificate (`--client-ca`).
     TrustedHeader,
+    /// A signed JWT in `authorization: Bearer …` names the principal and its account.
+    Token,
+    /// The client certificate names the principal; `--certificate-accounts` its account.
+    Mtls,
+}
+
+/// Transport security, authentication, authorization and abuse limits.
+#[derive(Debug, Clone, Args)]
+pub struct SecuritySettings {
+    /// The server's certificate chain (PEM) for the gRPC and HTTP ports; with `--tls-key`.
+    /// Reloaded when the file changes.
+    #[arg(long, env = "CONTACTD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The server's private key (PEM); reloaded when the file changes.
+    #[arg(long, env = "CONTACTD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to: with it, every
+    /// connection to both ports must present one (mutual TLS). Needs `--tls-cert`.
+    #[arg(long, env = "CONTACTD_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+
+    /// The keys bearer tokens are signed with: a JWKS document or PEM public keys. Reloaded
+    /// when the file changes. Identity mode `token`.
+    #[arg(long, env = "CONTACTD_TOKEN_KEYS")]
+    pub token_keys: Option<PathBuf>,
+
+    /// The issuer (`iss`) bearer tokens must name.
+    #[arg(long, env = "CONTACTD_TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
+
+    /// The audience (`aud`) bearer tokens must name.
+    #[arg(long, env = "CONTACTD_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+
+    /// The signature algorithms accepted, comma-separated (never `none`, no shared secrets).
+    #[arg(
+        long,
+        env = "CONTACTD_TOKEN_ALGORITHMS",
+        default_value = "RS256,ES256,EdDSA"
+    )]
+    pub token_algorithms: String,
+
+    /// The clock skew allowed on a token's `exp` and `nbf`, in seconds.
+    #[arg(long, env = "CONTACTD_TOKEN_LEEWAY_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub token_leeway_secs: u64,
+
+    /// Which account each client certificate acts for (a JSON object: certificate identity
+    /// to account id). Reloaded when the file changes. Identity mode `mtls`.
+    #[arg(long, env = "CONTACTD_CERTIFICATE_ACCOUNTS")]
+    pub certificate_accounts: Option<PathBuf>,
+
+    /// RAM-style policies and the principals they are attached to (JSON). Reloaded when the
+    /// file changes; a malformed change keeps the last good policies. Unset: every principal
+    /// may do everything on its own account's contacts.
+    #[arg(long, env = "CONTACTD_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+
+    /// How often the certificate, key, token keys, mapping and policy files are looked at for
+    /// changes, in seconds.
+    #[arg(long, env = "CONTACTD_RELOAD_INTERVAL_SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub reload_interval_secs: u64,
+
+    /// Calls per second and burst per account, per class of RPC
+    /// (`read=R:B,write=R:B,verify=R:B,stream=R:B`; a class left out is unlimited; `off`).
+    #[arg(long, env = "CONTACTD_ACCOUNT_RATE_LIMITS", default_value = DEFAULT_RATE_LIMITS, value_parser = RateLimits::parse)]
+    pub account_rate_limits: RateLimits,
+
+    /// Calls per second and burst per principal, per class of RPC (as for accounts).
+    #[arg(long, env = "CONTACTD_PRINCIPAL_RATE_LIMITS", default_value = DEFAULT_RATE_LIMITS, value_parser = RateLimits::parse)]
+    pub principal_rate_limits: RateLimits,
+
+    /// The largest request accepted, in bytes.
+    #[arg(long, env = "CONTACTD_MAX_REQUEST_BYTES", default_value_t = 64 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=16 * 1024 * 1024))]
+    pub max_request_bytes: usize,
+
+    /// The largest header block of a request, in bytes.
+    #[arg(long, env = "CONTACTD_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+    pub max_header_bytes: u32,
+
+    /// Connections open at once on each port.
+    #[arg(long, env = "CONTACTD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
+
+    /// Connections open at once from one client address on each port.
+    #[arg(long, env = "CONTACTD_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections_per_ip: usize,
+
+    /// A connection with no call in flight for this long is closed, in seconds.
+    #[arg(long, env = "CONTACTD_IDLE_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: u64,
+
+    /// How often an HTTP/2 connection is pinged, in seconds; one that does not answer within
+    /// as long again (at most 20 s) is closed.
+    #[arg(long, env = "CONTACTD_KEEPALIVE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keepalive_secs: u64,
+
+    /// Live event streams (`StreamEvents`) open at once, in all.
+    #[arg(long, env = "CONTACTD_MAX_STREAMS", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_streams: usize,
+
+    /// Live event streams one account may hold open.
+    #[arg(long, env = "CONTACTD_MAX_STREAMS_PER_ACCOUNT", default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_streams_per_account: usize,
+
+    /// How long a live stream whose client stopped reading is kept, in seconds; then it ends
+    /// with `RESOURCE_EXHAUSTED` and where to resume.
+    #[arg(long, env = "CONTACTD_STREAM_STALL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub stream_stall_secs: u64,
+}
+
+/// Generous enough for any well-behaved service; there to stop a runaway one.
+const DEFAULT_RATE_LIMITS: &str = "read=20000:40000,write=5000:10000,verify=20:40,stream=10:20";
+
+impl SecuritySettings {
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_secs(self.reload_interval_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn keepalive(&self) -> (Duration, Duration) {
+        let interval = Duration::from_secs(self.keepalive_secs);
+        (interval, interval.min(Duration::from_secs(20)))
+    }
+
+    pub fn stream_stall(&self) -> Duration {
+        Duration::from_secs(self.stream_stall_secs)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -96,9 +230,13 @@ pub struct ServeSettings {
     pub database: DatabaseSettings,
 
     /// How callers are identified. Required when listening on a non-loopback address, so that
-    /// trusting a header is never a silent default there.
+    /// trusting a header is never a silent default there; `trusted-header` there needs
+    /// mutual TLS.
     #[arg(long, env = "CONTACTD_IDENTITY_MODE", value_enum)]
     pub identity_mode: Option<IdentityMode>,
+
+    #[command(flatten)]
+    pub security: SecuritySettings,
 
     /// Contacts (not deleted) allowed per account.
     #[arg(long, env = "CONTACTD_MAX_CONTACTS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -179,7 +317,8 @@ pub struct VerificationSettings {
     #[arg(long, env = "CONTACTD_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
 
-    /// The base of the links that messages carry; `http://` + the HTTP address when unset.
+    /// The base of the links that messages carry; `http://` (with TLS `https://`) + the HTTP
+    /// address when unset.
     #[arg(long, env = "CONTACTD_PUBLIC_URL")]
     pub public_url: Option<String>,
 
@@ -265,25 +404,72 @@ impl VerificationSettings {
         Ok(Duration::from_secs(self.dispatch_lease_secs))
     }
 
-    /// The base of confirmation links, given where the HTTP server listens.
-    pub fn public_url(&self, http: SocketAddr) -> String {
+    /// The base of confirmation links, given where the HTTP server listens and whether it
+    /// speaks TLS.
+    pub fn public_url(&self, http: SocketAddr, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
         self.public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{http}"))
+            .unwrap_or_else(|| format!("{scheme}://{http}"))
     }
 }
 
 impl ServeSettings {
     /// The identity mode in force, or why the settings are refused.
     pub fn effective_identity_mode(&self) -> Result<IdentityMode, String> {
-        match self.identity_mode {
-            Some(mode) => Ok(mode),
-            None if self.listen.ip().is_loopback() => Ok(IdentityMode::TrustedHeader),
-            None => Err(format!(
-                "listening on {} (not loopback) needs an explicit --identity-mode: trusting the \
-                 x-acs-account-id header is only the default on loopback",
-                self.listen
-            )),
+        let security = &self.security;
+        let loopback = self.listen.ip().is_loopback();
+        let mode = match self.identity_mode {
+            Some(mode) => mode,
+            None if loopback => IdentityMode::TrustedHeader,
+            None => {
+                return Err(format!(
+                    "listening on {} (not loopback) needs an explicit --identity-mode: trusting \
+                     the x-acs-account-id header is only the default on loopback",
+                    self.listen
+                ));
+            }
+        };
+        let missing = |what: &[(&str, bool)]| {
+            let absent: Vec<&str> = what
+                .iter()
+                .filter(|(_, present)| !present)
+                .map(|(flag, _)| *flag)
+                .collect();
+            if absent.is_empty() {
+                Ok(mode)
+            } else {
+                Err(format!(
+                    "--identity-mode {} needs {}",
+                    mode.to_possible_value()
+                        .map(|value| value.get_name().to_owned())
+                        .unwrap_or_default(),
+                    absent.join(" and ")
+                ))
+            }
+        };
+        match mode {
+            IdentityMode::TrustedHeader if !loopback && security.client_ca.is_none() => {
+                Err(format!(
+                    "--identity-mode trusted-header on {} (not loopback) needs mutual TLS \
+                 (--tls-cert, --tls-key and --client-ca): anyone who can reach the port could \
+                 name any account",
+                    self.listen
+                ))
+            }
+            IdentityMode::TrustedHeader => Ok(mode),
+            IdentityMode::Token => missing(&[
+                ("--token-keys", security.token_keys.is_some()),
+                ("--token-issuer", security.token_issuer.is_some()),
+                ("--token-audience", security.token_audience.is_some()),
+            ]),
+            IdentityMode::Mtls => missing(&[
+                ("--client-ca", security.client_ca.is_some()),
+                (
+                    "--certificate-accounts",
+                    security.certificate_accounts.is_some(),
+                ),
+            ]),
         }
     }
 
@@ -321,21 +507,54 @@ mod tests {
             panic!("serve")
         };
         assert!(open.effective_identity_mode().is_err());
-        let Command::Serve(explicit) = parse(&[
-            "serve",
-            "--listen",
-            "0.0.0.0:50051",
-            "--identity-mode",
-            "trusted-header",
-        ])
-        .unwrap()
-        .command
-        else {
-            panic!("serve")
+        let serve = |args: &[&str]| {
+            let Command::Serve(serve) = parse(args).unwrap().command else {
+                panic!("serve")
+            };
+            serve.effective_identity_mode()
         };
+        let open = ["serve", "--listen", "0.0.0.0:50051", "--identity-mode"];
+        let header_alone = serve(&[&open[..], &["trusted-header"]].concat());
+        assert!(
+            header_alone
+                .as_ref()
+                .is_err_and(|why| why.contains("needs mutual TLS")),
+            "{header_alone:?}"
+        );
+        let behind_mtls = [
+            "trusted-header",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--client-ca",
+            "ca.pem",
+        ];
         assert_eq!(
-            explicit.effective_identity_mode(),
+            serve(&[&open[..], &behind_mtls].concat()),
             Ok(IdentityMode::TrustedHeader)
+        );
+        assert_eq!(
+            serve(&[&open[..], &["token", "--token-keys", "keys.json"]].concat()),
+            Err("--identity-mode token needs --token-issuer and --token-audience".to_owned())
+        );
+        assert_eq!(
+            serve(
+                &[
+                    &open[..],
+                    &[
+                        "mtls",
+                        "--client-ca",
+                        "ca.pem",
+                        "--tls-cert",
+                        "c",
+                        "--tls-key",
+                        "k"
+                    ]
+                ]
+                .concat()
+            ),
+            Err("--identity-mode mtls needs --certificate-accounts".to_owned())
         );
     }
 
@@ -348,6 +567,15 @@ mod tests {
         assert!(parse(&["serve", "--code-ttl-secs", "0"]).is_err());
         assert!(parse(&["serve", "--send-limit-per-account-day", "0"]).is_err());
         assert!(parse(&["serve", "--dispatch-concurrency", "0"]).is_err());
+        assert!(parse(&["serve", "--account-rate-limits", "read=fast"]).is_err());
+        assert!(
+            parse(&["serve", "--tls-cert", "cert.pem"]).is_err(),
+            "no key"
+        );
+        assert!(
+            parse(&["serve", "--client-ca", "ca.pem"]).is_err(),
+            "no TLS"
+        );
     }
 
     #[test]
@@ -375,8 +603,14 @@ mod tests {
         assert_eq!(
             serve
                 .verification
-                .public_url("127.0.0.1:8080".parse().unwrap()),
+                .public_url("127.0.0.1:8080".parse().unwrap(), false),
             "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            serve
+                .verification
+                .public_url("127.0.0.1:8443".parse().unwrap(), true),
+            "https://127.0.0.1:8443"
         );
     }
 }

@@ -11,7 +11,7 @@ use contactd_app::{
     LifecycleWorker, Policy, VerificationPolicy,
 };
 use contactd_delivery::{DeliverySettings, Senders};
-use contactd_grpc::{Server, ServerSettings};
+use contactd_grpc::Server;
 use contactd_nats::{NatsPublisher, NatsSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::backend::{Backend, Store, stopped, with_store};
+use crate::security;
 use crate::settings::{DatabaseSettings, ServeSettings};
 
 /// `contactd serve`.
@@ -79,6 +80,14 @@ async fn serve_with<S: Backend>(
     settings: &ServeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mode = settings
+        .effective_identity_mode()
+        .map_err(anyhow::Error::msg)?;
+    let access = security::access(settings, mode)?;
+    let listener = security::listener(listener, settings, security::GRPC_PROTOCOLS)
+        .context("the gRPC port")?;
+    let http =
+        security::listener(http, settings, security::HTTP_PROTOCOLS).context("the HTTP port")?;
     let verification = &settings.verification;
     let lease = verification.dispatch_lease().map_err(anyhow::Error::msg)?;
     let secret = crate::secret::code_secret(
@@ -95,7 +104,8 @@ async fn serve_with<S: Backend>(
     })
     .context("setting up the verification messages")?;
     info!(senders = %senders.describe(), "verification messages");
-    let public_url = verification.public_url(http.local_addr()?);
+    let public_url =
+        verification.public_url(http.local_addr()?, settings.security.tls_cert.is_some());
 
     let (stop_workers, stopping) = watch::channel(false);
     let mut workers = JoinSet::new();
@@ -164,10 +174,6 @@ async fn serve_with<S: Backend>(
     ));
     workers.spawn(worker.run(stopping));
     let audit = Arc::new(AuditService::new(store));
-    let server_settings = ServerSettings {
-        call_timeout: settings.call_timeout(),
-        ..ServerSettings::default()
-    };
     // Both servers stop on the one signal.
     let (stop_servers, servers_stopping) = watch::channel(false);
     tokio::spawn(async move {
@@ -175,7 +181,8 @@ async fn serve_with<S: Backend>(
         let _ = stop_servers.send(true);
     });
     let pages = contactd_web::serve(http, app.clone(), stopped(servers_stopping.clone()));
-    let grpc = Server::new(app, audit, server_settings).run(listener, stopped(servers_stopping));
+    let grpc = Server::new(app, audit, access, security::server_settings(settings))
+        .run(listener, stopped(servers_stopping));
     let (pages, grpc) = tokio::join!(pages, grpc);
     let served = grpc
         .map_err(|e| anyhow::anyhow!(e))

@@ -19,7 +19,7 @@ use contactd_grpc::proto::{
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
@@ -40,6 +40,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub client: Client,
+    /// The client's channel, for clients of the other services.
+    pub channel: Channel,
     /// The data directory: the development sink writes messages under `messages/`.
     pub data_dir: tempfile::TempDir,
     /// The server's store (a clone: it is the same store).
@@ -54,7 +56,17 @@ impl TestServer {
     }
 
     pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut ServeSettings)) -> Self {
-        Self::serve(db.store().await, configure).await
+        Self::serve(db.store().await, configure, plaintext).await
+    }
+
+    /// A server configured by `configure`, whose client connects through `endpoint` (built
+    /// from the server's address: TLS, client certificates, windows).
+    pub async fn start_with_endpoint(
+        db: &TestDb,
+        configure: impl FnOnce(&mut ServeSettings),
+        endpoint: impl FnOnce(SocketAddr) -> Endpoint,
+    ) -> Self {
+        Self::serve(db.store().await, configure, endpoint).await
     }
 
     /// As many servers on the database as its backend lets share it, up to `wanted`: on
@@ -71,7 +83,11 @@ impl TestServer {
         servers
     }
 
-    async fn serve(store: Store, configure: impl FnOnce(&mut ServeSettings)) -> Self {
+    async fn serve(
+        store: Store,
+        configure: impl FnOnce(&mut ServeSettings),
+        endpoint: impl FnOnce(SocketAddr) -> Endpoint,
+    ) -> Self {
         let Command::Serve(mut settings) = Cli::parse_from(["contactd", "serve"]).command else {
             unreachable!("`serve` parses as the serve command")
         };
@@ -92,8 +108,7 @@ impl TestServer {
             })
             .await
         });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
+        let channel = endpoint(addr)
             .connect()
             .await
             .expect("connect to the test server");
@@ -101,7 +116,8 @@ impl TestServer {
             addr,
             http_addr,
             data_dir,
-            client: MessageContactServiceClient::new(channel),
+            client: MessageContactServiceClient::new(channel.clone()),
+            channel,
             store,
             shutdown: Some(shutdown),
             handle: Some(handle),
@@ -129,6 +145,11 @@ impl TestServer {
                 .expect("server ran cleanly");
         }
     }
+}
+
+/// The endpoint of a plaintext server at `addr`.
+pub fn plaintext(addr: SocketAddr) -> Endpoint {
+    Endpoint::from_shared(format!("http://{addr}")).expect("endpoint")
 }
 
 /// A request acting for `account`.
