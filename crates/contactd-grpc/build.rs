@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         protoc_bin_vendored::include_path()?.display()
     ));
     tonic_prost_build::configure()
+        .codec_path("crate::codec::LeanCodec")
         .file_descriptor_set_path(out_dir.join("message_contact_descriptor.bin"))
         .compile_with_config(config, &protos, std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());

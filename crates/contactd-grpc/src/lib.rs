@@ -7,6 +7,7 @@
 
 mod access;
 mod audit;
+mod codec;
 mod directory;
 mod from_proto;
 mod server;
@@ -16,6 +17,7 @@ mod streams;
 mod to_proto;
 
 pub use access::{Access, Identity};
+pub use codec::LeanCodec;
 pub use server::{Server, ServerSettings};
 pub use streams::{EventStream, StreamSettings};
 

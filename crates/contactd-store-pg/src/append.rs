@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use contactd_domain::{Contact, ContactStatus};
 
+use crate::deadline::{Budget, Stopped, bounded, passed};
 use crate::error::{append_error, store_error};
 use contactd_store_core::documents::{StoredContact, StoredDirectory, outcome_to_json};
 use contactd_store_core::events::{encode_contact_event, encode_directory_event};
@@ -200,7 +201,13 @@ pub(crate) fn encode_events(append: &Append<'_>) -> Vec<EncodedEvent> {
         .collect()
 }
 
-pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), AppendError> {
+/// Appends within `budget`: a statement cancelled by its timeout rolls back whole, and is
+/// answered as the transient failure it is (SQLSTATE 57014, see `error::out_of_reach`).
+pub(crate) async fn append(
+    pool: &PgPool,
+    budget: Budget,
+    append: Append<'_>,
+) -> Result<(), AppendError> {
     let sql = append_sql(&append);
     let metadata = append.metadata;
     let encoded = encode_events(&append);
@@ -220,7 +227,7 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
     let code = append.code;
 
     let claimed_key = claim.clone();
-    let outcome: Result<(i64, i64), AppendError> = sqlx::query_as(sql)
+    let statement = sqlx::query_as(sql)
         .bind(metadata.account_id.as_str())
         .bind(append.contact.contact_id.as_str())
         .bind(&metadata.request_id)
@@ -251,10 +258,13 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
         .bind(code.map(|c| c.limits.day))
         .bind(code.map(|c| limit(c.limits.per_account_day)))
         .bind(code.map(|c| c.limits.target_digest.as_slice()))
-        .bind(code.map(|c| limit(c.limits.per_target_minute)))
-        .fetch_one(pool)
+        .bind(code.map(|c| limit(c.limits.per_target_minute)));
+    let outcome: Result<(i64, i64), AppendError> =
+        bounded(pool, budget, true, async |connection| {
+            statement.fetch_one(&mut *connection).await
+        })
         .await
-        .map_err(append_error);
+        .map_err(append_stopped);
     let (appended, projected) = match outcome {
         Ok(counts) => counts,
         Err(AppendError::QuotaExceeded) if claimed_key.is_some() => {
@@ -268,6 +278,14 @@ pub(crate) async fn append(pool: &PgPool, append: Append<'_>) -> Result<(), Appe
         return Err(AppendError::VersionConflict);
     }
     Ok(())
+}
+
+/// An append run within a deadline that stopped.
+fn append_stopped(stopped: Stopped) -> AppendError {
+    match stopped {
+        Stopped::Database(error) => append_error(error),
+        Stopped::Spent => AppendError::Store(passed("appending events failed")),
+    }
 }
 
 /// A limit as the database's `integer` holds it.
@@ -298,8 +316,12 @@ async fn rank_quota_after_name(
 
 /// Remembers a successful call that appended nothing. An expired record under the same token
 /// is replaced; a live one means another call holds the token.
-pub(crate) async fn remember(pool: &PgPool, call: &RememberedCall) -> Result<(), AppendError> {
-    let stored = sqlx::query_scalar::<_, i32>(
+pub(crate) async fn remember(
+    pool: &PgPool,
+    budget: Budget,
+    call: &RememberedCall,
+) -> Result<(), AppendError> {
+    let statement = sqlx::query_scalar::<_, i32>(
         r#"
         INSERT INTO idempotency_records (account_id, operation, client_token, fingerprint, outcome, recorded_at)
         VALUES ($1, $2, $3, $4, $5, $6)
@@ -315,10 +337,12 @@ pub(crate) async fn remember(pool: &PgPool, call: &RememberedCall) -> Result<(),
     .bind(&call.fingerprint)
     .bind(outcome_to_json(&call.outcome))
     .bind(call.recorded_at)
-    .bind(call.recorded_at - IDEMPOTENCY_WINDOW)
-    .fetch_optional(pool)
+    .bind(call.recorded_at - IDEMPOTENCY_WINDOW);
+    let stored = bounded(pool, budget, true, async |connection| {
+        statement.fetch_optional(&mut *connection).await
+    })
     .await
-    .map_err(append_error)?;
+    .map_err(append_stopped)?;
     stored.map(|_| ()).ok_or(AppendError::ClientTokenTaken)
 }
 
@@ -327,6 +351,7 @@ pub(crate) async fn remember(pool: &PgPool, call: &RememberedCall) -> Result<(),
 /// version, and the events' `(stream_id, stream_version)` catch the rest.
 pub(crate) async fn append_directory(
     pool: &PgPool,
+    budget: Budget,
     append: DirectoryAppend<'_>,
 ) -> Result<(), AppendError> {
     let metadata = append.metadata;
@@ -337,7 +362,7 @@ pub(crate) async fn append_directory(
         .map(|new| encode_directory_event(&new.event))
         .collect();
     let row = StoredDirectory::from(append.directory);
-    let (appended, projected): (i64, i64) = sqlx::query_as(
+    let statement = sqlx::query_as(
         r#"
         WITH appended AS (
             INSERT INTO events (event_id, account_id, stream_id, stream_version, event_type,
@@ -373,10 +398,12 @@ pub(crate) async fn append_directory(
     .bind(encoded.iter().map(|e| &e.2).collect::<Vec<_>>())
     .bind(&row.resource_directory_id)
     .bind(row.version)
-    .bind(row.state_json())
-    .fetch_one(pool)
+    .bind(row.state_json());
+    let (appended, projected): (i64, i64) = bounded(pool, budget, true, async |connection| {
+        statement.fetch_one(&mut *connection).await
+    })
     .await
-    .map_err(append_error)?;
+    .map_err(append_stopped)?;
     if appended != append.events.len() as i64 || projected != 1 {
         return Err(AppendError::VersionConflict);
     }

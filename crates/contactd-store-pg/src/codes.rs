@@ -6,40 +6,48 @@ use contactd_domain::{AccountId, Channel, ContactId, VerificationId};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::error::store_error;
+use crate::deadline::{Budget, bounded};
+use crate::error::stopped;
 
 pub(crate) async fn claim_code_try(
     pool: &PgPool,
+    budget: Budget,
     account_id: &AccountId,
     verification_id: VerificationId,
     max_tries: u32,
 ) -> Result<bool, StoreError> {
     // One statement: the row's lock orders concurrent tries, so none gets past the limit.
-    let tries: Option<i32> = sqlx::query_scalar(
+    let statement = sqlx::query_scalar(
         "UPDATE verification_codes SET tries = tries + 1 \
          WHERE verification_id = $1 AND account_id = $2 AND tries < $3 RETURNING tries",
     )
     .bind(verification_id.as_uuid())
     .bind(account_id.as_str())
-    .bind(i32::try_from(max_tries).unwrap_or(i32::MAX))
-    .fetch_optional(pool)
+    .bind(i32::try_from(max_tries).unwrap_or(i32::MAX));
+    let tries: Option<i32> = bounded(pool, budget, true, async |connection| {
+        statement.fetch_optional(&mut *connection).await
+    })
     .await
-    .map_err(|e| store_error("counting a code's try failed", e))?;
+    .map_err(stopped("counting a code's try failed"))?;
     Ok(tries.is_some())
 }
 
 pub(crate) async fn find_link(
     pool: &PgPool,
+    budget: Budget,
     link_hash: &[u8; 32],
 ) -> Result<Option<LinkedCode>, StoreError> {
-    let row: Option<(String, String, String, Uuid)> = sqlx::query_as(
+    let statement = sqlx::query_as(
         "SELECT account_id, contact_id, channel, verification_id FROM verification_codes \
          WHERE link_hash = $1",
     )
-    .bind(link_hash.as_slice())
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| store_error("finding a confirmation link failed", e))?;
+    .bind(link_hash.as_slice());
+    let row: Option<(String, String, String, Uuid)> =
+        bounded(pool, budget, false, async |connection| {
+            statement.fetch_optional(&mut *connection).await
+        })
+        .await
+        .map_err(stopped("finding a confirmation link failed"))?;
     let Some((account_id, contact_id, channel, verification_id)) = row else {
         return Ok(None);
     };

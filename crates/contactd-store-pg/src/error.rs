@@ -4,6 +4,8 @@
 
 use contactd_app::{AppendError, StoreError};
 
+use crate::deadline::{Stopped, passed};
+
 /// Which named constraint a failed append broke, if it broke one we expect.
 pub(crate) fn append_error(error: sqlx::Error) -> AppendError {
     if let sqlx::Error::Database(db) = &error {
@@ -19,6 +21,15 @@ pub(crate) fn append_error(error: sqlx::Error) -> AppendError {
         }
     }
     AppendError::Store(store_error("appending events failed", error))
+}
+
+/// A statement run within a deadline that stopped: as `store_error`, or transient if the
+/// deadline had passed before it started.
+pub(crate) fn stopped(context: &'static str) -> impl Fn(Stopped) -> StoreError {
+    move |stopped| match stopped {
+        Stopped::Database(error) => store_error(context, error),
+        Stopped::Spent => passed(context),
+    }
 }
 
 /// `store_error` with its context bound, for `map_err(failed("..."))`.
@@ -42,7 +53,8 @@ fn is_transient(error: &sqlx::Error) -> bool {
 }
 
 /// The database could not be reached or could not serve: lost connections, an exhausted pool,
-/// insufficient resources, an operator's intervention. Trying again at once would only wait
+/// insufficient resources, an operator's intervention, a statement cancelled by its
+/// `statement_timeout` at the caller's deadline (57014). Trying again at once would only wait
 /// again.
 pub(crate) fn out_of_reach(error: &sqlx::Error) -> bool {
     match error {

@@ -13,13 +13,15 @@
 //! updates of a group fail together, as each would have alone.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use contactd_app::{Append, AppendError, NameClaim, StoreError};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tracing::debug;
 
 use crate::append::{EncodedEvent, encode_events};
+use crate::deadline::{Budget, Stopped, bounded, passed};
 use crate::error::{append_error, out_of_reach, store_error};
 use contactd_store_core::documents::StoredContact;
 use contactd_store_core::grouping::{GroupWork, Grouped};
@@ -79,6 +81,8 @@ pub(crate) struct Update {
     correlation_id: String,
     causation_id: String,
     recorded_at: DateTime<Utc>,
+    /// The caller's deadline, taken in its task: the group runs in the runner's.
+    deadline: Option<Instant>,
 }
 
 impl Update {
@@ -95,6 +99,7 @@ impl Update {
             correlation_id: metadata.correlation_id.clone(),
             causation_id: metadata.causation_id.clone(),
             recorded_at: metadata.recorded_at,
+            deadline: contactd_app::deadline::current(),
         }
     }
 }
@@ -103,11 +108,22 @@ impl Update {
 #[derive(Debug)]
 pub(crate) struct UpdateGroups {
     pool: PgPool,
+    /// The pool's session `statement_timeout` (see `PgStore::statement_timeout`).
+    cap: Option<Duration>,
 }
 
 impl UpdateGroups {
-    pub(crate) fn new(pool: PgPool, writers: usize) -> Arc<Grouped<Self>> {
-        Grouped::new(Self { pool }, writers)
+    pub(crate) fn new(pool: PgPool, cap: Option<Duration>, writers: usize) -> Arc<Grouped<Self>> {
+        Grouped::new(Self { pool, cap }, writers)
+    }
+
+    /// Writes `group` within the longest deadline of its members.
+    async fn write(&self, group: &[Update]) -> Result<Vec<String>, Stopped> {
+        let budget = Budget::of_group(group.iter().map(|u| u.deadline), self.cap);
+        bounded(&self.pool, budget, true, async |connection| {
+            write_group(connection, group).await
+        })
+        .await
     }
 }
 
@@ -127,28 +143,39 @@ impl GroupWork for UpdateGroups {
 
     async fn run(&self, group: &[Update]) -> Vec<Self::Answer> {
         debug!(updates = group.len(), "writing a group of updates");
-        match write_group(&self.pool, group).await {
+        match self.write(group).await {
             Ok(written) => group.iter().map(|u| answer(&written, u)).collect(),
-            Err(error) if group.len() == 1 => vec![Err(append_error(error))],
+            // Every member's deadline passed while it queued: none is waiting any longer.
+            Err(Stopped::Spent) => {
+                let error = passed("writing a group of updates failed");
+                group
+                    .iter()
+                    .map(|_| Err(AppendError::Store(error.clone())))
+                    .collect()
+            }
+            Err(Stopped::Database(error)) if group.len() == 1 => vec![Err(append_error(error))],
             // Written one by one, each would wait for the database again: all fail alike,
             // and since the group's outcome is unknown, the callers read the rows afresh.
-            Err(error) if out_of_reach(&error) => {
+            // So does a group cancelled at its deadline (57014): it rolled back whole, and each
+            // member retries (or its client does).
+            Err(Stopped::Database(error)) if out_of_reach(&error) => {
                 let error = store_error("writing a group of updates failed", error);
                 group
                     .iter()
                     .map(|_| Err(AppendError::Store(error.clone())))
                     .collect()
             }
-            Err(error) => {
+            Err(Stopped::Database(error)) => {
                 debug!(%error, "a group of updates was refused; writing each on its own");
                 let mut answers = Vec::with_capacity(group.len());
                 for update in group {
-                    answers.push(
-                        match write_group(&self.pool, std::slice::from_ref(update)).await {
-                            Ok(written) => answer(&written, update),
-                            Err(error) => Err(append_error(error)),
-                        },
-                    );
+                    answers.push(match self.write(std::slice::from_ref(update)).await {
+                        Ok(written) => answer(&written, update),
+                        Err(Stopped::Database(error)) => Err(append_error(error)),
+                        Err(Stopped::Spent) => {
+                            Err(AppendError::Store(passed("writing an update failed")))
+                        }
+                    });
                 }
                 answers
             }
@@ -173,7 +200,10 @@ fn answer(written: &[String], update: &Update) -> Result<(), AppendError> {
 }
 
 /// Writes the group in one statement; answers the contacts whose update committed.
-async fn write_group(pool: &PgPool, group: &[Update]) -> Result<Vec<String>, sqlx::Error> {
+async fn write_group(
+    connection: &mut PgConnection,
+    group: &[Update],
+) -> Result<Vec<String>, sqlx::Error> {
     let n = group.len();
     let events = group.iter().map(|u| u.events.len()).sum();
     let mut in_order: Vec<&Update> = group.iter().collect();
@@ -232,6 +262,6 @@ async fn write_group(pool: &PgPool, group: &[Update]) -> Result<Vec<String>, sql
         .bind(event_types)
         .bind(schema_versions)
         .bind(payloads)
-        .fetch_all(pool)
+        .fetch_all(connection)
         .await
 }

@@ -6,12 +6,14 @@
 //! starts after every one of its requests arrived.
 
 use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use contactd_app::StoreError;
 use contactd_domain::{AccountId, Contact, ContactId};
 use sqlx::PgPool;
 
-use crate::error::store_error;
+use crate::deadline::{Budget, bounded};
+use crate::error::stopped;
 use contactd_store_core::documents::{CONTACT_COLUMNS, StoredContact};
 use contactd_store_core::grouping::{GroupWork, Grouped};
 
@@ -20,17 +22,21 @@ use contactd_store_core::grouping::{GroupWork, Grouped};
 pub(crate) struct Load {
     pub account_id: AccountId,
     pub contact_id: ContactId,
+    /// The caller's deadline, taken in its task: the group runs in the runner's.
+    pub deadline: Option<Instant>,
 }
 
 /// The grouped reads, run by [`Grouped`].
 #[derive(Debug)]
 pub(crate) struct LoadGroups {
     pool: PgPool,
+    /// The pool's session `statement_timeout` (see `PgStore::statement_timeout`).
+    cap: Option<Duration>,
 }
 
 impl LoadGroups {
-    pub(crate) fn new(pool: PgPool, readers: usize) -> Arc<Grouped<Self>> {
-        Grouped::new(Self { pool }, readers)
+    pub(crate) fn new(pool: PgPool, cap: Option<Duration>, readers: usize) -> Arc<Grouped<Self>> {
+        Grouped::new(Self { pool, cap }, readers)
     }
 }
 
@@ -45,14 +51,17 @@ impl GroupWork for LoadGroups {
             format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE contact_id = ANY($1::text[])")
         });
         let ids: Vec<&str> = group.iter().map(|load| load.contact_id.as_str()).collect();
-        let rows = match sqlx::query_as::<_, StoredContact>(SQL.as_str())
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
+        // The group is worth reading while any of its members still waits.
+        let budget = Budget::of_group(group.iter().map(|load| load.deadline), self.cap);
+        let statement = sqlx::query_as::<_, StoredContact>(SQL.as_str()).bind(ids);
+        let rows = match bounded(&self.pool, budget, false, async |connection| {
+            statement.fetch_all(&mut *connection).await
+        })
+        .await
         {
             Ok(rows) => rows,
-            Err(error) => {
-                let error = store_error("loading contacts failed", error);
+            Err(stopped_early) => {
+                let error = stopped("loading contacts failed")(stopped_early);
                 return group.iter().map(|_| Err(error.clone())).collect();
             }
         };

@@ -6,6 +6,7 @@
 mod activity;
 mod append;
 mod codes;
+mod deadline;
 mod error;
 mod group_commit;
 mod group_read;
@@ -38,6 +39,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::deadline::Budget;
 use crate::group_commit::{Update, UpdateGroups};
 use crate::group_read::{Load, LoadGroups};
 use contactd_store_core::grouping::Grouped;
@@ -78,16 +80,29 @@ impl Default for PoolSettings {
 /// statements take arrays whose length changes with every call, which made PostgreSQL plan
 /// them afresh each time (about a millisecond each) instead of reusing the plan.
 pub async fn connect(database_url: &str, settings: &PoolSettings) -> Result<PgPool, sqlx::Error> {
+    connect_capped(database_url, settings, None).await
+}
+
+/// [`connect`], with every connection's session `statement_timeout` set to `statement_timeout`
+/// (the server's longest call; `None` or zero: no limit), so that no statement of a call outlives
+/// the longest call. It is a startup parameter of the connection: it costs no round trip. Give
+/// the store the same cap ([`PgStore::statement_timeout`]) so that it shortens only the
+/// statements of calls with less time left.
+pub async fn connect_capped(
+    database_url: &str,
+    settings: &PoolSettings,
+    statement_timeout: Option<Duration>,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = database_url.parse()?;
+    let statement_timeout = statement_timeout.map_or(0, |cap| cap.as_millis().max(1));
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
         .test_before_acquire(false)
-        .connect_with(
-            options
-                .application_name("contactd")
-                .options([("plan_cache_mode", "force_generic_plan")]),
-        )
+        .connect_with(options.application_name("contactd").options([
+            ("plan_cache_mode", "force_generic_plan".to_owned()),
+            ("statement_timeout", statement_timeout.to_string()),
+        ]))
         .await
 }
 
@@ -122,19 +137,40 @@ pub struct PgStore {
     /// Bumped when this process's member-contacts projection recorded lifecycle jobs: wakes
     /// its lifecycle worker.
     jobs_recorded: Arc<watch::Sender<u64>>,
+    /// The pool's session `statement_timeout`: a call with less time left than this lowers
+    /// its statement's timeout; `None` when the pool has none.
+    statement_cap: Option<Duration>,
+    /// How many groups of updates and of reads run at once, kept to rebuild the groups when
+    /// the cap changes.
+    group_writers: usize,
+    group_readers: usize,
 }
 
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
-            update_groups: Some(UpdateGroups::new(pool.clone(), DEFAULT_GROUP_WRITERS)),
-            load_groups: Some(LoadGroups::new(pool.clone(), DEFAULT_GROUP_READERS)),
+            update_groups: Some(UpdateGroups::new(pool.clone(), None, DEFAULT_GROUP_WRITERS)),
+            load_groups: Some(LoadGroups::new(pool.clone(), None, DEFAULT_GROUP_READERS)),
             pool,
             local_appends: Arc::new(watch::Sender::new(0)),
             log_changes: Arc::new(watch::Sender::new(0)),
             outbox_recorded: Arc::new(watch::Sender::new(0)),
             jobs_recorded: Arc::new(watch::Sender::new(0)),
+            statement_cap: None,
+            group_writers: DEFAULT_GROUP_WRITERS,
+            group_readers: DEFAULT_GROUP_READERS,
         }
+    }
+
+    /// The session `statement_timeout` the pool was opened with ([`connect_capped`]; `None` or
+    /// zero: none). A call whose deadline ([`contactd_app::deadline`]) leaves less than this
+    /// runs its statements with `SET LOCAL statement_timeout` to what is left, in the same round
+    /// trip as their `BEGIN`; other calls send nothing more. A call whose deadline has passed
+    /// starts no statement.
+    pub fn statement_timeout(mut self, cap: Option<Duration>) -> Self {
+        self.statement_cap = cap.filter(|cap| !cap.is_zero());
+        let (writers, readers) = (self.group_writers, self.group_readers);
+        self.group_commit(writers).group_reads(readers)
     }
 
     /// The live member-contacts projection, recording lifecycle jobs and waking this store's
@@ -152,14 +188,18 @@ impl PgStore {
     /// Writes concurrent updates in groups, at most `writers` groups at once, each in one
     /// statement and one transaction; 0 writes every append on its own.
     pub fn group_commit(mut self, writers: usize) -> Self {
-        self.update_groups = (writers > 0).then(|| UpdateGroups::new(self.pool.clone(), writers));
+        self.group_writers = writers;
+        self.update_groups = (writers > 0)
+            .then(|| UpdateGroups::new(self.pool.clone(), self.statement_cap, writers));
         self
     }
 
     /// Answers concurrent reads of contacts together, at most `readers` groups at once, each
     /// with one `SELECT`; 0 reads every contact on its own.
     pub fn group_reads(mut self, readers: usize) -> Self {
-        self.load_groups = (readers > 0).then(|| LoadGroups::new(self.pool.clone(), readers));
+        self.group_readers = readers;
+        self.load_groups =
+            (readers > 0).then(|| LoadGroups::new(self.pool.clone(), self.statement_cap, readers));
         self
     }
 
@@ -202,6 +242,11 @@ impl PgStore {
         }
     }
 
+    /// What the current call's statements may take.
+    fn budget(&self) -> Budget {
+        Budget::now(self.statement_cap)
+    }
+
     fn appended(&self) {
         self.local_appends.send_modify(|n| *n = n.wrapping_add(1));
         self.log_changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -233,10 +278,11 @@ impl ContactStore for PgStore {
                     .submit(Load {
                         account_id: account_id.clone(),
                         contact_id: contact_id.clone(),
+                        deadline: contactd_app::deadline::current(),
                     })
                     .await
             }
-            None => read::load_contact(&self.pool, account_id, contact_id).await,
+            None => read::load_contact(&self.pool, self.budget(), account_id, contact_id).await,
         }
     }
 
@@ -245,7 +291,7 @@ impl ContactStore for PgStore {
             Some(groups) if group_commit::groupable(&append) => {
                 groups.submit(Update::copy(&append)).await
             }
-            _ => append::append(&self.pool, append).await,
+            _ => append::append(&self.pool, self.budget(), append).await,
         };
         // Failed appends wake readers too: a transaction that ended, even by rolling back, may
         // have been what held back other transactions' events.
@@ -272,7 +318,7 @@ impl ContactStore for PgStore {
     }
 
     async fn remember(&self, call: &RememberedCall) -> Result<(), AppendError> {
-        append::remember(&self.pool, call).await
+        append::remember(&self.pool, self.budget(), call).await
     }
 
     async fn claim_code_try(
@@ -281,11 +327,18 @@ impl ContactStore for PgStore {
         verification_id: VerificationId,
         max_tries: u32,
     ) -> Result<bool, StoreError> {
-        codes::claim_code_try(&self.pool, account_id, verification_id, max_tries).await
+        codes::claim_code_try(
+            &self.pool,
+            self.budget(),
+            account_id,
+            verification_id,
+            max_tries,
+        )
+        .await
     }
 
     async fn find_link(&self, link_hash: &[u8; 32]) -> Result<Option<LinkedCode>, StoreError> {
-        codes::find_link(&self.pool, link_hash).await
+        codes::find_link(&self.pool, self.budget(), link_hash).await
     }
 }
 
@@ -294,11 +347,11 @@ impl DirectoryStore for PgStore {
         &self,
         account_id: &AccountId,
     ) -> Result<Option<Directory>, StoreError> {
-        read::load_directory(&self.pool, account_id).await
+        read::load_directory(&self.pool, self.budget(), account_id).await
     }
 
     async fn append_directory(&self, append: DirectoryAppend<'_>) -> Result<(), AppendError> {
-        let result = append::append_directory(&self.pool, append).await;
+        let result = append::append_directory(&self.pool, self.budget(), append).await;
         self.appended();
         result
     }

@@ -7,27 +7,31 @@ use contactd_app::{IdempotencyKey, ListedContact, Page, PageRequest, RememberedC
 use contactd_domain::{AccountId, Contact, ContactId, Directory, MemberId};
 use sqlx::PgPool;
 
-use crate::error::store_error;
+use crate::deadline::{Budget, bounded};
+use crate::error::{stopped, store_error};
 use contactd_store_core::documents::{
     CONTACT_COLUMNS, StoredContact, StoredDirectory, outcome_from_json,
 };
 
 pub(crate) async fn load_contact(
     pool: &PgPool,
+    budget: Budget,
     account_id: &AccountId,
     contact_id: &ContactId,
 ) -> Result<Option<Contact>, StoreError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE contact_id = $1 AND account_id = $2")
     });
-    sqlx::query_as::<_, StoredContact>(SQL.as_str())
+    let statement = sqlx::query_as::<_, StoredContact>(SQL.as_str())
         .bind(contact_id.as_str())
-        .bind(account_id.as_str())
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| store_error("loading a contact failed", e))?
-        .map(StoredContact::into_contact)
-        .transpose()
+        .bind(account_id.as_str());
+    bounded(pool, budget, false, async |connection| {
+        statement.fetch_optional(&mut *connection).await
+    })
+    .await
+    .map_err(stopped("loading a contact failed"))?
+    .map(StoredContact::into_contact)
+    .transpose()
 }
 
 /// A page's row with the count of every contact the filter matches, computed by the same
@@ -116,15 +120,18 @@ pub(crate) async fn list_contacts(
 
 pub(crate) async fn load_directory(
     pool: &PgPool,
+    budget: Budget,
     account_id: &AccountId,
 ) -> Result<Option<Directory>, StoreError> {
-    sqlx::query_as::<_, StoredDirectory>(
+    let statement = sqlx::query_as::<_, StoredDirectory>(
         "SELECT account_id, resource_directory_id, version, state FROM directories WHERE account_id = $1",
     )
-    .bind(account_id.as_str())
-    .fetch_optional(pool)
+    .bind(account_id.as_str());
+    bounded(pool, budget, false, async |connection| {
+        statement.fetch_optional(&mut *connection).await
+    })
     .await
-    .map_err(|e| store_error("loading a directory failed", e))?
+    .map_err(stopped("loading a directory failed"))?
     .map(StoredDirectory::into_directory)
     .transpose()
 }

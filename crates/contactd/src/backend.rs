@@ -98,6 +98,18 @@ impl Store {
     /// Opens the store the settings name; with `migrate`, creates the database if it is
     /// missing and applies pending migrations.
     pub async fn open(settings: &DatabaseSettings, migrate: bool) -> anyhow::Result<Self> {
+        Self::open_capped(settings, migrate, None).await
+    }
+
+    /// As [`Store::open`], for a server whose longest call is `longest_call`: on PostgreSQL no
+    /// statement outlives it (the session's `statement_timeout`), and a call with less time
+    /// left has its statements stopped at its deadline (ADR 11). The embedded store has no
+    /// statement timeout: a call's future is dropped at its deadline.
+    pub async fn open_capped(
+        settings: &DatabaseSettings,
+        migrate: bool,
+        longest_call: Option<std::time::Duration>,
+    ) -> anyhow::Result<Self> {
         match StoreChoice::from_settings(settings)? {
             StoreChoice::Postgres { url } => {
                 if migrate
@@ -110,12 +122,13 @@ impl Store {
                         .context("creating the database")?;
                     info!("created the database");
                 }
-                let pool = contactd_store_pg::connect(
+                let pool = contactd_store_pg::connect_capped(
                     &url,
                     &PoolSettings {
                         max_connections: settings.db_max_connections,
                         ..PoolSettings::default()
                     },
+                    longest_call,
                 )
                 .await
                 .context("connecting to PostgreSQL")?;
@@ -125,7 +138,9 @@ impl Store {
                         .context("applying migrations")?;
                 }
                 info!("store: PostgreSQL");
-                Ok(Self::Postgres(PgStore::new(pool)))
+                Ok(Self::Postgres(
+                    PgStore::new(pool).statement_timeout(longest_call),
+                ))
             }
             StoreChoice::Sqlite { path } => {
                 let store = SqliteStore::open(

@@ -30,7 +30,12 @@ pub async fn serve(
     settings
         .effective_identity_mode()
         .map_err(anyhow::Error::msg)?;
-    let store = Store::open(&settings.database, !settings.no_migrate).await?;
+    let store = Store::open_capped(
+        &settings.database,
+        !settings.no_migrate,
+        Some(settings.call_timeout()),
+    )
+    .await?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;

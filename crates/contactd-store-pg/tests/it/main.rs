@@ -6,6 +6,7 @@
 // Test helpers unwrap freely: a failed setup step is a failed test, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod deadline;
 mod group_commit;
 mod group_read;
 mod migrations;

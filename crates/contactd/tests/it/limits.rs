@@ -33,11 +33,83 @@ both_backends!(
 );
 
 // Memory is measured on a process of its own; what a store keeps is not what is measured,
-// so one store is enough.
+// so one store is enough. A statement stopped at the client's deadline is PostgreSQL's
+// `statement_timeout`: the embedded store has none (its call's future is dropped instead).
 postgres_only!(
     an_oversized_request_is_refused_while_the_servers_memory_stays_flat,
     four_hundred_streams_that_never_read_leave_the_servers_memory_near_idle,
+    a_clients_deadline_stops_the_servers_statements_in_the_database,
 );
+
+/// Statements of other sessions waiting for a lock.
+async fn waiting_statements(locker: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE pid <> pg_backend_pid() AND datname = current_database() \
+           AND state = 'active' AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(locker)
+    .await
+    .expect("pg_stat_activity")
+}
+
+async fn a_clients_deadline_stops_the_servers_statements_in_the_database(db: TestDb) {
+    use sqlx::Connection;
+
+    let mut server = TestServer::start(&db).await;
+    let contact = add(&mut server.client, ACCOUNT, "Alice").await;
+    let mut locker = sqlx::PgConnection::connect(&db.url()).await.expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    for what in ["read", "write"] {
+        let started = std::time::Instant::now();
+        let refused = if what == "read" {
+            let mut request = as_account(
+                ACCOUNT,
+                GetMessageContactRequest {
+                    contact_id: contact.contact_id.clone(),
+                },
+            );
+            request.set_timeout(Duration::from_millis(500));
+            server.client.get_message_contact(request).await.map(|_| ())
+        } else {
+            let mut update = update_request(&contact.contact_id);
+            update.title = Some("CEO".to_owned());
+            let mut request = as_account(ACCOUNT, update);
+            request.set_timeout(Duration::from_millis(500));
+            server.client.update_message_contact(request).await.map(|_| ())
+        }
+        .expect_err("blocked past the deadline");
+        assert!(
+            matches!(
+                refused.code(),
+                Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable
+            ),
+            "{what}: {refused:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        // The database stopped the statement while the lock is still held: nothing of the
+        // server waits behind it.
+        until(
+            "the blocked statement is cancelled",
+            Duration::from_secs(5),
+            async || (waiting_statements(&mut locker).await == 0).then_some(()),
+        )
+        .await;
+    }
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut locker)
+        .await
+        .expect("unlock");
+    // The cancelled write left nothing: the contact is as it was, and serves again.
+    let unchanged = get(&mut server.client, ACCOUNT, &contact.contact_id)
+        .await
+        .expect("served");
+    assert_eq!(unchanged.title, contact.title);
+    server.stop().await;
+}
 
 fn request_id_of(status: &tonic::Status) -> String {
     status
