@@ -11,7 +11,8 @@
 # deliver verification emails to a real SMTP server (`pip install aiosmtpd`), dump the database
 # with pg_dump, open the confirmation page in headless Chromium (`apt-get install chromium
 # chromium-driver`), and read the integration events from a NATS server with JetStream that each
-# test starts (`apt-get install nats-server`; or NATS_SERVER=/path/to/nats-server).
+# test starts (`apt-get install nats-server`; or NATS_SERVER=/path/to/nats-server). Then every fuzz
+# target runs for FUZZ_SECONDS (2) on its corpus (scripts/fuzz.sh; cargo-fuzz and a C++ compiler).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +57,8 @@ command -v chromedriver >/dev/null || [ -n "${CHROMEDRIVER:-}" ] \
     || missing+=("chromium and chromedriver: apt-get install chromium chromium-driver")
 { [ -x "${NATS_SERVER:-/usr/sbin/nats-server}" ] || command -v nats-server >/dev/null; } \
     || missing+=("nats-server: apt-get install nats-server")
+[ "${FUZZ_SECONDS:-2}" = 0 ] || command -v c++ >/dev/null \
+    || missing+=("a C++ compiler for libFuzzer: apt-get install g++")
 if [ ${#missing[@]} -gt 0 ]; then
     echo "The end-to-end tests need:" >&2
     printf '  - %s\n' "${missing[@]}" >&2
@@ -63,3 +66,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace --all-targets "$@"
+
+# A short run of every fuzz target on its committed corpus (fuzz/README.md); FUZZ_SECONDS=0
+# skips it. fuzz.sh installs cargo-fuzz if it is missing.
+if [ "${FUZZ_SECONDS:-2}" != 0 ]; then
+    scripts/fuzz.sh "${FUZZ_SECONDS:-2}"
+fi

@@ -45,7 +45,8 @@ impl<L> AuditGrpc<L> {
     }
 }
 
-fn as_of(req: &GetMessageContactAsOfRequest) -> Result<AsOf, ParameterError> {
+/// The point of history a request names.
+pub(crate) fn as_of(req: &GetMessageContactAsOfRequest) -> Result<AsOf, ParameterError> {
     match req.as_of {
         None => Err(ParameterError::Missing(Field::AsOf)),
         Some(ProtoAsOf::AsOfVersion(version)) => u64::try_from(version)

@@ -10,6 +10,9 @@ mod audit;
 mod codec;
 mod directory;
 mod from_proto;
+/// The fuzz targets' way in to the request conversions (`fuzz/`).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod server;
 mod service;
 mod status;

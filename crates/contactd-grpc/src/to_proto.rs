@@ -128,8 +128,12 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
 }
 
 /// A protobuf timestamp as a time, if it is one (seconds and nanos in range).
+/// A protobuf `Timestamp` as a time, if it is one: its nanos must be below a second (chrono
+/// would read 1e9 to 2e9 as a leap second, which a `Timestamp` cannot be).
 pub(crate) fn datetime(at: prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    let nanos = u32::try_from(at.nanos).ok()?;
+    let nanos = u32::try_from(at.nanos)
+        .ok()
+        .filter(|nanos| *nanos < 1_000_000_000)?;
     DateTime::from_timestamp(at.seconds, nanos)
 }
 
@@ -146,5 +150,20 @@ pub(crate) fn event(event: &RecordedEvent) -> proto::Event {
         correlation_id: event.metadata.correlation_id.clone(),
         causation_id: event.metadata.causation_id.clone(),
         payload_json: event.payload_json.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timestamp_with_a_second_or_more_of_nanos_is_no_time() {
+        let at = |seconds, nanos| datetime(prost_types::Timestamp { seconds, nanos });
+        assert!(at(59, 999_999_999).is_some());
+        // Read as the leap second 00:00:60.5 before (found reading the fuzz target's path).
+        assert_eq!(at(59, 1_500_000_000), None);
+        assert_eq!(at(59, 1_000_000_000), None);
+        assert_eq!(at(59, -1), None);
     }
 }

@@ -18,22 +18,42 @@ use crate::settings::{IdentityMode, ServeSettings};
 /// Verified tokens remembered until they expire.
 const TOKEN_CACHE_ENTRIES: usize = 10_000;
 
-/// The protocols each port speaks over TLS.
-pub(crate) const GRPC_PROTOCOLS: &[&[u8]] = &[b"h2"];
-pub(crate) const HTTP_PROTOCOLS: &[&[u8]] = &[b"http/1.1"];
+/// What a port speaks over TLS, and whether its clients must present certificates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Port {
+    protocols: &'static [&'static [u8]],
+    client_certificates: bool,
+}
+
+/// The gRPC port: internal callers, who prove themselves with client certificates when
+/// `--client-ca` is set.
+pub(crate) const GRPC_PORT: Port = Port {
+    protocols: &[b"h2"],
+    client_certificates: true,
+};
+
+/// The HTTP port: the confirmation page is opened by a person's browser from an email, which
+/// has no client certificate; it gets the same server certificate.
+pub(crate) const HTTP_PORT: Port = Port {
+    protocols: &[b"http/1.1"],
+    client_certificates: false,
+};
 
 /// A port's listener with the settings' TLS and limits.
 pub(crate) fn listener(
     tcp: TcpListener,
     settings: &ServeSettings,
-    protocols: &[&[u8]],
+    port: Port,
 ) -> anyhow::Result<Listener> {
     let security = &settings.security;
     let tls = match (&security.tls_cert, &security.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
-            client_ca: security.client_ca.clone(),
+            client_ca: security
+                .client_ca
+                .clone()
+                .filter(|_| port.client_certificates),
         }),
         _ => None,
     };
@@ -41,7 +61,7 @@ pub(crate) fn listener(
         tcp,
         ListenerSettings {
             tls,
-            alpn: protocols.iter().map(|p| p.to_vec()).collect(),
+            alpn: port.protocols.iter().map(|p| p.to_vec()).collect(),
             max_connections: security.max_connections,
             max_connections_per_ip: security.max_connections_per_ip,
             idle_timeout: security.idle_timeout(),

@@ -105,7 +105,8 @@ pub struct SecuritySettings {
     pub tls_key: Option<PathBuf>,
 
     /// CA certificates (PEM) that client certificates must chain to: with it, every
-    /// connection to both ports must present one (mutual TLS). Needs `--tls-cert`.
+    /// connection to the gRPC port must present one (mutual TLS); the HTTP port, opened by
+    /// people's browsers, asks for none. Needs `--tls-cert`.
     #[arg(long, env = "CONTACTD_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
 

@@ -89,10 +89,9 @@ async fn serve_with<S: Backend>(
         .effective_identity_mode()
         .map_err(anyhow::Error::msg)?;
     let access = security::access(settings, mode)?;
-    let listener = security::listener(listener, settings, security::GRPC_PROTOCOLS)
-        .context("the gRPC port")?;
-    let http =
-        security::listener(http, settings, security::HTTP_PROTOCOLS).context("the HTTP port")?;
+    let listener =
+        security::listener(listener, settings, security::GRPC_PORT).context("the gRPC port")?;
+    let http = security::listener(http, settings, security::HTTP_PORT).context("the HTTP port")?;
     let verification = &settings.verification;
     let lease = verification.dispatch_lease().map_err(anyhow::Error::msg)?;
     let secret = crate::secret::code_secret(

@@ -58,7 +58,9 @@ async fn a_clients_deadline_stops_the_servers_statements_in_the_database(db: Tes
 
     let mut server = TestServer::start(&db).await;
     let contact = add(&mut server.client, ACCOUNT, "Alice").await;
-    let mut locker = sqlx::PgConnection::connect(&db.url()).await.expect("connect");
+    let mut locker = sqlx::PgConnection::connect(&db.url())
+        .await
+        .expect("connect");
     sqlx::raw_sql("BEGIN; LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
         .execute(&mut locker)
         .await
@@ -79,7 +81,11 @@ async fn a_clients_deadline_stops_the_servers_statements_in_the_database(db: Tes
             update.title = Some("CEO".to_owned());
             let mut request = as_account(ACCOUNT, update);
             request.set_timeout(Duration::from_millis(500));
-            server.client.update_message_contact(request).await.map(|_| ())
+            server
+                .client
+                .update_message_contact(request)
+                .await
+                .map(|_| ())
         }
         .expect_err("blocked past the deadline");
         assert!(

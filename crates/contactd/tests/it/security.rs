@@ -712,3 +712,31 @@ async fn a_policy_file_changed_while_the_server_runs_takes_effect_and_a_broken_o
     add(&mut server.client, ACCOUNT, "Bob").await;
     server.stop().await;
 }
+
+/// Trusting a header on an address anyone may reach is refused at start, with why.
+#[test]
+fn trusting_a_header_off_loopback_without_client_certificates_is_refused_at_start() {
+    let data = tempfile::tempdir().expect("dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--identity-mode",
+            "trusted-header",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run contactd");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("needs mutual TLS"), "{said}");
+    assert!(
+        !data.path().join("contactd.db").exists(),
+        "refused before anything was opened"
+    );
+}
