@@ -298,6 +298,7 @@ async fn an_oversized_request_is_refused_while_the_servers_memory_stays_flat(db:
         assert_request_id(&request_id_of(&refused));
     }
     let after = rss_kib(process.pid());
+    eprintln!("20 requests of 4 MiB: the server from {before} KiB to {after} KiB");
     assert!(
         after < before + 8 * 1024,
         "20 requests of 4 MiB took the server from {before} KiB to {after} KiB"
