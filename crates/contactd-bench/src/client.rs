@@ -1,21 +1,29 @@
-//! The generator's side of the wire: gRPC connections to the server and requests acting for an
-//! account (metadata `x-acs-account-id`).
+//! The generator's side of the wire: gRPC connections to the server (plaintext or TLS) and
+//! requests acting for an account (metadata `x-acs-account-id`, or the account's bearer token
+//! in its place when the server identifies callers by tokens).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use contactd_grpc::proto::message_contact_service_client::MessageContactServiceClient;
 use contactd_grpc::proto::resource_directory_service_client::ResourceDirectoryServiceClient;
 use contactd_grpc::proto::{AddMessageContactRequest, ListMessageContactsRequest};
-use tonic::Request;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Request, Status};
 
-pub type Client = MessageContactServiceClient<Channel>;
+use crate::security::{ClientSecurity, Tokens};
+
+pub type Client = MessageContactServiceClient<InterceptedService<Channel, Credentials>>;
 /// The resource directory mirror's client, on the same connections.
-pub type DirectoryClient = ResourceDirectoryServiceClient<Channel>;
+pub type DirectoryClient = ResourceDirectoryServiceClient<InterceptedService<Channel, Credentials>>;
 
 const ACCOUNT_HEADER: &str = "x-acs-account-id";
+/// The family of the account that asks whether the server answers yet.
+pub const PROBE_FAMILY: u8 = 9;
 
 /// An account as the generator sends it: the metadata value, parsed once.
 #[derive(Debug, Clone)]
@@ -45,6 +53,49 @@ impl Account {
     }
 }
 
+/// What every call carries to name its caller. Requests name their account with the trusted
+/// header ([`Account::request`]); under tokens this swaps the header for the account's own
+/// `authorization: Bearer …`, so that every scenario runs unchanged in either mode.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    tokens: Option<Arc<Tokens>>,
+}
+
+impl Credentials {
+    /// The header as the requests carry it.
+    pub fn trusted_header() -> Self {
+        Self::default()
+    }
+
+    /// Each account's token in place of the header.
+    pub fn tokens(tokens: Arc<Tokens>) -> Self {
+        Self {
+            tokens: Some(tokens),
+        }
+    }
+
+    pub fn tokens_in_use(&self) -> Option<&Arc<Tokens>> {
+        self.tokens.as_ref()
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(request);
+        };
+        let Some(account) = request.metadata_mut().remove(ACCOUNT_HEADER) else {
+            return Ok(request);
+        };
+        let account = account
+            .to_str()
+            .map_err(|_| Status::internal("an account header that is not text"))?;
+        let bearer = tokens.bearer_status(account)?;
+        request.metadata_mut().insert("authorization", bearer);
+        Ok(request)
+    }
+}
+
 /// A contact the generator added, with its account.
 #[derive(Debug, Clone)]
 pub struct ContactRef {
@@ -56,32 +107,60 @@ pub struct ContactRef {
 #[derive(Debug, Clone)]
 pub struct Fleet {
     channels: Vec<Channel>,
+    credentials: Credentials,
 }
 
 impl Fleet {
+    /// Plaintext connections, calls with the trusted header.
     pub async fn connect(endpoint: &str, connections: usize) -> anyhow::Result<Self> {
+        Self::connect_with(endpoint, connections, &ClientSecurity::plain()).await
+    }
+
+    /// Connections as `security` says (TLS when it trusts a CA), calls carrying its
+    /// credentials.
+    pub async fn connect_with(
+        endpoint: &str,
+        connections: usize,
+        security: &ClientSecurity,
+    ) -> anyhow::Result<Self> {
+        let mut template = Endpoint::from_shared(endpoint.to_owned())
+            .context("the server's endpoint")?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(ca) = &security.tls_ca {
+            template = template
+                .tls_config(
+                    ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(ca))
+                        .domain_name(security.server_name()),
+                )
+                .context("the generator's TLS settings")?;
+        }
         let mut channels = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
-            let channel = Endpoint::from_shared(endpoint.to_owned())
-                .context("the server's endpoint")?
-                .tcp_nodelay(true)
-                .connect_timeout(Duration::from_secs(5))
+            let channel = template
                 .connect()
                 .await
                 .with_context(|| format!("connecting to {endpoint}"))?;
             channels.push(channel);
         }
-        Ok(Self { channels })
+        Ok(Self {
+            channels,
+            credentials: security.credentials.clone(),
+        })
     }
 
     /// The client for task `task`.
     pub fn client(&self, task: usize) -> Client {
-        MessageContactServiceClient::new(self.channel(task))
+        MessageContactServiceClient::with_interceptor(self.channel(task), self.credentials.clone())
     }
 
     /// The directory client for task `task`, on the same connection as its [`Fleet::client`].
     pub fn directory(&self, task: usize) -> DirectoryClient {
-        ResourceDirectoryServiceClient::new(self.channel(task))
+        ResourceDirectoryServiceClient::with_interceptor(
+            self.channel(task),
+            self.credentials.clone(),
+        )
     }
 
     fn channel(&self, task: usize) -> Channel {
@@ -91,10 +170,20 @@ impl Fleet {
 
 /// Waits until the server at `endpoint` answers a call, for at most `patience`.
 pub async fn wait_until_serving(endpoint: &str, patience: Duration) -> anyhow::Result<()> {
+    wait_until_serving_with(endpoint, &ClientSecurity::plain(), patience).await
+}
+
+/// Waits until the server at `endpoint` answers a call made as `security` says, for at most
+/// `patience`.
+pub async fn wait_until_serving_with(
+    endpoint: &str,
+    security: &ClientSecurity,
+    patience: Duration,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + patience;
-    let probe = Account::numbered(9, 0);
+    let probe = Account::numbered(PROBE_FAMILY, 0);
     loop {
-        let answered = match Fleet::connect(endpoint, 1).await {
+        let answered = match Fleet::connect_with(endpoint, 1, security).await {
             Ok(fleet) => fleet
                 .client(0)
                 .list_message_contacts(probe.request(ListMessageContactsRequest::default()))

@@ -4,7 +4,9 @@
 //! the read model still agree. `run_all` is the whole benchmark (what the binary runs);
 //! `service::run` is the scenario runner against any server (what the smoke test runs);
 //! `dispatch` follows verification emails from the send to the benchmark's own SMTP receiver
-//! (`smtp`); `db` is the benchmark's own SQL in each store's dialect.
+//! (`smtp`); `db` is the benchmark's own SQL in each store's dialect; `security` makes what the
+//! security variants of `update` and `get` need (TLS, bearer tokens, a policy file), whose
+//! runs are compared with the plain run's.
 
 pub mod client;
 pub mod db;
@@ -14,6 +16,7 @@ pub mod load;
 pub mod pgbench;
 pub mod procfs;
 pub mod report;
+pub mod security;
 pub mod seed;
 pub mod server;
 pub mod service;
@@ -29,12 +32,14 @@ use clap::Parser;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgPool};
 
-use crate::client::Fleet;
+use crate::client::{Account, Fleet};
 use crate::db::{Db, StoreKind};
 use crate::dbstats::DbStats;
 use crate::dispatch::DispatchPlan;
 use crate::load::{Scenario, Target};
 use crate::pgbench::{Pgbench, PgbenchReport, Workload};
+use crate::report::SecurityRun;
+use crate::security::{ClientSecurity, SecurityChoice, SecurityMaterial, Variant};
 use crate::seed::SeedPlan;
 use crate::server::ServerProcess;
 use crate::service::{ServicePlan, ServiceReport, Verdict};
@@ -148,6 +153,24 @@ pub struct Options {
     /// Seed of the generator's random choices.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Security variants of `--security-scenarios` at `--compare-at` on PostgreSQL, each on a
+    /// fresh server seeded alike, compared with `plain` (trusted header, no TLS): `tls` (the
+    /// gRPC port over TLS), `jwt` (`--identity-mode token`, each account's own ES256 token),
+    /// `policy` (`--policy-file`), `all` (the three together); `none` runs none.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "plain,tls,jwt,policy"
+    )]
+    pub security: Vec<SecurityChoice>,
+    /// The scenarios the security variants run (calls in flight only).
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "update,get")]
+    pub security_scenarios: Vec<Scenario>,
+    /// Passes over the security variants (each pass every scenario and variant in turn, in
+    /// a rotated order); the ratios are judged by their median over the passes.
+    #[arg(long, default_value_t = 1)]
+    pub security_rounds: usize,
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -157,6 +180,14 @@ impl Options {
     /// The plan of a server that runs every scenario of `--scenarios`.
     pub fn service_plan(&self) -> ServicePlan {
         self.service_plan_for(&self.scenarios)
+    }
+
+    /// The plan of a security variant's server: `scenario` at `--compare-at` only.
+    pub fn security_plan(&self, scenario: Scenario) -> ServicePlan {
+        ServicePlan {
+            concurrency: vec![self.compare_at],
+            ..self.service_plan_for(&[scenario])
+        }
     }
 
     /// The plan of a server that runs `scenarios` only.
@@ -396,17 +427,63 @@ impl StoreResults {
     }
 }
 
-/// Starts a fresh server on `store` for `group`, runs the group's scenarios on it, checks what
-/// they left behind, and stops it.
+/// What one server is started for: its scenarios and their plan, what it runs with beyond the
+/// benchmark's arguments, and how the generator reaches it.
+#[derive(Debug)]
+struct Launch {
+    group: Vec<Scenario>,
+    plan: ServicePlan,
+    /// Its folder's name under `contactd-bench/` (the store's name is added).
+    slug: String,
+    /// What the progress lines call it beside the store.
+    label: String,
+    extra_args: Vec<String>,
+    client: ClientSecurity,
+}
+
+impl Launch {
+    /// A server of the main benchmark: plain, every concurrency.
+    fn plain(options: &Options, group: &[Scenario]) -> Self {
+        Self {
+            group: group.to_vec(),
+            plan: options.service_plan_for(group),
+            slug: group_slug(group),
+            label: String::new(),
+            extra_args: Vec::new(),
+            client: ClientSecurity::plain(),
+        }
+    }
+
+    /// A security variant's server for `scenario`.
+    fn secured(
+        options: &Options,
+        material: &SecurityMaterial,
+        variant: Variant,
+        scenario: Scenario,
+    ) -> Self {
+        Self {
+            group: vec![scenario],
+            plan: options.security_plan(scenario),
+            slug: format!("security-{scenario}-{variant}"),
+            label: format!(" {variant}"),
+            extra_args: material.server_args(variant),
+            client: material.client(variant),
+        }
+    }
+}
+
+/// Starts a fresh server on `store` for `launch`, runs its scenarios on it, checks what they
+/// left behind, and stops it.
 async fn run_server(
     bench: &Bench<'_>,
     store: StoreKind,
-    group: &[Scenario],
+    launch: &Launch,
 ) -> anyhow::Result<ServerRun> {
     let options = bench.options;
+    let group = launch.group.as_slice();
     let run_dir = server::target_dir()
         .join("contactd-bench")
-        .join(format!("{}-{store}", group_slug(group)));
+        .join(format!("{}-{store}", launch.slug));
     server::fresh_run_dir(&run_dir)?;
     let url = match store {
         StoreKind::Postgres => {
@@ -415,33 +492,52 @@ async fn run_server(
         }
         StoreKind::Sqlite => format!("sqlite://{}", server::sqlite_file(&run_dir).display()),
     };
-    let mut server = ServerProcess::start(&bench.server_bin, &url, &bench.server_args, &run_dir)?;
+    let args: Vec<String> = bench
+        .server_args
+        .iter()
+        .chain(&launch.extra_args)
+        .cloned()
+        .collect();
+    let mut server = ServerProcess::start(&bench.server_bin, &url, &args, &run_dir)?;
+    let endpoint = launch.client.endpoint(server.addr);
+    let kind = store;
+    // The progress lines name the variant beside the store.
+    let store_label = format!("{store}{}", launch.label);
+    let store = &store_label;
     eprintln!(
-        "[{store}] started {} (pid {}) on {} for {}; log in {}",
+        "[{store}] started {} (pid {}) on {endpoint} for {}; log in {}",
         bench.server_bin.display(),
         server.pid(),
-        server.endpoint,
         group_slug(group),
         server.log.display()
     );
-    client::wait_until_serving(&server.endpoint, Duration::from_secs(60))
+    if let Some(tokens) = launch.client.tokens() {
+        // Each seeded account's token, signed once before any call: the calls only look
+        // theirs up (the few other accounts, the probe's and the histories', mint theirs on
+        // their first call, during the seeding).
+        let accounts: Vec<Account> = (1..=options.accounts as u64)
+            .map(|n| Account::numbered(seed::SEEDED_FAMILY, n))
+            .collect();
+        tokens.premint(accounts.iter().map(Account::id))?;
+    }
+    client::wait_until_serving_with(&endpoint, &launch.client, Duration::from_secs(60))
         .await
         .or_else(|error| {
             server.check_running()?;
             Err(error)
         })?;
-    let db = match store {
+    let db = match kind {
         StoreKind::Postgres => Db::postgres(&url).await?,
         StoreKind::Sqlite => Db::sqlite(&server::sqlite_file(&run_dir)).await?,
     };
     let settings = db.settings().await?;
     let target = Target {
-        fleet: Fleet::connect(&server.endpoint, options.connections).await?,
+        fleet: Fleet::connect_with(&endpoint, options.connections, &launch.client).await?,
         db: db.clone(),
         server_pid: Some(server.pid()),
         smtp: Some(bench.smtp.clone()),
     };
-    let plan = options.service_plan_for(group);
+    let plan = &launch.plan;
     if group.iter().any(|s| s.is_closed_loop()) {
         eprintln!(
             "[{store}] seeding {} accounts × {} contacts{}",
@@ -456,7 +552,7 @@ async fn run_server(
     }
     let service = service::run(
         &target,
-        &plan,
+        plan,
         |run| {
             eprintln!(
                 "[{store}] {:>12} C={:<3} {:>8.0} calls/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
@@ -592,7 +688,7 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
         let mut for_pgbench = None;
         for store_results in &mut results {
             let store = store_results.store;
-            match run_server(&bench, store, &group).await {
+            match run_server(&bench, store, &Launch::plain(&options, &group)).await {
                 Ok(run) => {
                     if !run.stopped_cleanly {
                         store_results.unclean_stops.push(group_slug(&group));
@@ -630,6 +726,7 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
     if pgbench_pending {
         eprintln!("skipping pgbench: no scenario of calls in flight ran on PostgreSQL");
     }
+    let security = run_security(&bench, &stores).await?;
 
     let machine = report::Machine {
         cores: procfs::cores(),
@@ -639,12 +736,108 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
             .filter_map(|r| Some((r.store, r.settings.clone()?)))
             .collect(),
     };
-    let out = report_text(&options, &machine, &results, &pgbench_runs);
+    let out = report_text(&options, &machine, &results, &pgbench_runs, &security);
     println!("{out}");
     if let Some(path) = &options.report {
         write_report(path, &out)?;
     }
-    Ok(results.iter().all(|r| r.verdict().passed()))
+    let security_passed = security
+        .as_ref()
+        .is_none_or(|s| s.results.verdict().passed());
+    Ok(results.iter().all(|r| r.verdict().passed()) && security_passed)
+}
+
+/// What the security variants did.
+#[derive(Debug)]
+struct SecurityResults {
+    runs: Vec<SecurityRun>,
+    /// Their servers' findings, as a store's (every server is on PostgreSQL).
+    results: StoreResults,
+    /// Calls the rate limits refused, over every variant's run.
+    rate_limited: u64,
+}
+
+/// Runs each security variant of each `--security-scenarios` on a fresh PostgreSQL server,
+/// `--security-rounds` times; `None` when no variant is asked for or PostgreSQL is not one of
+/// the stores.
+async fn run_security(
+    bench: &Bench<'_>,
+    stores: &[StoreKind],
+) -> anyhow::Result<Option<SecurityResults>> {
+    let options = bench.options;
+    let variants = security::variants(&options.security);
+    if variants.is_empty() {
+        eprintln!("skipping the security variants (--security none)");
+        return Ok(None);
+    }
+    if !stores.contains(&StoreKind::Postgres) {
+        eprintln!("skipping the security variants: they run on PostgreSQL, not one of --stores");
+        return Ok(None);
+    }
+    if let Some(scenario) = options
+        .security_scenarios
+        .iter()
+        .find(|s| !s.is_closed_loop())
+    {
+        anyhow::bail!("--security-scenarios: {scenario} is not a scenario of calls in flight");
+    }
+    let material = SecurityMaterial::create(
+        &server::target_dir()
+            .join("contactd-bench")
+            .join("security-files"),
+    )?;
+    let mut out = SecurityResults {
+        runs: Vec::new(),
+        results: StoreResults::new(StoreKind::Postgres),
+        rate_limited: 0,
+    };
+    for round in 1..=options.security_rounds.max(1) {
+        // Each round starts the order one variant later, so that no variant always follows
+        // the same one (a server's leftovers in the page cache, a neighbour's rhythm).
+        let mut order = variants.clone();
+        order.rotate_left((round - 1) % variants.len());
+        for &scenario in &options.security_scenarios {
+            for &variant in &order {
+                let launch = Launch::secured(options, &material, variant, scenario);
+                match run_server(bench, StoreKind::Postgres, &launch).await {
+                    Ok(run) => {
+                        if !run.stopped_cleanly {
+                            out.results.unclean_stops.push(launch.slug.clone());
+                        }
+                        match run.report.run(scenario, options.compare_at) {
+                            Some(measured) => {
+                                out.rate_limited += measured
+                                    .errors
+                                    .iter()
+                                    .filter(|(key, _)| key.starts_with("ResourceExhausted"))
+                                    .map(|(_, n)| n)
+                                    .sum::<u64>();
+                                out.runs.push(SecurityRun {
+                                    round,
+                                    variant,
+                                    run: measured.clone(),
+                                });
+                            }
+                            None => out.results.failures.push(format!(
+                                "{}: no run at C={}",
+                                launch.slug, options.compare_at
+                            )),
+                        }
+                        out.results.reports.push(run.report);
+                        out.results.verdicts.push(run.verdict);
+                        run.db.close().await;
+                    }
+                    Err(error) => {
+                        eprintln!("[postgres {variant}] {} failed: {error:#}", launch.slug);
+                        out.results
+                            .failures
+                            .push(format!("{}: {error:#}", launch.slug));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(out))
 }
 
 fn write_report(path: &Path, out: &str) -> anyhow::Result<()> {
@@ -657,6 +850,7 @@ fn report_text(
     machine: &report::Machine,
     results: &[StoreResults],
     pgbench_runs: &[PgbenchReport],
+    security: &Option<SecurityResults>,
 ) -> String {
     let mut out = String::from("# contactd-bench report\n\n");
     out.push_str(&format!(
@@ -708,11 +902,66 @@ fn report_text(
         ));
         out.push('\n');
     }
+    if let Some(security) = security {
+        out.push_str(&report::security(
+            &security.runs,
+            options.compare_at,
+            &security_notes(options, security),
+        ));
+        out.push('\n');
+    }
     for r in results {
         out.push_str(&report::verdict(r.store, &r.verdict()));
         out.push('\n');
     }
+    if let Some(security) = security {
+        out.push_str(
+            &report::verdict(StoreKind::Postgres, &security.results.verdict()).replacen(
+                "## Verdict on",
+                "## Verdict of the security variants' servers on",
+                1,
+            ),
+        );
+        out.push('\n');
+    }
     out
+}
+
+/// How the security variants' servers ran, for their section.
+fn security_notes(options: &Options, security: &SecurityResults) -> String {
+    let rate_limits = options
+        .server_arg
+        .iter()
+        .filter(|a| a.contains("rate-limits"))
+        .cloned()
+        .collect::<Vec<_>>();
+    format!(
+        "Every variant ran with the same server arguments except its own: `tls` adds \
+         `--tls-cert`/`--tls-key` (the generator connects over TLS to `localhost`, trusting the \
+         run's own CA); `jwt` adds `--identity-mode token --token-keys <JWKS> --token-issuer \
+         --token-audience`, and the generator sends each account's own ES256 token (`sub` \
+         `acct-<account>`, minted once per account before its first call, the seeded accounts' \
+         before the server answered: {} accounts) in place of the header; `policy` adds \
+         `--policy-file` (6 policies, 16 attachments: one principal pattern per account family \
+         under each proof, an explicit deny of deletions and a deny of everything from outside \
+         loopback on every caller; each call is decided by them, and each is allowed). Rate \
+         limits: {} in every variant alike; calls refused by them: {}. Seeding: {} accounts × \
+         {} contacts; {} s warm-up, {} s measured; {} HTTP/2 connection(s).",
+        options.accounts,
+        if rate_limits.is_empty() {
+            "the server's defaults (per account and per principal, read=20000:40000, \
+             write=5000:10000 calls/s:burst, far above one account's share here)"
+                .to_owned()
+        } else {
+            format!("`{}`", rate_limits.join(" "))
+        },
+        security.rate_limited,
+        options.accounts,
+        options.contacts_per_account,
+        options.warmup,
+        options.duration,
+        options.connections,
+    )
 }
 
 #[cfg(test)]

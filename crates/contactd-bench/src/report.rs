@@ -1,6 +1,7 @@
 //! The report, in Markdown: the machine, the stores side by side (calls/s and p99 of each, the
 //! ratio SQLite / PostgreSQL), a table per scenario and store, pgbench's figures, the ratios
-//! with the issue's targets, and the verdict of each store.
+//! with the issue's targets, the cost of each security variant as a ratio to the plain run,
+//! and the verdict of each store.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use crate::dbstats::DbCost;
 use crate::dispatch::DispatchReport;
 use crate::load::{RunReport, Scenario};
 use crate::pgbench::{PgbenchReport, Workload};
+use crate::security::Variant;
 use crate::service::{ServiceReport, Verdict};
 
 /// The machine and the stores' settings that bound the figures.
@@ -661,6 +663,193 @@ pub fn targets_table(store: StoreKind, targets: &[Target]) -> String {
     out
 }
 
+/// The aim of the security issue: each variant within 15% of the plain run's throughput.
+pub const SECURITY_AIM: f64 = 0.15;
+
+/// One security variant's run of one scenario, on a server of its own.
+#[derive(Debug, Clone)]
+pub struct SecurityRun {
+    /// Which pass over the variants (1, 2, …): ratios are to the plain run of the same round.
+    pub round: usize,
+    pub variant: Variant,
+    pub run: RunReport,
+}
+
+/// The median of `values` (the mean of the middle two when their number is even).
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
+/// The cost of security at `at` calls in flight: each variant's calls/s, p50 and p99 beside
+/// the plain run of the same scenario and round, as ratios; then, per scenario and variant,
+/// the median ratio over the rounds judged against [`SECURITY_AIM`], and a verdict line.
+/// `notes` says how the servers ran (the rate limits, the tokens).
+pub fn security(runs: &[SecurityRun], at: usize, notes: &str) -> String {
+    let mut out = format!(
+        "## The cost of security at C={at} on PostgreSQL\n\nEach variant ran each scenario \
+         on a fresh server and database of its own, seeded alike, the variants one after the \
+         other for each scenario (so that a change of the machine's load falls on every \
+         variant alike); a ratio is to the `plain` run of the same scenario and round (calls/s: \
+         below 1.00× the variant is slower; p50/p99: above 1.00× it takes longer). CPU per \
+         call is server / PostgreSQL / generator microseconds per successful call (the \
+         generator shares the machine, so its own TLS and its tokens count against the \
+         throughput too); \"DB per call\" is PostgreSQL's transactions / WAL syncs per call; \
+         \"other\" is the rest of the machine's busy time, in cores. {notes}\n\n\
+         | scenario | round | variant | calls/s | p50 ms | p99 ms | errors | CPU per call µs | DB per call | other load | calls/s vs plain | p50 vs plain | p99 vs plain |\n\
+         | --- | --: | --- | --: | --: | --: | --- | --- | --- | --: | --: | --: | --: |\n"
+    );
+    let plain_of = |scenario: Scenario, round: usize| {
+        runs.iter()
+            .find(|r| r.variant == Variant::Plain && r.run.scenario == scenario && r.round == round)
+            .map(|r| &r.run)
+    };
+    let ratio = |value: f64, base: f64| {
+        if base > 0.0 {
+            format!("{:.2}×", value / base)
+        } else {
+            "-".to_owned()
+        }
+    };
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    let mut variants: Vec<Variant> = Vec::new();
+    for r in runs {
+        if !scenarios.contains(&r.run.scenario) {
+            scenarios.push(r.run.scenario);
+        }
+        if !variants.contains(&r.variant) {
+            variants.push(r.variant);
+        }
+    }
+    variants.sort();
+    for &scenario in &scenarios {
+        let mut rows: Vec<&SecurityRun> =
+            runs.iter().filter(|r| r.run.scenario == scenario).collect();
+        rows.sort_by_key(|r| (r.round, r.variant));
+        for r in rows {
+            let run = &r.run;
+            let l = &run.latencies;
+            let rate = run.calls_per_second().max(1e-9);
+            let per_call = |cores: f64| format!("{:.0}", cores * 1e6 / rate);
+            let (vs_rate, vs_p50, vs_p99) = match plain_of(scenario, r.round) {
+                Some(plain) if r.variant != Variant::Plain => (
+                    ratio(run.calls_per_second(), plain.calls_per_second()),
+                    ratio(
+                        l.percentile(50.0).as_secs_f64(),
+                        plain.latencies.percentile(50.0).as_secs_f64(),
+                    ),
+                    ratio(
+                        l.percentile(99.0).as_secs_f64(),
+                        plain.latencies.percentile(99.0).as_secs_f64(),
+                    ),
+                ),
+                Some(_) => ("1.00×".into(), "1.00×".into(), "1.00×".into()),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                out,
+                "| `{scenario}` | {} | `{}` | {:.0} | {} | {} | {} | {} / {} / {} | {} | {:.2} | {vs_rate} | {vs_p50} | {vs_p99} |",
+                r.round,
+                r.variant,
+                run.calls_per_second(),
+                ms(l.percentile(50.0)),
+                ms(l.percentile(99.0)),
+                errors(run),
+                run.cpu.server.map_or("-".into(), per_call),
+                or_na(run.cpu.postgres, per_call),
+                per_call(run.cpu.generator),
+                or_na(run.db.as_ref(), |db| format!(
+                    "{:.2} / {:.2}",
+                    db.transactions, db.wal_syncs
+                )),
+                run.cpu.other(),
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "\n### Each variant against `plain`: the median over the rounds\n\nThe aim: calls/s \
+         within {:.0}% of `plain` (≥ {:.2}×).\n\n\
+         | scenario | variant | what it runs with | calls/s vs plain | p50 vs plain | p99 vs plain | within {:.0}% |\n\
+         | --- | --- | --- | --: | --: | --: | --- |\n",
+        SECURITY_AIM * 100.0,
+        1.0 - SECURITY_AIM,
+        SECURITY_AIM * 100.0,
+    );
+    let mut judged = Vec::new();
+    for &scenario in &scenarios {
+        for &variant in variants.iter().filter(|v| **v != Variant::Plain) {
+            let mut rates = Vec::new();
+            let mut p50s = Vec::new();
+            let mut p99s = Vec::new();
+            for r in runs
+                .iter()
+                .filter(|r| r.variant == variant && r.run.scenario == scenario)
+            {
+                let Some(plain) = plain_of(scenario, r.round) else {
+                    continue;
+                };
+                let of = |run: &RunReport, p: f64| run.latencies.percentile(p).as_secs_f64();
+                rates.push(r.run.calls_per_second() / plain.calls_per_second().max(1e-9));
+                p50s.push(of(&r.run, 50.0) / of(plain, 50.0).max(1e-12));
+                p99s.push(of(&r.run, 99.0) / of(plain, 99.0).max(1e-12));
+            }
+            let Some(rate) = median(&mut rates) else {
+                continue;
+            };
+            let met = rate >= 1.0 - SECURITY_AIM;
+            let show = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}×"));
+            let _ = writeln!(
+                out,
+                "| `{scenario}` | `{variant}` | {} | {rate:.2}× | {} | {} | {} |",
+                variant.describe(),
+                show(median(&mut p50s)),
+                show(median(&mut p99s)),
+                if met {
+                    "yes".to_owned()
+                } else {
+                    format!("**no** ({:.0}% slower)", (1.0 - rate) * 100.0)
+                },
+            );
+            judged.push((scenario, variant, rate, met));
+        }
+    }
+    let missed: Vec<String> = judged
+        .iter()
+        .filter(|(_, _, _, met)| !met)
+        .map(|(scenario, variant, rate, _)| format!("`{scenario}` `{variant}` {rate:.2}×"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "
+**Security cost: {}** ({} of {} scenario × variant medians within {:.0}% of `plain`{}).",
+        if judged.is_empty() {
+            "not measured (no variant beside plain)".to_owned()
+        } else if missed.is_empty() {
+            "within the aim".to_owned()
+        } else {
+            "the aim is missed".to_owned()
+        },
+        judged.len() - missed.len(),
+        judged.len(),
+        SECURITY_AIM * 100.0,
+        if missed.is_empty() {
+            String::new()
+        } else {
+            format!("; missed: {}", missed.join(", "))
+        }
+    );
+    out
+}
+
 /// The verdict of one store, over every server that ran on it (their findings added up).
 pub fn verdict(store: StoreKind, verdict: &Verdict) -> String {
     let a = &verdict.agreement;
@@ -760,6 +949,40 @@ mod tests {
         );
         assert!(
             out.contains("| `update` | 0.50× (2000 / 4000) | 1.50× (12.00 / 8.00 ms) |"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn each_variant_is_a_ratio_to_the_plain_run_of_its_round() {
+        let secured = |round, variant, ok, ms| SecurityRun {
+            round,
+            variant,
+            run: run(Scenario::Get, 32, ok, ms, true),
+        };
+        let runs = vec![
+            secured(1, Variant::Plain, 1000, 2),
+            secured(1, Variant::Tls, 900, 2),
+            secured(1, Variant::Jwt, 800, 3),
+            secured(2, Variant::Plain, 2000, 1),
+            secured(2, Variant::Tls, 1900, 1),
+            secured(2, Variant::Jwt, 1000, 2),
+        ];
+        let out = security(&runs, 32, "");
+        assert!(
+            out.contains("| `get` | 1 | `tls` | 900 | 2.00 | 2.00 | 0 | 556 / 444 / 111 | 0.00 / 0.00 | 0.00 | 0.90× | 1.00× | 1.00× |"),
+            "{out}"
+        );
+        assert!(out.contains("| `get` | 2 | `plain` | 2000 |"), "{out}");
+        // Medians: tls (0.90, 0.95) → 0.93; jwt (0.80, 0.50) → 0.65, 35% slower.
+        assert!(out.contains("| `get` | `tls` |"), "{out}");
+        assert!(out.contains("| 0.93× | 1.00× | 1.00× | yes |"), "{out}");
+        assert!(
+            out.contains("| 0.65× | 1.75× | 1.75× | **no** (35% slower) |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("**Security cost: the aim is missed** (1 of 2 scenario × variant medians within 15% of `plain`; missed: `get` `jwt` 0.65×)"),
             "{out}"
         );
     }

@@ -3,7 +3,7 @@
 //! own for its log and its data directory (where the embedded store keeps its file).
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -97,7 +97,11 @@ pub fn fresh_run_dir(run_dir: &Path) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
+    /// Its plaintext endpoint, `http://<addr>` (see [`crate::security::ClientSecurity::endpoint`]
+    /// for a server with TLS).
     pub endpoint: String,
+    /// The gRPC port's address.
+    pub addr: SocketAddr,
     pub log: PathBuf,
 }
 
@@ -113,7 +117,8 @@ impl ServerProcess {
         run_dir: &Path,
     ) -> anyhow::Result<Self> {
         let port = free_loopback_port()?;
-        let listen = format!("127.0.0.1:{port}");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let listen = addr.to_string();
         std::fs::create_dir_all(run_dir)?;
         let log = run_dir.join("server.log");
         let log_file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -133,6 +138,7 @@ impl ServerProcess {
         Ok(Self {
             child,
             endpoint: format!("http://{listen}"),
+            addr,
             log,
         })
     }

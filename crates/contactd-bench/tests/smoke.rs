@@ -2,7 +2,10 @@
 //! port 0, its emails to the benchmark's SMTP receiver), on each store: on a fresh PostgreSQL
 //! database, then the pgbench scripts for a second each; and on a fresh SQLite file. Calls are
 //! made, none fails with an unexpected code, every write appends one event, every send's email
-//! is accepted once, and the log and the read model agree. No speed is asserted.
+//! is accepted once, and the log and the read model agree. Then `update` and `get` briefly on
+//! each security variant (TLS, bearer tokens, a policy file, all three), each on a fresh
+//! PostgreSQL database, with a check that the variant's security is really on. No speed is
+//! asserted.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,15 +13,19 @@ use std::time::Duration;
 use clap::Parser;
 use contactd::backend::Store;
 use contactd::settings::{Cli, Command, DatabaseSettings};
-use contactd_bench::client::{Fleet, wait_until_serving};
+use contactd_bench::client::{
+    Account, Credentials, Fleet, add_request, wait_until_serving, wait_until_serving_with,
+};
 use contactd_bench::db::{Db, StoreKind};
 use contactd_bench::dispatch::DispatchPlan;
 use contactd_bench::load::{Scenario, Target};
 use contactd_bench::pgbench::{Pgbench, Workload};
-use contactd_bench::seed::SeedPlan;
+use contactd_bench::security::{ClientSecurity, SecurityMaterial, Variant};
+use contactd_bench::seed::{SEEDED_FAMILY, SeedPlan};
 use contactd_bench::service::{self, ServicePlan};
 use contactd_bench::smtp::SmtpReceiver;
 use contactd_bench::verify;
+use contactd_grpc::proto::{DeleteMessageContactRequest, ListMessageContactsRequest};
 use contactd_store_pg::PgStore;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -274,4 +281,177 @@ async fn every_scenario(store: Store, db: Db, data_dir: &Path) {
         .await
         .expect("server task")
         .expect("the server ran cleanly");
+}
+
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
+async fn the_tls_variant_runs_update_and_get(pool: PgPool) {
+    security_variant(pool, Variant::Tls).await;
+}
+
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
+async fn the_jwt_variant_runs_update_and_get(pool: PgPool) {
+    security_variant(pool, Variant::Jwt).await;
+}
+
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
+async fn the_policy_variant_runs_update_and_get(pool: PgPool) {
+    security_variant(pool, Variant::Policy).await;
+}
+
+#[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
+async fn the_all_variant_runs_update_and_get(pool: PgPool) {
+    security_variant(pool, Variant::All).await;
+}
+
+/// Serves a fresh PostgreSQL database in-process as `variant` says, checks that its security
+/// is on (plaintext refused under TLS, the header alone refused under tokens, a deletion
+/// denied by the policies), then runs `update` and `get` briefly through the variant's client.
+async fn security_variant(pool: PgPool, variant: Variant) {
+    let data_dir = fresh_dir(&format!("security-{variant}"));
+    let material = SecurityMaterial::create(&data_dir.join("security")).expect("the files");
+    let mut args: Vec<String> = [
+        "contactd",
+        "serve",
+        "--data-dir",
+        data_dir.to_str().expect("a UTF-8 path"),
+        "--code-secret",
+        "the code secret of the smoke test",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(material.server_args(variant));
+    let Command::Serve(settings) = Cli::parse_from(args).command else {
+        unreachable!("`serve` parses as the serve command")
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let http = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let addr = listener.local_addr().expect("address");
+    let store = Store::Postgres(PgStore::new(pool.clone()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        contactd::startup::run(listener, http, store, &settings, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let client = material.client(variant);
+    let endpoint = client.endpoint(addr);
+    wait_until_serving_with(&endpoint, &client, Duration::from_secs(20))
+        .await
+        .expect("the server answers the variant's client");
+
+    let outsider = Account::numbered(SEEDED_FAMILY, 999_999);
+    let list = || outsider.request(ListMessageContactsRequest::default());
+    if variant.uses_tls() {
+        let refused = match Fleet::connect(&format!("http://{addr}"), 1).await {
+            Ok(fleet) => fleet.client(0).list_message_contacts(list()).await.is_err(),
+            Err(_) => true,
+        };
+        assert!(refused, "plaintext to a TLS port is refused");
+    }
+    if variant.uses_tokens() {
+        let header_only = ClientSecurity {
+            credentials: Credentials::trusted_header(),
+            ..client.clone()
+        };
+        let fleet = Fleet::connect_with(&endpoint, 1, &header_only)
+            .await
+            .expect("connect");
+        let refused = fleet
+            .client(0)
+            .list_message_contacts(list())
+            .await
+            .expect_err("the header alone names no one under tokens");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    }
+    let fleet = Fleet::connect_with(&endpoint, 2, &client)
+        .await
+        .expect("connect");
+    if variant.uses_policies() {
+        let added = fleet
+            .client(0)
+            .add_message_contact(outsider.request(add_request(
+                "Outsider".to_owned(),
+                "outsider@bench.example".to_owned(),
+            )))
+            .await
+            .expect("the policies allow adds")
+            .into_inner()
+            .contact
+            .expect("the contact");
+        let denied = fleet
+            .client(0)
+            .delete_message_contact(outsider.request(DeleteMessageContactRequest {
+                contact_id: added.contact_id,
+                ..Default::default()
+            }))
+            .await
+            .expect_err("the policies deny deletions");
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    }
+
+    let db = Db::Postgres(pool.clone());
+    let target = Target {
+        fleet,
+        db: db.clone(),
+        server_pid: None,
+        smtp: None,
+    };
+    let quick = Duration::from_millis(500);
+    let plan = ServicePlan {
+        seed: SeedPlan {
+            accounts: ACCOUNTS,
+            contacts_per_account: CONTACTS_PER_ACCOUNT,
+            long_stream_events: 1,
+            short_stream_events: 10,
+            short_streams: 0,
+            concurrency: 8,
+        },
+        directory_members: 0,
+        scenarios: vec![Scenario::Update, Scenario::Get],
+        concurrency: vec![4],
+        warmup: Duration::from_millis(200),
+        duration: quick,
+        rng_seed: 7,
+        settle: false,
+        dispatch: DispatchPlan {
+            rates: Vec::new(),
+            warmup: Duration::ZERO,
+            duration: quick,
+            drain: quick,
+            min_accepted_share: 0.95,
+            max_p99: Duration::from_secs(2),
+            settle: false,
+        },
+    };
+    let report = service::run(&target, &plan, |_| {}, |_| {})
+        .await
+        .expect("the scenarios run");
+    assert_eq!(report.runs.len(), 2);
+    for run in &report.runs {
+        assert!(
+            run.ok > 0,
+            "{variant}: {} made no successful call",
+            run.scenario
+        );
+        assert_eq!(
+            run.unexpected_errors, 0,
+            "{variant}: {} failed unexpectedly: {:?}",
+            run.scenario, run.errors
+        );
+        assert!(run.writes_add_up(), "{variant}: {}", run.scenario);
+    }
+    if let Some(tokens) = client.tokens() {
+        // The seeded accounts', the probe's, the outsider's and the histories' (one each).
+        assert!(tokens.minted() > ACCOUNTS, "{}", tokens.minted());
+    }
+    let verdict = service::verdict(&target, &report).await.expect("verdict");
+    assert!(verdict.passed(), "{variant}: {verdict:?}");
+
+    stop.send(()).expect("the server is running");
+    server
+        .await
+        .expect("server task")
+        .expect("the server ran cleanly");
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
