@@ -50,8 +50,6 @@ pub struct Access {
     pub limits: RateLimiter,
     /// The longest a call may run; a client's shorter `grpc-timeout` wins.
     pub call_timeout: Duration,
-    /// The largest request accepted, in bytes (for the answer to a larger one).
-    pub max_request_bytes: usize,
 }
 
 /// Why a caller was not let in: logged at debug level, never told beyond "missing or invalid".
@@ -216,11 +214,16 @@ targets!(
 #[derive(Debug, Clone)]
 pub(crate) struct AccessLayer {
     access: Arc<Access>,
+    /// The server's request size limit, for the answer to a larger request.
+    max_request_bytes: usize,
 }
 
 impl AccessLayer {
-    pub(crate) fn new(access: Arc<Access>) -> Self {
-        Self { access }
+    pub(crate) fn new(access: Arc<Access>, max_request_bytes: usize) -> Self {
+        Self {
+            access,
+            max_request_bytes,
+        }
     }
 }
 
@@ -231,6 +234,7 @@ impl<S> Layer<S> for AccessLayer {
         AccessService {
             inner,
             access: Arc::clone(&self.access),
+            max_request_bytes: self.max_request_bytes,
         }
     }
 }
@@ -239,6 +243,7 @@ impl<S> Layer<S> for AccessLayer {
 pub(crate) struct AccessService<S> {
     inner: S,
     access: Arc<Access>,
+    max_request_bytes: usize,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -262,11 +267,17 @@ where
         let fresh = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, fresh);
         let access = Arc::clone(&self.access);
-        Box::pin(async move { Ok(admit(access, inner, request).await) })
+        let max_request_bytes = self.max_request_bytes;
+        Box::pin(async move { Ok(admit(access, max_request_bytes, inner, request).await) })
     }
 }
 
-async fn admit<S, B>(access: Arc<Access>, inner: S, mut request: Request<B>) -> Response<Body>
+async fn admit<S, B>(
+    access: Arc<Access>,
+    max_request_bytes: usize,
+    inner: S,
+    mut request: Request<B>,
+) -> Response<Body>
 where
     S: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Send,
     S::Future: Send,
@@ -298,7 +309,6 @@ where
     let timeout = client_timeout.unwrap_or(access.call_timeout);
     let ctx = CallContext::for_principal(principal, request_id, correlation_id(request.headers()));
     let source = connection.as_ref().map(|c| c.remote_addr.ip());
-    let max_request_bytes = access.max_request_bytes;
     request.extensions_mut().insert(Admission {
         ctx,
         rpc,

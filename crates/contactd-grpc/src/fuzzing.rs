@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 
+use contactd_access::Rpc;
 use contactd_app::{AppError, EventPage};
 use contactd_domain::{ClientToken, ContactId, CountryCodes, Field, ParameterError};
 use prost::Message;
@@ -22,35 +23,35 @@ use crate::proto::{
 };
 use crate::status;
 
-/// How many request messages `decode_request` tells apart; a selector is taken modulo this.
-pub const REQUEST_KINDS: u8 = 22;
-
-/// The request a selector picks, in the order of the services' RPCs (contact, audit,
-/// directory): what a seed generator encodes for each selector.
-pub const REQUEST_NAMES: [&str; REQUEST_KINDS as usize] = [
-    "AddMessageContact",
-    "UpdateMessageContact",
-    "GetMessageContact",
-    "ListMessageContacts",
-    "SendEmailVerificationForMessageContact",
-    "SendPhoneVerificationForMessageContact",
-    "ListMessageContactVerifications",
-    "CancelMessageContactUpdate",
-    "ConfirmMessageContactVerification",
-    "DeleteMessageContact",
-    "GetMessageContactDeletionStatus",
-    "AssociateMembers",
-    "DisassociateMembers",
-    "ListMessageContactEvents",
-    "StreamEvents",
-    "GetMessageContactAsOf",
-    "GetResourceDirectory",
-    "RegisterFolder",
-    "RemoveFolder",
-    "RegisterMember",
-    "MoveMember",
-    "RemoveMember",
+/// The RPC whose request a selector picks, in the order of the services' RPCs (contact, audit,
+/// directory): the committed corpus's first bytes depend on this order, so it only grows.
+pub const REQUEST_RPCS: [Rpc; 22] = [
+    Rpc::AddMessageContact,
+    Rpc::UpdateMessageContact,
+    Rpc::GetMessageContact,
+    Rpc::ListMessageContacts,
+    Rpc::SendEmailVerificationForMessageContact,
+    Rpc::SendPhoneVerificationForMessageContact,
+    Rpc::ListMessageContactVerifications,
+    Rpc::CancelMessageContactUpdate,
+    Rpc::ConfirmMessageContactVerification,
+    Rpc::DeleteMessageContact,
+    Rpc::GetMessageContactDeletionStatus,
+    Rpc::AssociateMembers,
+    Rpc::DisassociateMembers,
+    Rpc::ListMessageContactEvents,
+    Rpc::StreamEvents,
+    Rpc::GetMessageContactAsOf,
+    Rpc::GetResourceDirectory,
+    Rpc::RegisterFolder,
+    Rpc::RemoveFolder,
+    Rpc::RegisterMember,
+    Rpc::MoveMember,
+    Rpc::RemoveMember,
 ];
+
+/// How many request messages `decode_request` tells apart; a selector is taken modulo this.
+pub const REQUEST_KINDS: u8 = REQUEST_RPCS.len() as u8;
 
 /// Decodes `bytes` as the request `selector` picks (modulo `REQUEST_KINDS`) and, when that
 /// succeeds, converts it under the default country codes and under every code, and takes its
@@ -60,8 +61,8 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
         default: CountryCodes::default(),
         every: CountryCodes::new(1..=999),
     };
-    match selector % REQUEST_KINDS {
-        0 => exercise(
+    match REQUEST_RPCS[usize::from(selector % REQUEST_KINDS)] {
+        Rpc::AddMessageContact => exercise(
             bytes,
             &codes,
             |r: &AddMessageContactRequest, c| from_proto::new_contact(r, c),
@@ -75,14 +76,14 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
             },
             Some(|r: &mut AddMessageContactRequest| &mut r.client_token),
         ),
-        1 => exercise(
+        Rpc::UpdateMessageContact => exercise(
             bytes,
             &codes,
             |r: &UpdateMessageContactRequest, c| from_proto::update_command(r, c),
             |r| missing_contact_id(&r.contact_id),
             Some(|r: &mut UpdateMessageContactRequest| &mut r.client_token),
         ),
-        2 => exercise(
+        Rpc::GetMessageContact => exercise(
             bytes,
             &codes,
             |r: &GetMessageContactRequest, _| from_proto::contact_id(r),
@@ -90,14 +91,14 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
             None,
         ),
         // An empty contact id is no filter here, so nothing is ever missing.
-        3 => exercise(
+        Rpc::ListMessageContacts => exercise(
             bytes,
             &codes,
             |r: &ListMessageContactsRequest, _| from_proto::list_query(r),
             |_| None,
             None,
         ),
-        4 => exercise(
+        Rpc::SendEmailVerificationForMessageContact => exercise(
             bytes,
             &codes,
             |r: &SendEmailVerificationForMessageContactRequest, _| from_proto::send_email(r),
@@ -109,7 +110,7 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
             },
             Some(|r: &mut SendEmailVerificationForMessageContactRequest| &mut r.client_token),
         ),
-        5 => exercise(
+        Rpc::SendPhoneVerificationForMessageContact => exercise(
             bytes,
             &codes,
             |r: &SendPhoneVerificationForMessageContactRequest, c| from_proto::send_phone(r, c),
@@ -121,21 +122,21 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
             },
             Some(|r: &mut SendPhoneVerificationForMessageContactRequest| &mut r.client_token),
         ),
-        6 => exercise(
+        Rpc::ListMessageContactVerifications => exercise(
             bytes,
             &codes,
             |r: &ListMessageContactVerificationsRequest, _| from_proto::list_verifications(r),
             |r| missing_contact_id(&r.contact_id),
             None,
         ),
-        7 => exercise(
+        Rpc::CancelMessageContactUpdate => exercise(
             bytes,
             &codes,
             |r: &CancelMessageContactUpdateRequest, c| from_proto::cancel_command(r, c),
             |r| missing_contact_id(&r.contact_id),
             Some(|r: &mut CancelMessageContactUpdateRequest| &mut r.client_token),
         ),
-        8 => exercise(
+        Rpc::ConfirmMessageContactVerification => exercise(
             bytes,
             &codes,
             |r: &ConfirmMessageContactVerificationRequest, c| from_proto::confirm(r, c),
@@ -148,28 +149,28 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
             },
             Some(|r: &mut ConfirmMessageContactVerificationRequest| &mut r.client_token),
         ),
-        9 => exercise(
+        Rpc::DeleteMessageContact => exercise(
             bytes,
             &codes,
             |r: &DeleteMessageContactRequest, _| from_proto::delete(r),
             |r| missing_contact_id(&r.contact_id),
             Some(|r: &mut DeleteMessageContactRequest| &mut r.client_token),
         ),
-        10 => exercise(
+        Rpc::GetMessageContactDeletionStatus => exercise(
             bytes,
             &codes,
             |r: &GetMessageContactDeletionStatusRequest, _| from_proto::deletion_status(r),
             |r| missing_contact_id(&r.contact_id),
             None,
         ),
-        11 => exercise(
+        Rpc::AssociateMembers => exercise(
             bytes,
             &codes,
             |r: &AssociateMembersRequest, _| from_proto::associate(r),
             |r| missing_contact_id(&r.contact_id),
             Some(|r: &mut AssociateMembersRequest| &mut r.client_token),
         ),
-        12 => exercise(
+        Rpc::DisassociateMembers => exercise(
             bytes,
             &codes,
             |r: &DisassociateMembersRequest, _| from_proto::disassociate(r),
@@ -177,7 +178,7 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
             Some(|r: &mut DisassociateMembersRequest| &mut r.client_token),
         ),
         // The audit service converts inline (`audit.rs`): the same calls, in the same order.
-        13 => exercise(
+        Rpc::ListMessageContactEvents => exercise(
             bytes,
             &codes,
             |r: &ListMessageContactEventsRequest, _| {
@@ -189,14 +190,14 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
             |r| missing_contact_id(&r.contact_id),
             None,
         ),
-        14 => exercise(
+        Rpc::StreamEvents => exercise(
             bytes,
             &codes,
             |r: &StreamEventsRequest, _| Ok::<_, ParameterError>(r.from_position),
             |_| None,
             None,
         ),
-        15 => exercise(
+        Rpc::GetMessageContactAsOf => exercise(
             bytes,
             &codes,
             |r: &GetMessageContactAsOfRequest, _| {
@@ -205,42 +206,42 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
             |r| missing_contact_id(&r.contact_id),
             None,
         ),
-        16 => exercise(
+        Rpc::GetResourceDirectory => exercise(
             bytes,
             &codes,
             |_: &GetResourceDirectoryRequest, _| Ok::<_, ParameterError>(()),
             |_| None,
             None,
         ),
-        17 => exercise(
+        Rpc::RegisterFolder => exercise(
             bytes,
             &codes,
             |r: &RegisterFolderRequest, _| from_proto::register_folder(r),
             |r| first_missing([(r.folder_id.is_empty(), Field::FolderId)]),
             None,
         ),
-        18 => exercise(
+        Rpc::RemoveFolder => exercise(
             bytes,
             &codes,
             |r: &RemoveFolderRequest, _| from_proto::remove_folder(r),
             |r| first_missing([(r.folder_id.is_empty(), Field::FolderId)]),
             None,
         ),
-        19 => exercise(
+        Rpc::RegisterMember => exercise(
             bytes,
             &codes,
             |r: &RegisterMemberRequest, _| from_proto::register_member(r),
             |r| first_missing([(r.account_id.is_empty(), Field::AccountId)]),
             None,
         ),
-        20 => exercise(
+        Rpc::MoveMember => exercise(
             bytes,
             &codes,
             |r: &MoveMemberRequest, _| from_proto::move_member(r),
             |r| first_missing([(r.account_id.is_empty(), Field::AccountId)]),
             None,
         ),
-        _ => exercise(
+        Rpc::RemoveMember => exercise(
             bytes,
             &codes,
             |r: &RemoveMemberRequest, _| from_proto::remove_member(r),
@@ -358,6 +359,15 @@ fn missing_contact_id(raw: &str) -> Option<Field> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_rpc_has_exactly_one_selector() {
+        for rpc in Rpc::ALL {
+            let selectors = REQUEST_RPCS.iter().filter(|picked| *picked == rpc).count();
+            assert_eq!(selectors, 1, "{rpc:?}");
+        }
+        assert_eq!(REQUEST_RPCS.len(), Rpc::ALL.len());
+    }
 
     #[test]
     fn every_selector_takes_empty_and_garbage_input() {

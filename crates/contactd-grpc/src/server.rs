@@ -125,7 +125,7 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
             .add_service(audit)
             .add_service(directory)
             .prepare();
-        let service = AccessLayer::new(self.access).layer(routes);
+        let service = AccessLayer::new(self.access, max_request).layer(routes);
 
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2

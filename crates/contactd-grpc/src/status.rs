@@ -213,15 +213,12 @@ pub(crate) fn throttled(request_id: &str, retry_after: Duration) -> Status {
 pub(crate) fn undecodable(request_id: &str, what: &str) -> Status {
     let mut details = ErrorDetails::new();
     details.set_request_info(request_id, "");
-    let mut status = Status::with_error_details(
+    let status = Status::with_error_details(
         Code::InvalidArgument,
         format!("The request could not be decoded: {what}."),
         details,
     );
-    if let Ok(value) = MetadataValue::try_from(request_id) {
-        status.metadata_mut().insert(REQUEST_ID_HEADER, value);
-    }
-    status
+    with_request_id(status, request_id)
 }
 
 /// A status raised before the call reached its handler (tonic's own: an unknown method, a
@@ -330,10 +327,7 @@ fn status_with(error: ErrorCode, request_id: &str, more: impl FnOnce(&mut ErrorD
     if let Ok(value) = MetadataValue::try_from(error.reason.as_str()) {
         metadata.insert(ERROR_CODE_HEADER, value);
     }
-    if let Ok(value) = MetadataValue::try_from(request_id) {
-        metadata.insert(REQUEST_ID_HEADER, value);
-    }
-    status
+    with_request_id(status, request_id)
 }
 
 fn proto_field_name(field: Field) -> &'static str {

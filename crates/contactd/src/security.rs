@@ -119,7 +119,6 @@ pub(crate) fn access(settings: &ServeSettings, mode: IdentityMode) -> anyhow::Re
         authorizer,
         limits: RateLimiter::new(security.account_rate_limits, security.principal_rate_limits),
         call_timeout: settings.call_timeout(),
-        max_request_bytes: security.max_request_bytes,
     })
 }
 
