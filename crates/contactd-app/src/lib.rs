@@ -9,6 +9,7 @@ pub mod deadline;
 mod directory;
 mod dispatch;
 mod error;
+mod health;
 mod integration;
 mod leased;
 mod lifecycle;
@@ -25,6 +26,7 @@ pub use codes::{CodeSecret, LinkToken, MIN_SECRET_BYTES, ShortSecret};
 pub use context::{CallContext, Principal, Proof, RequestId};
 pub use dispatch::{DispatchCounts, DispatchMetrics, DispatchSettings, Dispatcher};
 pub use error::AppError;
+pub use health::{DatabaseHealth, HealthSettings, monitor_database};
 pub use integration::{
     INTEGRATION_SCHEMA_VERSION, MemberContactChange, member_contact_message, member_subject,
 };

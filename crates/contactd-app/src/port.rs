@@ -340,6 +340,10 @@ pub trait EventLog: Send + Sync + 'static {
         &self,
         end: LogPosition,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Whether the database answers and holds every migration this build needs: what health
+    /// and readiness report.
+    fn readiness(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A point in a stream's history.

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use contactd_access::{Authorizer, CertificateAccounts, RateLimiter, Rpc, TokenVerifier, Watched};
-use contactd_app::{CallContext, Principal, RequestId};
+use contactd_app::{CallContext, DatabaseHealth, Principal, RequestId};
 use contactd_domain::AccountId;
 use contactd_net::{CallGuard, ConnectionInfo};
 use http::{HeaderMap, Request, Response};
@@ -27,6 +27,7 @@ use crate::status::{self, REQUEST_ID_HEADER};
 
 pub(crate) const ACCOUNT_HEADER: &str = "x-acs-account-id";
 pub(crate) const CORRELATION_HEADER: &str = "x-acs-correlation-id";
+const TRACEPARENT_HEADER: &str = "traceparent";
 const AUTHORIZATION_HEADER: &str = "authorization";
 const TIMEOUT_HEADER: &str = "grpc-timeout";
 
@@ -114,12 +115,46 @@ fn single<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Not
     }
 }
 
-/// A correlation id the caller passes along, if it is a short printable token; otherwise the
-/// request id stands in for it.
+/// A correlation id the caller passes along, if it is a short printable token; else the trace
+/// id of the W3C `traceparent` it sent, so that the events of a traced call name its trace;
+/// otherwise the request id stands in for it.
 fn correlation_id(headers: &HeaderMap) -> Option<String> {
-    let raw = headers.get(CORRELATION_HEADER)?.to_str().ok()?;
-    let printable = (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
-    printable.then(|| raw.to_owned())
+    let given = headers
+        .get(CORRELATION_HEADER)
+        .and_then(|raw| raw.to_str().ok())
+        .filter(|raw| (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()));
+    match given {
+        Some(given) => Some(given.to_owned()),
+        None => trace_id(headers.get(TRACEPARENT_HEADER)?.to_str().ok()?),
+    }
+}
+
+/// The trace id of a `traceparent` (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`,
+/// lowercase; ids of zeros are invalid; later versions may append fields).
+fn trace_id(traceparent: &str) -> Option<String> {
+    let mut fields = traceparent.trim().split('-');
+    let (version, trace, parent, flags) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    let hex = |field: &str, len: usize| {
+        field.len() == len
+            && field
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let zero = |field: &str| field.bytes().all(|b| b == b'0');
+    let valid = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || fields.next().is_none())
+        && hex(trace, 32)
+        && !zero(trace)
+        && hex(parent, 16)
+        && !zero(parent)
+        && hex(flags, 2);
+    valid.then(|| trace.to_owned())
 }
 
 /// The time a client allows its call (`grpc-timeout`: at most 8 digits and a unit).
@@ -216,13 +251,20 @@ pub(crate) struct AccessLayer {
     access: Arc<Access>,
     /// The server's request size limit, for the answer to a larger request.
     max_request_bytes: usize,
+    /// While the database is known not to answer, calls fail at once rather than wait for it.
+    database: DatabaseHealth,
 }
 
 impl AccessLayer {
-    pub(crate) fn new(access: Arc<Access>, max_request_bytes: usize) -> Self {
+    pub(crate) fn new(
+        access: Arc<Access>,
+        max_request_bytes: usize,
+        database: DatabaseHealth,
+    ) -> Self {
         Self {
             access,
             max_request_bytes,
+            database,
         }
     }
 }
@@ -235,6 +277,7 @@ impl<S> Layer<S> for AccessLayer {
             inner,
             access: Arc::clone(&self.access),
             max_request_bytes: self.max_request_bytes,
+            database: self.database.clone(),
         }
     }
 }
@@ -244,6 +287,7 @@ pub(crate) struct AccessService<S> {
     inner: S,
     access: Arc<Access>,
     max_request_bytes: usize,
+    database: DatabaseHealth,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -268,13 +312,17 @@ where
         let inner = std::mem::replace(&mut self.inner, fresh);
         let access = Arc::clone(&self.access);
         let max_request_bytes = self.max_request_bytes;
-        Box::pin(async move { Ok(admit(access, max_request_bytes, inner, request).await) })
+        let database_up = self.database.is_up();
+        Box::pin(
+            async move { Ok(admit(access, max_request_bytes, database_up, inner, request).await) },
+        )
     }
 }
 
 async fn admit<S, B>(
     access: Arc<Access>,
     max_request_bytes: usize,
+    database_up: bool,
     inner: S,
     mut request: Request<B>,
 ) -> Response<Body>
@@ -305,10 +353,17 @@ where
         );
         return guarded(status::throttled(&id, retry.0).into_http(), guard);
     }
+    if !database_up {
+        return guarded(status::database_unavailable(&id).into_http(), guard);
+    }
     let client_timeout = client_timeout(request.headers()).filter(|t| *t < access.call_timeout);
     let timeout = client_timeout.unwrap_or(access.call_timeout);
     let ctx = CallContext::for_principal(principal, request_id, correlation_id(request.headers()));
     let source = connection.as_ref().map(|c| c.remote_addr.ip());
+    // Every line logged within the call names it, its request and its account.
+    let span = tracing::info_span!(
+        "call", rpc = rpc.name(), request_id = %id, account = %ctx.account_id
+    );
     request.extensions_mut().insert(Admission {
         ctx,
         rpc,
@@ -326,6 +381,7 @@ where
             None => inner.oneshot(request).await,
         }
     };
+    let call = tracing::Instrument::instrument(call, span);
     let response = match tokio::time::timeout_at(deadline, call).await {
         Ok(response) => into_response(response),
         Err(_) => status::with_request_id(
@@ -466,6 +522,41 @@ mod tests {
             single(&headers(&[(ACCOUNT_HEADER, "1")]), ACCOUNT_HEADER).ok(),
             Some("1")
         );
+    }
+
+    #[test]
+    fn without_a_correlation_id_a_valid_traceparent_gives_its_trace_id() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let parent = format!("00-{trace}-00f067aa0ba902b7-01");
+        assert_eq!(
+            correlation_id(&headers(&[(TRACEPARENT_HEADER, &parent)])),
+            Some(trace.to_owned())
+        );
+        assert_eq!(
+            correlation_id(&headers(&[
+                (TRACEPARENT_HEADER, &parent),
+                (CORRELATION_HEADER, "mine")
+            ])),
+            Some("mine".to_owned()),
+            "the caller's own correlation id wins"
+        );
+        for invalid in [
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{trace}-0000000000000000-01"),
+            format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase()),
+            format!("ff-{trace}-00f067aa0ba902b7-01"),
+            format!("00-{trace}-00f067aa0ba902b7-01-extra"),
+            format!("00-{trace}-00f067aa0ba902b7"),
+            "garbage".to_owned(),
+        ] {
+            assert_eq!(
+                correlation_id(&headers(&[(TRACEPARENT_HEADER, &invalid)])),
+                None,
+                "{invalid}"
+            );
+        }
+        let later_version = format!("01-{trace}-00f067aa0ba902b7-01-more");
+        assert_eq!(trace_id(&later_version), Some(trace.to_owned()));
     }
 
     #[test]

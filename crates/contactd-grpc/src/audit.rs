@@ -115,10 +115,16 @@ impl<L: AuditLog> MessageContactAuditService for AuditGrpc<L> {
         let (mut sender, stream) = streams::buffer(self.streams.settings(), permit);
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
+            // Where a new stream would carry on after the events queued so far.
+            let mut resume_from = from_position;
             loop {
                 let batch = tokio::select! {
                     batch = subscription.next_batch() => batch,
-                    _ = stopping.wait_for(|stop| *stop) => return,
+                    _ = stopping.wait_for(|stop| *stop) => {
+                        // Not OK: a follower must tell a shutdown from a stream that ended.
+                        sender.end(status::shutting_down(&request_id, resume_from));
+                        return;
+                    }
                     // The client went away while nothing new came: stop following for it.
                     () = sender.client_gone() => return,
                 };
@@ -129,6 +135,7 @@ impl<L: AuditLog> MessageContactAuditService for AuditGrpc<L> {
                             if sender.send(to_proto::event(event), stalled).await.is_err() {
                                 return;
                             }
+                            resume_from = event.global_position + 1;
                         }
                     }
                     Err(error) => {

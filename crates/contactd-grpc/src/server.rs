@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use contactd_app::{AuditLog, AuditService, ContactService, ContactStore, DirectoryStore};
+use contactd_app::{
+    AuditLog, AuditService, ContactService, ContactStore, DatabaseHealth, DirectoryStore,
+};
 use contactd_net::{Connection, Listener};
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -79,6 +81,7 @@ pub struct Server<S, L> {
     audit: Arc<AuditService<L>>,
     access: Arc<Access>,
     settings: ServerSettings,
+    database: DatabaseHealth,
 }
 
 impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
@@ -93,7 +96,14 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
             audit,
             access: Arc::new(access),
             settings,
+            database: DatabaseHealth::always_up(),
         }
+    }
+
+    /// Health reports `SERVING` only while `database` is up (by default it always is).
+    pub fn with_database_health(mut self, database: DatabaseHealth) -> Self {
+        self.database = database;
+        self
     }
 
     /// Serves until `shutdown` completes, then stops accepting calls and lets the calls in
@@ -125,7 +135,8 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
             .add_service(audit)
             .add_service(directory)
             .prepare();
-        let service = AccessLayer::new(self.access, max_request).layer(routes);
+        let service =
+            AccessLayer::new(self.access, max_request, self.database.clone()).layer(routes);
 
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
@@ -136,7 +147,8 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
             .max_concurrent_streams(self.settings.max_concurrent_streams)
             .max_send_buf_size(self.settings.send_buffer_bytes);
 
-        set_serving(&health_reporter).await;
+        set_status(&health_reporter, serving_status(self.database.is_up())).await;
+        let health = tokio::spawn(follow_database(health_reporter.clone(), self.database));
         let (close, closing) = watch::channel(false);
         let mut connections = JoinSet::new();
         let incoming = listener.incoming();
@@ -160,6 +172,9 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
+        // From the moment shutdown begins, balancers are told to send calls elsewhere.
+        health.abort();
+        set_status(&health_reporter, ServingStatus::NotServing).await;
         let _ = stop_streams.send(true);
         let _ = close.send(true);
         while connections.join_next().await.is_some() {}
@@ -219,13 +234,30 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
-async fn set_serving(reporter: &HealthReporter) {
-    reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+/// Reports `SERVING` while the database is up and `NOT_SERVING` while it is not, for the
+/// server as a whole and for each of its services.
+async fn follow_database(reporter: HealthReporter, database: DatabaseHealth) {
+    let mut answer = database.watch();
+    loop {
+        let up = *answer.borrow_and_update();
+        set_status(&reporter, serving_status(up)).await;
+        if answer.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn serving_status(up: bool) -> ServingStatus {
+    if up {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+async fn set_status(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
     for name in SERVICE_NAMES {
-        reporter
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
+        reporter.set_service_status(name, status).await;
     }
 }

@@ -144,12 +144,7 @@ pub(crate) fn app_error(error: &AppError, request_id: &str) -> Status {
             Code::Aborted,
             429,
         ),
-        AppError::Unavailable(_) => ErrorCode::new(
-            "ServiceUnavailable",
-            "The request has failed due to a temporary failure of the server.",
-            Code::Unavailable,
-            503,
-        ),
+        AppError::Unavailable(_) => service_unavailable(),
         AppError::Internal(_) => ErrorCode::new(
             "InternalError",
             "The request processing has failed due to some unknown error.",
@@ -249,6 +244,31 @@ pub(crate) fn stream_fell_behind(request_id: &str, next_position: i64) -> Status
         .metadata_mut()
         .insert(RESUME_FROM_HEADER, MetadataValue::from(next_position));
     status
+}
+
+/// A live stream ended because the server shuts down: `UNAVAILABLE`, so that its client
+/// resumes from `next_position` (also in trailing metadata) on another server or this one
+/// once it is back.
+pub(crate) fn shutting_down(request_id: &str, next_position: i64) -> Status {
+    let mut status = status(service_unavailable(), request_id);
+    status
+        .metadata_mut()
+        .insert(RESUME_FROM_HEADER, MetadataValue::from(next_position));
+    status
+}
+
+/// The database is known not to answer: the call is refused before it waits for it.
+pub(crate) fn database_unavailable(request_id: &str) -> Status {
+    status(service_unavailable(), request_id)
+}
+
+fn service_unavailable() -> ErrorCode {
+    ErrorCode::new(
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure of the server.",
+        Code::Unavailable,
+        503,
+    )
 }
 
 fn parameter(error: ParameterError) -> ErrorCode {

@@ -26,3 +26,24 @@ pub use events::{
 pub use fold::{INLINE_READ_MODEL, InlineFold, RebuildReport};
 pub use recorded::{StoredEvent, canonical_payload, event_json_line};
 pub use subscription::{DEFAULT_POLL_INTERVAL, FOLLOW_BATCH, Subscription};
+
+/// Whether a database whose newest applied migration is `applied` holds every one of `needed`
+/// (the store's embedded migrations): what its readiness reports.
+pub fn schema_ready(
+    applied: Option<i64>,
+    needed: impl Iterator<Item = i64>,
+) -> Result<(), contactd_app::StoreError> {
+    let needed = needed.max();
+    if applied >= needed {
+        Ok(())
+    } else {
+        Err(contactd_app::StoreError::internal(
+            format!(
+                "the schema is at migration {}; this build needs {}",
+                applied.unwrap_or(0),
+                needed.unwrap_or(0)
+            ),
+            None,
+        ))
+    }
+}

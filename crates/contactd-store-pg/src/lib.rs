@@ -460,6 +460,23 @@ impl EventLog for PgStore {
         let (xmin, _) = log::snapshot_bounds(&self.pool).await?;
         Ok(xmin >= end.parts().0)
     }
+
+    /// On a connection of its own, so that a pool busy with calls is not taken for a
+    /// database out of reach.
+    async fn readiness(&self) -> Result<(), StoreError> {
+        use sqlx::Connection;
+        let checking = crate::error::failed("checking the schema");
+        let mut connection = sqlx::PgConnection::connect_with(&self.pool.connect_options())
+            .await
+            .map_err(&checking)?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&mut connection)
+                .await
+                .map_err(&checking)?;
+        let _ = connection.close().await;
+        contactd_store_core::schema_ready(applied, MIGRATOR.iter().map(|m| m.version))
+    }
 }
 
 impl AuditLog for PgStore {

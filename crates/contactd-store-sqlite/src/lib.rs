@@ -540,6 +540,15 @@ impl EventLog for SqliteStore {
     async fn readable_to(&self, end: LogPosition) -> Result<bool, StoreError> {
         log::readable_to(&self.reads, end).await
     }
+
+    async fn readiness(&self) -> Result<(), StoreError> {
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.reads)
+                .await
+                .map_err(crate::error::failed("checking the schema"))?;
+        contactd_store_core::schema_ready(applied, MIGRATOR.iter().map(|m| m.version))
+    }
 }
 
 impl AuditLog for SqliteStore {

@@ -3,8 +3,10 @@
 //! confirm and changes nothing, because mail scanners open links; the page's button `POST`s,
 //! which confirms exactly as `ConfirmMessageContactVerification` with the right code would.
 //! The pages load nothing from outside the service and forbid it by Content-Security-Policy.
+//! Beside them, the probes `/livez` and `/readyz` for orchestrators.
 
 mod page;
+mod probes;
 
 use std::sync::Arc;
 
@@ -19,18 +21,22 @@ use contactd_net::{ConnectionInfo, Listener};
 use tracing::{error, info};
 
 use crate::page::Page;
+pub use crate::probes::Readiness;
 
-/// Serves the pages on `listener` (plaintext or TLS, with its connection limits) until
-/// `shutdown` completes.
+/// Serves the pages and the probes on `listener` (plaintext or TLS, with its connection
+/// limits) until `shutdown` completes.
 pub async fn serve<S: ContactStore>(
     listener: Listener,
     app: Arc<ContactService<S>>,
+    readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(address) = listener.local_addr() {
         info!(%address, "confirmation pages listening");
     }
-    let routes = router(app).layer(middleware::from_fn(mark_call));
+    let routes = router(app)
+        .merge(probes::routes(readiness))
+        .layer(middleware::from_fn(mark_call));
     axum::serve(
         listener,
         routes.into_make_service_with_connect_info::<ConnectionInfo>(),

@@ -8,7 +8,7 @@ use contactd::{startup, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init();
+    telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve(settings) => startup::serve(*settings, startup::shutdown_signal()).await,
         Command::Migrate(database) => startup::migrate_only(&database).await,

@@ -18,6 +18,18 @@ use contactd_domain::CountryCodes;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// How log lines are written to stderr: `json` (one object per line, for collectors),
+    /// `text` (for people), or `auto`: text on a terminal, JSON otherwise.
+    #[arg(long, global = true, env = "CONTACTD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
 }
 
 #[derive(Debug, Subcommand)]

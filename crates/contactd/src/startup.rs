@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use contactd_app::{
-    AuditService, ContactService, DispatchSettings, Dispatcher, EventLog, LifecycleSettings,
-    LifecycleWorker, Policy, VerificationPolicy,
+    AuditService, ContactService, DispatchSettings, Dispatcher, EventLog, HealthSettings,
+    LifecycleSettings, LifecycleWorker, Policy, VerificationPolicy, monitor_database,
 };
 use contactd_delivery::{DeliverySettings, Senders};
 use contactd_grpc::Server;
 use contactd_nats::{NatsPublisher, NatsSettings};
+use contactd_web::Readiness;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -176,7 +177,10 @@ async fn serve_with<S: Backend>(
             ..LifecycleSettings::default()
         },
     ));
+    let stopping_monitor = stopping.clone();
     workers.spawn(worker.run(stopping));
+    let (database, _monitor) =
+        monitor_database(store.clone(), HealthSettings::default(), stopping_monitor).await;
     let audit = Arc::new(AuditService::new(store));
     // Both servers stop on the one signal.
     let (stop_servers, servers_stopping) = watch::channel(false);
@@ -184,8 +188,18 @@ async fn serve_with<S: Backend>(
         shutdown.await;
         let _ = stop_servers.send(true);
     });
-    let pages = contactd_web::serve(http, app.clone(), stopped(servers_stopping.clone()));
+    let readiness = Readiness {
+        database: database.clone(),
+        stopping: servers_stopping.clone(),
+    };
+    let pages = contactd_web::serve(
+        http,
+        app.clone(),
+        readiness,
+        stopped(servers_stopping.clone()),
+    );
     let grpc = Server::new(app, audit, access, security::server_settings(settings))
+        .with_database_health(database)
         .run(listener, stopped(servers_stopping));
     let (pages, grpc) = tokio::join!(pages, grpc);
     let served = grpc

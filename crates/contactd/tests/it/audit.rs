@@ -177,9 +177,18 @@ fn assert_invalid_as_of(status: &Status) {
 async fn a_contacts_events_are_listed_in_stream_order_with_who_caused_them_and_why(db: TestDb) {
     let mut server = TestServer::start(&db).await;
     let mut audit = audit_client(&server).await;
+    // A traced caller: its trace id is the correlation id of the events of its call.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut traced = as_account(ACCOUNT, add_request("Tom"));
+    traced.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
     let added_response = server
         .client
-        .add_message_contact(as_account(ACCOUNT, add_request("Tom")))
+        .add_message_contact(traced)
         .await
         .unwrap()
         .into_inner();
@@ -235,7 +244,7 @@ async fn a_contacts_events_are_listed_in_stream_order_with_who_caused_them_and_w
 
     let caller = format!("account:{ACCOUNT}");
     for (event, (request_id, correlation_id)) in events.iter().zip([
-        (&added_response.request_id, &added_response.request_id),
+        (&added_response.request_id, &trace_id.to_owned()),
         (&update_id, &"order-42".to_owned()),
         (&update_id, &"order-42".to_owned()),
         (&update_id, &"order-42".to_owned()),

@@ -59,6 +59,11 @@ impl TestServer {
         Self::serve(db.store().await, configure, plaintext).await
     }
 
+    /// A server on `store` (opened by the test, say through a proxy it can cut).
+    pub async fn start_on(store: Store, configure: impl FnOnce(&mut ServeSettings)) -> Self {
+        Self::serve(store, configure, plaintext).await
+    }
+
     /// A server configured by `configure`, whose client connects through `endpoint` (built
     /// from the server's address: TLS, client certificates, windows).
     pub async fn start_with_endpoint(
