@@ -184,12 +184,7 @@ async fn a_shutdown_ends_live_streams_unavailable_with_where_to_resume(db: TestD
     stopped.await.expect("the server stopped");
     assert_eq!(ending.code(), Code::Unavailable);
     assert_eq!(error_code(&ending), "ServiceUnavailable");
-    let resume: i64 = ending
-        .metadata()
-        .get("x-contactd-resume-from")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok())
-        .expect("where to resume");
+    let resume = resume_from(&ending);
     assert!(
         resume > first.global_position,
         "{resume} after {}",

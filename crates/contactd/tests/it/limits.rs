@@ -402,12 +402,7 @@ async fn a_client_that_stops_reading_is_ended_where_it_can_resume_and_starves_no
         }
     };
     assert_eq!(ending.code(), Code::ResourceExhausted, "{ending:?}");
-    let resume: i64 = ending
-        .metadata()
-        .get("x-contactd-resume-from")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok())
-        .expect("where to resume");
+    let resume = resume_from(&ending);
     assert!(
         positions.len() < 120,
         "it was ended before the end of the log"

@@ -298,6 +298,16 @@ pub fn assert_error(status: &Status, code: Code, reason: &str, message: &str, fi
 
 /// Asserts an upper-case UUID such as `9B34724D-54B0-4A51-B34D-4512372FE1BE`.
 #[track_caller]
+/// Where a live stream that was ended says to resume (`x-contactd-resume-from`).
+pub fn resume_from(ending: &Status) -> i64 {
+    ending
+        .metadata()
+        .get("x-contactd-resume-from")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("where to resume")
+}
+
 pub fn assert_request_id(request_id: &str) {
     assert!(
         uuid::Uuid::parse_str(request_id).is_ok(),
