@@ -33,48 +33,41 @@ impl Default for HealthSettings {
 /// The monitor's answer, read by whoever reports health: true while the database answers
 /// and holds the migrations this build needs.
 #[derive(Debug, Clone)]
-pub struct DatabaseHealth {
-    answer: watch::Receiver<bool>,
-    /// The sender of an answer that never changes, held so that `changed` waits rather than
-    /// ending.
-    _fixed: Option<std::sync::Arc<watch::Sender<bool>>>,
-}
+pub struct DatabaseHealth(watch::Receiver<bool>);
 
 impl DatabaseHealth {
     /// Always up: for servers run without a monitor (tests that drive the gRPC server alone).
+    /// With no sender, the answer never changes.
     pub fn always_up() -> Self {
-        let (sender, answer) = watch::channel(true);
-        Self {
-            answer,
-            _fixed: Some(std::sync::Arc::new(sender)),
-        }
+        Self(watch::channel(true).1)
     }
 
     pub fn is_up(&self) -> bool {
-        *self.answer.borrow()
+        *self.0.borrow()
     }
 
-    /// The answer as it changes.
+    /// The answer as it changes; `changed` fails once it can change no more.
     pub fn watch(&self) -> watch::Receiver<bool> {
-        self.answer.clone()
+        self.0.clone()
     }
 }
 
-/// Checks `store` once (so that the first answer is known before serving starts), then
-/// spawns the monitor, which runs until `shutdown` turns true.
-pub async fn monitor_database<S: EventLog + Clone>(
+/// Checks `store` once, so that the first answer is known before serving starts; the answer,
+/// and the monitor that keeps it current until `shutdown` turns true, for the caller to run.
+pub async fn monitor_database<S: EventLog>(
     store: S,
     settings: HealthSettings,
     mut shutdown: watch::Receiver<bool>,
-) -> (DatabaseHealth, tokio::task::JoinHandle<()>) {
+) -> (DatabaseHealth, impl Future<Output = ()> + Send + 'static) {
     let first = check(&store, settings.timeout).await;
     if let Err(reason) = &first {
         warn!(%reason, "the database does not answer");
     }
-    let (sender, receiver) = watch::channel(first.is_ok());
-    let monitor = tokio::spawn(async move {
+    let (answer, health) = watch::channel(first.is_ok());
+    let monitor = async move {
         loop {
-            let wait = if *sender.borrow() {
+            let up = *answer.borrow();
+            let wait = if up {
                 settings.interval
             } else {
                 settings.retry_interval
@@ -83,21 +76,15 @@ pub async fn monitor_database<S: EventLog + Clone>(
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            let answer = check(&store, settings.timeout).await;
-            let was_up = *sender.borrow();
-            match (&answer, was_up) {
+            match (check(&store, settings.timeout).await, up) {
                 (Err(reason), true) => warn!(%reason, "the database stopped answering"),
                 (Ok(()), false) => info!("the database answers again"),
-                _ => {}
+                _ => continue,
             }
-            sender.send_if_modified(|up| std::mem::replace(up, answer.is_ok()) != answer.is_ok());
+            answer.send_replace(!up);
         }
-    });
-    let health = DatabaseHealth {
-        answer: receiver,
-        _fixed: None,
     };
-    (health, monitor)
+    (DatabaseHealth(health), monitor)
 }
 
 async fn check<S: EventLog>(store: &S, timeout: Duration) -> Result<(), String> {

@@ -228,7 +228,7 @@ pub(crate) fn with_request_id(mut status: Status, request_id: &str) -> Status {
 /// A live stream whose client stopped reading was ended so that it holds no memory; it resumes
 /// from `next_position` (`from_position` of a new `StreamEvents`), also in trailing metadata.
 pub(crate) fn stream_fell_behind(request_id: &str, next_position: i64) -> Status {
-    let mut status = status(
+    let status = status(
         ErrorCode::new(
             "Throttling.StreamFellBehind",
             &format!(
@@ -240,17 +240,18 @@ pub(crate) fn stream_fell_behind(request_id: &str, next_position: i64) -> Status
         ),
         request_id,
     );
-    status
-        .metadata_mut()
-        .insert(RESUME_FROM_HEADER, MetadataValue::from(next_position));
-    status
+    with_resume_from(status, next_position)
 }
 
 /// A live stream ended because the server shuts down: `UNAVAILABLE`, so that its client
 /// resumes from `next_position` (also in trailing metadata) on another server or this one
 /// once it is back.
 pub(crate) fn shutting_down(request_id: &str, next_position: i64) -> Status {
-    let mut status = status(service_unavailable(), request_id);
+    with_resume_from(status(service_unavailable(), request_id), next_position)
+}
+
+/// The `from_position` an ended stream resumes from, in trailing metadata.
+fn with_resume_from(mut status: Status, next_position: i64) -> Status {
     status
         .metadata_mut()
         .insert(RESUME_FROM_HEADER, MetadataValue::from(next_position));

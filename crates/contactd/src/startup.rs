@@ -177,10 +177,10 @@ async fn serve_with<S: Backend>(
             ..LifecycleSettings::default()
         },
     ));
-    let stopping_monitor = stopping.clone();
+    let (database, monitor) =
+        monitor_database(store.clone(), HealthSettings::default(), stopping.clone()).await;
+    workers.spawn(monitor);
     workers.spawn(worker.run(stopping));
-    let (database, _monitor) =
-        monitor_database(store.clone(), HealthSettings::default(), stopping_monitor).await;
     let audit = Arc::new(AuditService::new(store));
     // Both servers stop on the one signal.
     let (stop_servers, servers_stopping) = watch::channel(false);

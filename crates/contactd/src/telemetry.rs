@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 use crate::settings::LogFormat;
 
 /// Whether `format` writes JSON, given whether stderr is a terminal.
-pub fn writes_json(format: LogFormat, terminal: bool) -> bool {
+fn writes_json(format: LogFormat, terminal: bool) -> bool {
     match format {
         LogFormat::Json => true,
         LogFormat::Text => false,

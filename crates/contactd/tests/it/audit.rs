@@ -11,22 +11,12 @@ use contactd_grpc::proto::{
 };
 use prost_types::Timestamp;
 use serde_json::Value as JsonValue;
-use tonic::metadata::MetadataMap;
 use tonic::{Code, Status, Streaming};
 
 use crate::support::*;
 
 /// The longest a test waits for an event it expects on a stream.
 const WAIT: Duration = Duration::from_secs(10);
-
-fn request_id_header(metadata: &MetadataMap) -> String {
-    metadata
-        .get("x-acs-request-id")
-        .expect("x-acs-request-id")
-        .to_str()
-        .expect("ascii")
-        .to_owned()
-}
 
 /// Updates a contact as `account`; returns the call's request id.
 async fn update(
@@ -119,18 +109,6 @@ fn recorded_at(event: &Event) -> i128 {
 fn json(text: &str) -> JsonValue {
     text.parse()
         .unwrap_or_else(|e| panic!("{text:?} is JSON: {e}"))
-}
-
-async fn open_stream(
-    audit: &mut AuditClient,
-    account: &str,
-    from_position: i64,
-) -> Result<Streaming<Event>, Status> {
-    let response = audit
-        .stream_events(as_account(account, StreamEventsRequest { from_position }))
-        .await?;
-    assert_request_id(&request_id_header(response.metadata()));
-    Ok(response.into_inner())
 }
 
 /// The stream's next event, waiting at most [`WAIT`] for it.

@@ -138,14 +138,7 @@ async fn the_delivery_is_in_the_audit_log_caused_by_the_request(db: TestDb) {
     until_outcome(&db, message_id, "VerificationMessageSent").await;
 
     let mut audit = audit_client(&server).await;
-    let mut stream = audit
-        .stream_events(as_account(
-            ACCOUNT,
-            StreamEventsRequest { from_position: 0 },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_stream(&mut audit, ACCOUNT, 0).await.unwrap();
     let mut seen = Vec::new();
     while let Some(event) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
         let event = event.unwrap();

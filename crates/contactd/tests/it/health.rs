@@ -9,7 +9,6 @@ use std::time::Duration;
 use clap::Parser;
 use contactd::backend::Store;
 use contactd::settings::{Cli, Command};
-use contactd_grpc::proto::StreamEventsRequest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tonic::Code;
@@ -160,14 +159,9 @@ async fn a_shutdown_ends_live_streams_unavailable_with_where_to_resume(db: TestD
     let mut server = TestServer::start(&db).await;
     add(&mut server.client, ACCOUNT, "Streamed").await;
     let mut audit = audit_client(&server).await;
-    let mut stream = audit
-        .stream_events(as_account(
-            ACCOUNT,
-            StreamEventsRequest { from_position: 0 },
-        ))
+    let mut stream = open_stream(&mut audit, ACCOUNT, 0)
         .await
-        .expect("the stream opens")
-        .into_inner();
+        .expect("the stream opens");
     let first = stream
         .message()
         .await

@@ -640,8 +640,6 @@ async fn deletes_and_bindings_are_safe_to_retry_under_a_client_token(db: TestDb)
 }
 
 async fn the_directory_s_history_is_in_the_account_s_log(db: TestDb) {
-    use contactd_grpc::proto::StreamEventsRequest;
-
     let server = TestServer::start(&db).await;
     let mut directory = directory_client(&server).await;
     two_levels(&mut directory, ACCOUNT).await;
@@ -649,14 +647,7 @@ async fn the_directory_s_history_is_in_the_account_s_log(db: TestDb) {
         .await
         .unwrap();
     let mut audit = audit_client(&server).await;
-    let mut stream = audit
-        .stream_events(as_account(
-            ACCOUNT,
-            StreamEventsRequest { from_position: 0 },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_stream(&mut audit, ACCOUNT, 0).await.unwrap();
     let mut types = Vec::new();
     while types.len() < 7 {
         let event = stream.message().await.unwrap().expect("an event");

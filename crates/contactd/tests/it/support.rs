@@ -325,6 +325,31 @@ pub type AuditClient =
         Channel,
     >;
 
+pub fn request_id_header(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get("x-acs-request-id")
+        .expect("x-acs-request-id")
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+/// `account`'s live stream of events from `from_position` on.
+pub async fn open_stream(
+    audit: &mut AuditClient,
+    account: &str,
+    from_position: i64,
+) -> Result<tonic::Streaming<contactd_grpc::proto::Event>, Status> {
+    let response = audit
+        .stream_events(as_account(
+            account,
+            contactd_grpc::proto::StreamEventsRequest { from_position },
+        ))
+        .await?;
+    assert_request_id(&request_id_header(response.metadata()));
+    Ok(response.into_inner())
+}
+
 /// A client of `MessageContactAuditService` on the test server.
 pub async fn audit_client(server: &TestServer) -> AuditClient {
     let channel = Channel::from_shared(format!("http://{}", server.addr))
