@@ -130,12 +130,17 @@ impl<S: ContactStore + DirectoryStore> ContactService<S> {
                 metadata: &metadata(ctx, at),
             };
             match self.store().append_directory(append).await {
-                Ok(()) => return Ok(directory),
+                Ok(()) => {
+                    self.recording().events_appended(events.len());
+                    return Ok(directory);
+                }
                 Err(AppendError::VersionConflict) => {
+                    self.recording().version_conflict();
                     attempts += 1;
                     if attempts >= self.policy().max_attempts {
                         return Err(AppError::ConcurrentCall);
                     }
+                    self.recording().decided_again();
                     debug!(
                         attempts,
                         "the directory changed under the call; deciding again"

@@ -4,8 +4,8 @@
 //! call, and a message is sent by exactly one process at a time. Every attempt's outcome is
 //! recorded with its event (sent, failed and retried later, dead-lettered) in one transaction.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -21,6 +21,7 @@ use crate::leased::{self, LeasedWork};
 use crate::port::{
     DeliveryError, EventMetadata, Notification, Notifier, Outbox, OutboxMessage, StoreError,
 };
+use crate::recorder::{AttemptOutcome, Recording};
 use crate::service::new_event_id;
 
 /// How the dispatcher paces and bounds its work.
@@ -116,6 +117,7 @@ impl<O: Outbox, N: Notifier> LeasedWork for Dispatcher<O, N> {
     }
 
     async fn claim(&self, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.read_depth().await;
         let settings = &self.settings;
         self.outbox
             .claim_due(&settings.owner, settings.lease, limit)
@@ -143,6 +145,10 @@ pub struct Dispatcher<O, N> {
     secret: CodeSecret,
     settings: DispatchSettings,
     metrics: DispatchMetrics,
+    recording: Recording,
+    /// When the outbox's depth was last read: at most once a poll interval, so that a busy
+    /// dispatcher does not count the outbox before every claim.
+    depth_read_at: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<O: Outbox, N: Notifier> Dispatcher<O, N> {
@@ -156,6 +162,32 @@ impl<O: Outbox, N: Notifier> Dispatcher<O, N> {
             secret,
             settings,
             metrics: DispatchMetrics::default(),
+            recording: Recording::none(),
+            depth_read_at: Mutex::new(None),
+        }
+    }
+
+    /// Reports each attempt's outcome and the outbox's depth to `recording`.
+    pub fn with_recording(mut self, recording: Recording) -> Self {
+        self.recording = recording;
+        self
+    }
+
+    async fn read_depth(&self) {
+        let now = tokio::time::Instant::now();
+        {
+            let mut read_at = self
+                .depth_read_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if read_at.is_some_and(|at| now < at + self.settings.poll_interval) {
+                return;
+            }
+            *read_at = Some(now);
+        }
+        match self.outbox.pending().await {
+            Ok(pending) => self.recording.outbox_depth(pending),
+            Err(error) => debug!(%error, "reading the outbox's depth failed"),
         }
     }
 
@@ -305,6 +337,13 @@ impl<O: Outbox, N: Notifier> Dispatcher<O, N> {
             }
         }
         self.metrics.count(&event.outcome);
+        let counted = match &event.outcome {
+            DeliveryOutcome::Sent => AttemptOutcome::Sent,
+            DeliveryOutcome::Failed { .. } => AttemptOutcome::Failed,
+            DeliveryOutcome::DeadLettered { .. } => AttemptOutcome::DeadLettered,
+        };
+        self.recording
+            .delivery_attempted(event.channel, message.attempt > 1, counted);
         match &event.outcome {
             DeliveryOutcome::Sent => {}
             DeliveryOutcome::Failed { reason, retry_at } => warn!(
@@ -374,6 +413,9 @@ mod tests {
         }
         async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
             Ok(None)
+        }
+        async fn pending(&self) -> Result<u64, StoreError> {
+            Ok(0)
         }
         fn recorded_messages(&self) -> watch::Receiver<u64> {
             watch::channel(0).1

@@ -81,3 +81,11 @@ pub fn member_contact_message(
         payload: payload.to_string().into_bytes(),
     }
 }
+
+/// When the event behind a payload committed (its `occurred_at`), to tell how late it was
+/// published; `None` for a payload without one.
+pub(crate) fn occurred_at(payload: &[u8]) -> Option<DateTime<Utc>> {
+    let payload: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let at = DateTime::parse_from_rfc3339(payload.get("occurred_at")?.as_str()?).ok()?;
+    Some(at.with_timezone(&Utc))
+}

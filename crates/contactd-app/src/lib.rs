@@ -18,6 +18,7 @@ mod paging;
 mod port;
 mod projection;
 mod projections;
+mod recorder;
 mod service;
 mod verification;
 
@@ -51,6 +52,7 @@ pub use projections::member_contacts::{
     MemberContactPair, MemberContacts, MemberContactsModel, NewJobTask, NewLifecycleJob,
 };
 pub use projections::outbox::{OutboxModel, RequestedMessage, VerificationOutbox};
+pub use recorder::{AttemptOutcome, PoolUsage, Recorder, Recording};
 pub use service::{
     ContactService, DEFAULT_DECIDED_CONTACTS, Idempotency, ListQuery, NewContact, Policy,
 };

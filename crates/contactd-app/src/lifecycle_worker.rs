@@ -153,6 +153,10 @@ where
                 .await
                 {
                     Ok(Ok(())) => {
+                        if let Some(at) = crate::integration::occurred_at(&message.payload) {
+                            let lag = (Utc::now() - at).to_std().unwrap_or_default();
+                            self.service.recording().integration_published(lag);
+                        }
                         debug!(subject = %message.subject, message_id = %message.message_id, "integration event published");
                         Ok(())
                     }

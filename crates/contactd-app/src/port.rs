@@ -534,6 +534,9 @@ pub trait Outbox: Send + Sync + 'static {
     /// When the next pending message falls due, if any is pending.
     fn next_due(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 
+    /// How many messages wait to be sent: pending, due or not, leased or not.
+    fn pending(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Changes whenever this process records new messages in the outbox.
     fn recorded_messages(&self) -> watch::Receiver<u64>;
 }

@@ -18,6 +18,7 @@ use crate::port::{
     Append, AppendError, CodeIssue, ContactStore, EventMetadata, IDEMPOTENCY_WINDOW,
     IdempotencyKey, NameClaim, NewEvent, Operation, Outcome, RememberedCall,
 };
+use crate::recorder::Recording;
 use crate::verification::VerificationPolicy;
 
 /// The service's rules that are settings rather than code.
@@ -130,6 +131,7 @@ pub struct ContactService<S> {
     stripes: Box<[Mutex<Stripe>]>,
     stripe_hasher: RandomState,
     decided_per_stripe: usize,
+    recording: Recording,
 }
 
 impl<S: ContactStore> ContactService<S> {
@@ -142,7 +144,18 @@ impl<S: ContactStore> ContactService<S> {
                 .map(|_| Mutex::new(Stripe::default()))
                 .collect(),
             stripe_hasher: RandomState::new(),
+            recording: Recording::none(),
         }
+    }
+
+    /// Reports appends, conflicts and retries to `recording`.
+    pub fn with_recording(mut self, recording: Recording) -> Self {
+        self.recording = recording;
+        self
+    }
+
+    pub(crate) fn recording(&self) -> &Recording {
+        &self.recording
     }
 
     pub fn policy(&self) -> &Policy {
@@ -229,6 +242,7 @@ impl<S: ContactStore> ContactService<S> {
         };
         match self.store.append(append).await {
             Ok(()) => {
+                self.recording.events_appended(events.len());
                 self.stripe(&contact.contact_id)
                     .lock()
                     .await
@@ -367,16 +381,19 @@ impl<S: ContactStore> ContactService<S> {
             };
             match self.store.append(append).await {
                 Ok(()) => {
+                    self.recording.events_appended(events.len());
                     if after.status != ContactStatus::Deleted {
                         stripe.keep(after, self.decided_per_stripe);
                     }
                     return Ok(outcome);
                 }
                 Err(AppendError::VersionConflict) => {
+                    self.recording.version_conflict();
                     attempts += 1;
                     if attempts >= self.policy.max_attempts {
                         return Err(AppError::ConcurrentCall);
                     }
+                    self.recording.decided_again();
                     debug!(
                         attempts,
                         "the contact changed under the call; deciding again"

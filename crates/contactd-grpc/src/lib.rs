@@ -13,6 +13,7 @@ mod from_proto;
 /// The fuzz targets' way in to the request conversions (`fuzz/`).
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod metrics;
 mod server;
 mod service;
 mod status;

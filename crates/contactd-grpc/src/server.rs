@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contactd_app::{
-    AuditLog, AuditService, ContactService, ContactStore, DatabaseHealth, DirectoryStore,
+    AuditLog, AuditService, ContactService, ContactStore, DatabaseHealth, DirectoryStore, Recording,
 };
 use contactd_net::{Connection, Listener};
 use hyper::server::conn::http2;
@@ -28,6 +28,7 @@ use tower::{Layer, Service};
 use crate::access::{Access, AccessLayer};
 use crate::audit::AuditGrpc;
 use crate::directory::DirectoryGrpc;
+use crate::metrics::MetricsLayer;
 use crate::proto::message_contact_audit_service_server::MessageContactAuditServiceServer;
 use crate::proto::message_contact_service_server::MessageContactServiceServer;
 use crate::proto::resource_directory_service_server::ResourceDirectoryServiceServer;
@@ -82,6 +83,7 @@ pub struct Server<S, L> {
     access: Arc<Access>,
     settings: ServerSettings,
     database: DatabaseHealth,
+    recording: Recording,
 }
 
 impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
@@ -97,7 +99,14 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
             access: Arc::new(access),
             settings,
             database: DatabaseHealth::always_up(),
+            recording: Recording::none(),
         }
+    }
+
+    /// Counts every call by its RPC and its code, with its latency, in `recording`.
+    pub fn with_recording(mut self, recording: Recording) -> Self {
+        self.recording = recording;
+        self
     }
 
     /// Health reports `SERVING` only while `database` is up (by default it always is).
@@ -135,8 +144,8 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
             .add_service(audit)
             .add_service(directory)
             .prepare();
-        let service =
-            AccessLayer::new(self.access, max_request, self.database.clone()).layer(routes);
+        let service = MetricsLayer::new(self.recording)
+            .layer(AccessLayer::new(self.access, max_request, self.database.clone()).layer(routes));
 
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use contactd_app::StoreError;
+use contactd_app::{Recording, StoreError};
 use sqlx::{PgConnection, PgPool};
 
 /// What a statement may take.
@@ -93,16 +93,32 @@ pub(crate) async fn bounded<T>(
     commit: bool,
     statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
 ) -> Result<T, Stopped> {
+    bounded_reporting(pool, budget, commit, &Recording::none(), statement).await
+}
+
+/// As [`bounded`], reporting to `recording` how long the connection took to come: the groups,
+/// through which every grouped update and read passes, tell how long calls wait for the pool.
+pub(crate) async fn bounded_reporting<T>(
+    pool: &PgPool,
+    budget: Budget,
+    commit: bool,
+    recording: &Recording,
+    statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, Stopped> {
+    if budget == Budget::Spent {
+        return Err(Stopped::Spent);
+    }
+    let asked = Instant::now();
+    let mut connection = pool.acquire().await?;
+    recording.connection_acquired(asked.elapsed());
     match budget {
-        Budget::Spent => Err(Stopped::Spent),
-        Budget::Open => {
-            let mut connection = pool.acquire().await?;
-            Ok(statement(&mut connection).await?)
-        }
+        Budget::Spent | Budget::Open => Ok(statement(&mut connection).await?),
         Budget::Short(millis) => {
-            let mut transaction = pool
-                .begin_with(format!("BEGIN; SET LOCAL statement_timeout = {millis}"))
-                .await?;
+            let mut transaction = sqlx::Connection::begin_with(
+                &mut *connection,
+                format!("BEGIN; SET LOCAL statement_timeout = {millis}"),
+            )
+            .await?;
             // A statement cancelled by the timeout aborts the transaction; dropping it rolls
             // back, so nothing of a cancelled write stays.
             let value = statement(&mut transaction).await?;

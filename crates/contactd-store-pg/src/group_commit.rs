@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use contactd_app::{Append, AppendError, NameClaim, StoreError};
+use contactd_app::{Append, AppendError, NameClaim, Recording, StoreError};
 use sqlx::{PgConnection, PgPool};
 use tracing::debug;
 
 use crate::append::{EncodedEvent, encode_events};
-use crate::deadline::{Budget, Stopped, bounded, passed};
+use crate::deadline::{Budget, Stopped, bounded_reporting, passed};
 use crate::error::{append_error, out_of_reach, store_error};
 use contactd_store_core::documents::StoredContact;
 use contactd_store_core::grouping::{GroupWork, Grouped};
@@ -108,21 +108,38 @@ impl Update {
 #[derive(Debug)]
 pub(crate) struct UpdateGroups {
     pool: PgPool,
+    recording: Recording,
     /// The pool's session `statement_timeout` (see `PgStore::statement_timeout`).
     cap: Option<Duration>,
 }
 
 impl UpdateGroups {
-    pub(crate) fn new(pool: PgPool, cap: Option<Duration>, writers: usize) -> Arc<Grouped<Self>> {
-        Grouped::new(Self { pool, cap }, writers)
+    pub(crate) fn new(
+        pool: PgPool,
+        cap: Option<Duration>,
+        writers: usize,
+        recording: Recording,
+    ) -> Arc<Grouped<Self>> {
+        Grouped::new(
+            Self {
+                pool,
+                recording,
+                cap,
+            },
+            writers,
+        )
     }
 
     /// Writes `group` within the longest deadline of its members.
     async fn write(&self, group: &[Update]) -> Result<Vec<String>, Stopped> {
         let budget = Budget::of_group(group.iter().map(|u| u.deadline), self.cap);
-        bounded(&self.pool, budget, true, async |connection| {
-            write_group(connection, group).await
-        })
+        bounded_reporting(
+            &self.pool,
+            budget,
+            true,
+            &self.recording,
+            async |connection| write_group(connection, group).await,
+        )
         .await
     }
 }
@@ -144,7 +161,10 @@ impl GroupWork for UpdateGroups {
     async fn run(&self, group: &[Update]) -> Vec<Self::Answer> {
         debug!(updates = group.len(), "writing a group of updates");
         match self.write(group).await {
-            Ok(written) => group.iter().map(|u| answer(&written, u)).collect(),
+            Ok(written) => {
+                self.recording.group_committed(group.len());
+                group.iter().map(|u| answer(&written, u)).collect()
+            }
             // Every member's deadline passed while it queued: none is waiting any longer.
             Err(Stopped::Spent) => {
                 let error = passed("writing a group of updates failed");

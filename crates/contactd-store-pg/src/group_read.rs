@@ -8,11 +8,11 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use contactd_app::StoreError;
+use contactd_app::{Recording, StoreError};
 use contactd_domain::{AccountId, Contact, ContactId};
 use sqlx::PgPool;
 
-use crate::deadline::{Budget, bounded};
+use crate::deadline::{Budget, bounded_reporting};
 use crate::error::stopped;
 use contactd_store_core::documents::{CONTACT_COLUMNS, StoredContact};
 use contactd_store_core::grouping::{GroupWork, Grouped};
@@ -30,13 +30,26 @@ pub(crate) struct Load {
 #[derive(Debug)]
 pub(crate) struct LoadGroups {
     pool: PgPool,
+    recording: Recording,
     /// The pool's session `statement_timeout` (see `PgStore::statement_timeout`).
     cap: Option<Duration>,
 }
 
 impl LoadGroups {
-    pub(crate) fn new(pool: PgPool, cap: Option<Duration>, readers: usize) -> Arc<Grouped<Self>> {
-        Grouped::new(Self { pool, cap }, readers)
+    pub(crate) fn new(
+        pool: PgPool,
+        cap: Option<Duration>,
+        readers: usize,
+        recording: Recording,
+    ) -> Arc<Grouped<Self>> {
+        Grouped::new(
+            Self {
+                pool,
+                recording,
+                cap,
+            },
+            readers,
+        )
     }
 }
 
@@ -54,9 +67,13 @@ impl GroupWork for LoadGroups {
         // The group is worth reading while any of its members still waits.
         let budget = Budget::of_group(group.iter().map(|load| load.deadline), self.cap);
         let statement = sqlx::query_as::<_, StoredContact>(SQL.as_str()).bind(ids);
-        let rows = match bounded(&self.pool, budget, false, async |connection| {
-            statement.fetch_all(&mut *connection).await
-        })
+        let rows = match bounded_reporting(
+            &self.pool,
+            budget,
+            false,
+            &self.recording,
+            async |connection| statement.fetch_all(&mut *connection).await,
+        )
         .await
         {
             Ok(rows) => rows,

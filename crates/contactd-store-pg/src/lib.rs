@@ -28,7 +28,8 @@ use contactd_app::{
     Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
     DirectoryStore, EventLog, EventMetadata, IdempotencyKey, JobOutcome, LifecycleJob,
     LifecycleJobs, LinkedCode, ListedContact, LogPosition, MemberContacts, Outbox, OutboxMessage,
-    Page, PageRequest, RecordedEvent, RememberedCall, StartPoint, StoreError, VerificationOutbox,
+    Page, PageRequest, PoolUsage, RecordedEvent, Recording, RememberedCall, StartPoint, StoreError,
+    VerificationOutbox,
 };
 use contactd_domain::{
     AccountId, Contact, ContactId, DeliveryEvent, Directory, MemberId, VerificationId,
@@ -144,13 +145,25 @@ pub struct PgStore {
     /// the cap changes.
     group_writers: usize,
     group_readers: usize,
+    /// Where the groups report their sizes and their waits for a connection.
+    recording: Recording,
 }
 
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
-            update_groups: Some(UpdateGroups::new(pool.clone(), None, DEFAULT_GROUP_WRITERS)),
-            load_groups: Some(LoadGroups::new(pool.clone(), None, DEFAULT_GROUP_READERS)),
+            update_groups: Some(UpdateGroups::new(
+                pool.clone(),
+                None,
+                DEFAULT_GROUP_WRITERS,
+                Recording::none(),
+            )),
+            load_groups: Some(LoadGroups::new(
+                pool.clone(),
+                None,
+                DEFAULT_GROUP_READERS,
+                Recording::none(),
+            )),
             pool,
             local_appends: Arc::new(watch::Sender::new(0)),
             log_changes: Arc::new(watch::Sender::new(0)),
@@ -159,6 +172,24 @@ impl PgStore {
             statement_cap: None,
             group_writers: DEFAULT_GROUP_WRITERS,
             group_readers: DEFAULT_GROUP_READERS,
+            recording: Recording::none(),
+        }
+    }
+
+    /// Reports the groups' sizes and their waits for a connection to `recording`.
+    pub fn recording(mut self, recording: Recording) -> Self {
+        self.recording = recording;
+        let (writers, readers) = (self.group_writers, self.group_readers);
+        self.group_commit(writers).group_reads(readers)
+    }
+
+    /// The pool's connections now, for a gauge read at scrape time.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolUsage {
+            in_use: self.pool.size().saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
         }
     }
 
@@ -189,8 +220,14 @@ impl PgStore {
     /// statement and one transaction; 0 writes every append on its own.
     pub fn group_commit(mut self, writers: usize) -> Self {
         self.group_writers = writers;
-        self.update_groups = (writers > 0)
-            .then(|| UpdateGroups::new(self.pool.clone(), self.statement_cap, writers));
+        self.update_groups = (writers > 0).then(|| {
+            UpdateGroups::new(
+                self.pool.clone(),
+                self.statement_cap,
+                writers,
+                self.recording.clone(),
+            )
+        });
         self
     }
 
@@ -198,8 +235,14 @@ impl PgStore {
     /// with one `SELECT`; 0 reads every contact on its own.
     pub fn group_reads(mut self, readers: usize) -> Self {
         self.group_readers = readers;
-        self.load_groups =
-            (readers > 0).then(|| LoadGroups::new(self.pool.clone(), self.statement_cap, readers));
+        self.load_groups = (readers > 0).then(|| {
+            LoadGroups::new(
+                self.pool.clone(),
+                self.statement_cap,
+                readers,
+                self.recording.clone(),
+            )
+        });
         self
     }
 
@@ -418,6 +461,10 @@ impl Outbox for PgStore {
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         outbox::next_due(&self.pool).await
+    }
+
+    async fn pending(&self) -> Result<u64, StoreError> {
+        outbox::pending(&self.pool).await
     }
 
     fn recorded_messages(&self) -> watch::Receiver<u64> {

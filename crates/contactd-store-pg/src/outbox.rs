@@ -167,3 +167,13 @@ pub(crate) async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, Sto
     .await
     .map_err(|e| store_error("reading the outbox failed", e))
 }
+
+/// How many messages wait to be sent.
+pub(crate) async fn pending(pool: &PgPool) -> Result<u64, StoreError> {
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox_messages WHERE state = 'pending'")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| store_error("counting the outbox failed", e))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

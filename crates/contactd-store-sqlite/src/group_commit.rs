@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use contactd_app::{
-    Append, AppendError, CodeIssue, DirectoryAppend, EventMetadata, NameClaim, NewEvent,
+    Append, AppendError, CodeIssue, DirectoryAppend, EventMetadata, NameClaim, NewEvent, Recording,
     RememberedCall, StoreError,
 };
 use contactd_domain::{Contact, Directory, DirectoryEvent};
@@ -138,13 +138,14 @@ impl Write {
 #[derive(Debug)]
 pub(crate) struct WriteGroups {
     writes: SqlitePool,
+    recording: Recording,
 }
 
 impl WriteGroups {
     /// One runner: the pool has one connection, so a second runner would only hold a group
     /// back while it waited for it.
-    pub(crate) fn new(writes: SqlitePool) -> Arc<Grouped<Self>> {
-        Grouped::new(Self { writes }, 1)
+    pub(crate) fn new(writes: SqlitePool, recording: Recording) -> Arc<Grouped<Self>> {
+        Grouped::new(Self { writes, recording }, 1)
     }
 }
 
@@ -158,8 +159,11 @@ impl GroupWork for WriteGroups {
 
     async fn run(&self, group: &[Write]) -> Vec<Self::Answer> {
         debug!(writes = group.len(), "writing a group of appends");
-        match write_group(&self.writes, group).await {
-            Ok(answers) => answers,
+        match write_group(&self.writes, &self.recording, group).await {
+            Ok(answers) => {
+                self.recording.group_committed(group.len());
+                answers
+            }
             Err(error) => {
                 let error = store_error("writing a group of appends failed", error);
                 group
@@ -182,9 +186,12 @@ impl GroupWork for WriteGroups {
 /// before its commit was attempted, which rolls all of it back.
 async fn write_group(
     writes: &SqlitePool,
+    recording: &Recording,
     group: &[Write],
 ) -> Result<Vec<Result<(), AppendError>>, sqlx::Error> {
+    let asked = std::time::Instant::now();
     let mut tx = writes.begin_with("BEGIN IMMEDIATE").await?;
+    recording.connection_acquired(asked.elapsed());
     let mut answers = Vec::with_capacity(group.len());
     for write in group {
         sqlx::query("SAVEPOINT grouped_write")

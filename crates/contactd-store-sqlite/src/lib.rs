@@ -32,7 +32,7 @@ use contactd_app::{
     Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
     DirectoryStore, EventLog, EventMetadata, IdempotencyKey, JobOutcome, LifecycleJob,
     LifecycleJobs, LinkedCode, ListedContact, LogPosition, Outbox, OutboxMessage, Page,
-    PageRequest, RecordedEvent, RememberedCall, StartPoint, StoreError,
+    PageRequest, PoolUsage, RecordedEvent, Recording, RememberedCall, StartPoint, StoreError,
 };
 use contactd_domain::{
     AccountId, Contact, ContactId, DeliveryEvent, Directory, MemberId, VerificationId,
@@ -156,6 +156,8 @@ pub struct SqliteStore {
     pub(crate) jobs_recorded: Arc<watch::Sender<u64>>,
     /// `None` for a store opened only to read (see [`SqliteStore::open_to_read`]).
     lock: Option<Arc<LockFile>>,
+    /// Where the group commit reports its sizes and its waits for the writer.
+    recording: Recording,
 }
 
 impl SqliteStore {
@@ -217,13 +219,14 @@ impl SqliteStore {
             .await
             .map_err(connect)?;
         Ok(Self {
-            write_groups: Some(WriteGroups::new(writes.clone())),
+            write_groups: Some(WriteGroups::new(writes.clone(), Recording::none())),
             reads,
             writes,
             log_changes: Arc::new(watch::Sender::new(0)),
             outbox_recorded: Arc::new(watch::Sender::new(0)),
             jobs_recorded: Arc::new(watch::Sender::new(0)),
             lock: Some(Arc::new(lock)),
+            recording: Recording::none(),
         })
     }
 
@@ -259,6 +262,7 @@ impl SqliteStore {
             outbox_recorded: Arc::new(watch::Sender::new(0)),
             jobs_recorded: Arc::new(watch::Sender::new(0)),
             lock: None,
+            recording: Recording::none(),
         })
     }
 
@@ -266,8 +270,35 @@ impl SqliteStore {
     /// each group, or each append on its own (0). SQLite has one writer, so any number above
     /// zero means the one group writer; the count is taken for the PostgreSQL store's sake.
     pub fn group_commit(mut self, writers: usize) -> Self {
-        self.write_groups = (writers > 0).then(|| WriteGroups::new(self.writes.clone()));
+        self.write_groups =
+            (writers > 0).then(|| WriteGroups::new(self.writes.clone(), self.recording.clone()));
         self
+    }
+
+    /// Reports the group commit's sizes and its waits for the writer to `recording`.
+    pub fn recording(mut self, recording: Recording) -> Self {
+        self.recording = recording;
+        let writers = usize::from(self.write_groups.is_some());
+        self.group_commit(writers)
+    }
+
+    /// The connections of both pools (the readers' and the one writer's) now, for a gauge
+    /// read at scrape time.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let usage = |pool: &SqlitePool| {
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            PoolUsage {
+                in_use: pool.size().saturating_sub(idle),
+                idle,
+                max: pool.options().get_max_connections(),
+            }
+        };
+        let (reads, writes) = (usage(&self.reads), usage(&self.writes));
+        PoolUsage {
+            in_use: reads.in_use + writes.in_use,
+            idle: reads.idle + writes.idle,
+            max: reads.max + writes.max,
+        }
     }
 
     /// The lock file this store holds (`None` when opened only to read).
@@ -503,6 +534,10 @@ impl Outbox for SqliteStore {
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         outbox::next_due(&self.reads).await
+    }
+
+    async fn pending(&self) -> Result<u64, StoreError> {
+        outbox::pending(&self.reads).await
     }
 
     fn recorded_messages(&self) -> watch::Receiver<u64> {

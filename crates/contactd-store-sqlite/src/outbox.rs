@@ -118,3 +118,13 @@ pub(crate) async fn next_due(reads: &SqlitePool) -> Result<Option<DateTime<Utc>>
     .await
     .map_err(failed("reading the outbox failed"))
 }
+
+/// How many messages wait to be sent.
+pub(crate) async fn pending(reads: &SqlitePool) -> Result<u64, StoreError> {
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox_messages WHERE state = 'pending'")
+            .fetch_one(reads)
+            .await
+            .map_err(failed("counting the outbox failed"))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

@@ -3,8 +3,9 @@
 //! confirm and changes nothing, because mail scanners open links; the page's button `POST`s,
 //! which confirms exactly as `ConfirmMessageContactVerification` with the right code would.
 //! The pages load nothing from outside the service and forbid it by Content-Security-Policy.
-//! Beside them, the probes `/livez` and `/readyz` for orchestrators.
+//! Beside them, the probes `/livez` and `/readyz` for orchestrators, and `/metrics`.
 
+mod metrics;
 mod page;
 mod probes;
 
@@ -20,15 +21,17 @@ use contactd_app::{AppError, ContactService, ContactStore, LinkStatus, LinkToken
 use contactd_net::{ConnectionInfo, Listener};
 use tracing::{error, info};
 
+pub use crate::metrics::Exposition;
 use crate::page::Page;
 pub use crate::probes::Readiness;
 
-/// Serves the pages and the probes on `listener` (plaintext or TLS, with its connection
-/// limits) until `shutdown` completes.
+/// Serves the pages, the probes and the metrics on `listener` (plaintext or TLS, with its
+/// connection limits) until `shutdown` completes.
 pub async fn serve<S: ContactStore>(
     listener: Listener,
     app: Arc<ContactService<S>>,
     readiness: Readiness,
+    exposition: Exposition,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(address) = listener.local_addr() {
@@ -36,6 +39,7 @@ pub async fn serve<S: ContactStore>(
     }
     let routes = router(app)
         .merge(probes::routes(readiness))
+        .merge(metrics::routes(exposition))
         .layer(middleware::from_fn(mark_call));
     axum::serve(
         listener,

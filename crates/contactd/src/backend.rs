@@ -9,8 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use contactd_app::{
     AccountActivity, AuditLog, ContactStore, DirectoryStore, EventLog, LifecycleJobs,
-    MemberContacts, Outbox, Projection, ProjectionMetrics, ProjectionStore, RunnerSettings,
-    StoreError, VerificationOutbox, run_projection,
+    MemberContacts, Outbox, PoolUsage, Projection, ProjectionMetrics, ProjectionStore,
+    RunnerSettings, StoreError, VerificationOutbox, run_projection,
 };
 use contactd_store_core::{INLINE_READ_MODEL, RebuildReport};
 use contactd_store_pg::{PgStore, PoolSettings};
@@ -182,8 +182,12 @@ pub trait Backend:
         &self,
         workers: &mut JoinSet<()>,
         holder: String,
+        projections: ProjectionMetrics,
         stopping: watch::Receiver<bool>,
     );
+
+    /// The store's database connections now.
+    fn pool_usage(&self) -> PoolUsage;
 
     /// The read models `projections rebuild` can rebuild, by name.
     fn rebuildable(&self) -> Vec<&'static str>;
@@ -204,6 +208,7 @@ fn spawn_projections<S>(
     member_contacts: MemberContacts,
     workers: &mut JoinSet<()>,
     holder: String,
+    metrics: ProjectionMetrics,
     stopping: watch::Receiver<bool>,
 ) where
     S: ProjectionStore + Clone,
@@ -221,7 +226,6 @@ fn spawn_projections<S>(
         gather_interval: OUTBOX_GATHER,
         ..runner.clone()
     };
-    let metrics = ProjectionMetrics::default();
     workers.spawn(run_projection(
         store.clone(),
         Arc::new(AccountActivity),
@@ -258,6 +262,7 @@ impl Backend for PgStore {
         &self,
         workers: &mut JoinSet<()>,
         holder: String,
+        projections: ProjectionMetrics,
         stopping: watch::Receiver<bool>,
     ) {
         // Other processes' appends arrive as notifications; this process's wake its readers.
@@ -271,8 +276,13 @@ impl Backend for PgStore {
             self.member_contacts(),
             workers,
             holder,
+            projections,
             stopping,
         );
+    }
+
+    fn pool_usage(&self) -> PoolUsage {
+        PgStore::pool_usage(self)
     }
 
     fn rebuildable(&self) -> Vec<&'static str> {
@@ -296,6 +306,7 @@ impl Backend for SqliteStore {
         &self,
         workers: &mut JoinSet<()>,
         holder: String,
+        projections: ProjectionMetrics,
         stopping: watch::Receiver<bool>,
     ) {
         spawn_projections(
@@ -304,8 +315,13 @@ impl Backend for SqliteStore {
             self.member_contacts(),
             workers,
             holder,
+            projections,
             stopping,
         );
+    }
+
+    fn pool_usage(&self) -> PoolUsage {
+        SqliteStore::pool_usage(self)
     }
 
     fn rebuildable(&self) -> Vec<&'static str> {

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use contactd_app::{
     AuditService, ContactService, DispatchSettings, Dispatcher, EventLog, HealthSettings,
-    LifecycleSettings, LifecycleWorker, Policy, VerificationPolicy, monitor_database,
+    LifecycleSettings, LifecycleWorker, Policy, ProjectionMetrics, VerificationPolicy,
+    monitor_database,
 };
 use contactd_delivery::{DeliverySettings, Senders};
 use contactd_grpc::Server;
+use contactd_metrics::Metrics;
 use contactd_nats::{NatsPublisher, NatsSettings};
-use contactd_web::Readiness;
+use contactd_web::{Exposition, Readiness};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -68,15 +70,22 @@ pub async fn run(
     settings: &ServeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // One registry per server, passed to whatever records (ADR 12).
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let store = match store {
         Store::Postgres(store) => Store::Postgres(
             store
                 .group_commit(settings.group_writers)
-                .group_reads(settings.group_readers),
+                .group_reads(settings.group_readers)
+                .recording(metrics.recording()),
         ),
-        Store::Sqlite(store) => Store::Sqlite(store.group_commit(settings.group_writers)),
+        Store::Sqlite(store) => Store::Sqlite(
+            store
+                .group_commit(settings.group_writers)
+                .recording(metrics.recording()),
+        ),
     };
-    with_store!(store, store => serve_with(listener, http, store, settings, shutdown).await)
+    with_store!(store, store => serve_with(listener, http, store, settings, metrics, shutdown).await)
 }
 
 async fn serve_with<S: Backend>(
@@ -84,6 +93,7 @@ async fn serve_with<S: Backend>(
     http: TcpListener,
     store: S,
     settings: &ServeSettings,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mode = settings
@@ -114,22 +124,34 @@ async fn serve_with<S: Backend>(
 
     let (stop_workers, stopping) = watch::channel(false);
     let mut workers = JoinSet::new();
-    store.spawn_workers(&mut workers, settings.instance_name(), stopping.clone());
-    let dispatcher = Arc::new(Dispatcher::new(
-        store.clone(),
-        senders,
-        secret.clone(),
-        DispatchSettings {
-            owner: settings.instance_name(),
-            lease,
-            max_attempts: verification.dispatch_max_attempts,
-            retry_base: std::time::Duration::from_millis(verification.dispatch_retry_base_ms),
-            send_timeout: verification.send_timeout(),
-            concurrency: verification.dispatch_concurrency,
-            public_url,
-            ..DispatchSettings::default()
-        },
-    ));
+    let projections = ProjectionMetrics::default();
+    metrics.read_projections(projections.clone());
+    let pool = store.clone();
+    metrics.read_pool(move || pool.pool_usage());
+    store.spawn_workers(
+        &mut workers,
+        settings.instance_name(),
+        projections,
+        stopping.clone(),
+    );
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            store.clone(),
+            senders,
+            secret.clone(),
+            DispatchSettings {
+                owner: settings.instance_name(),
+                lease,
+                max_attempts: verification.dispatch_max_attempts,
+                retry_base: std::time::Duration::from_millis(verification.dispatch_retry_base_ms),
+                send_timeout: verification.send_timeout(),
+                concurrency: verification.dispatch_concurrency,
+                public_url,
+                ..DispatchSettings::default()
+            },
+        )
+        .with_recording(metrics.recording()),
+    );
     workers.spawn(dispatcher.run(stopping.clone()));
 
     let policy = Policy {
@@ -145,7 +167,8 @@ async fn serve_with<S: Backend>(
         },
         ..Policy::default()
     };
-    let app = Arc::new(ContactService::new(store.clone(), policy));
+    let app =
+        Arc::new(ContactService::new(store.clone(), policy).with_recording(metrics.recording()));
     let lifecycle = &settings.lifecycle;
     let publisher = match &lifecycle.nats_url {
         Some(url) => {
@@ -180,6 +203,7 @@ async fn serve_with<S: Backend>(
     let (database, monitor) =
         monitor_database(store.clone(), HealthSettings::default(), stopping.clone()).await;
     workers.spawn(monitor);
+    metrics.read_database(database.clone());
     workers.spawn(worker.run(stopping));
     let audit = Arc::new(AuditService::new(store));
     // Both servers stop on the one signal.
@@ -196,10 +220,15 @@ async fn serve_with<S: Backend>(
         http,
         app.clone(),
         readiness,
+        Exposition::new(contactd_metrics::CONTENT_TYPE, {
+            let metrics = metrics.clone();
+            move || metrics.render()
+        }),
         stopped(servers_stopping.clone()),
     );
     let grpc = Server::new(app, audit, access, security::server_settings(settings))
         .with_database_health(database)
+        .with_recording(metrics.recording())
         .run(listener, stopped(servers_stopping));
     let (pages, grpc) = tokio::join!(pages, grpc);
     let served = grpc

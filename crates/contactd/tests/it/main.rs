@@ -17,6 +17,7 @@ mod lifecycle;
 mod lifecycle_support;
 mod limits;
 mod logs;
+mod metrics;
 mod offline;
 mod pages;
 mod processes;
