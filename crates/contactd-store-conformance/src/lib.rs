@@ -179,6 +179,7 @@ macro_rules! conformance_tests {
                 concurrent_claimers_never_get_the_same_message,
                 an_outcome_recorded_under_a_lost_lease_is_refused,
                 a_failed_attempt_is_due_again_at_its_retry_time,
+                the_outbox_depth_counts_the_messages_not_yet_finished,
             }
             jobs {
                 a_binding_records_a_job_claimed_by_one_worker_while_its_lease_runs,

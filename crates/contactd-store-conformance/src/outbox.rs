@@ -318,3 +318,37 @@ pub async fn a_failed_attempt_is_due_again_at_its_retry_time<B: Backend>() {
         "only the later one is pending"
     );
 }
+
+pub async fn the_outbox_depth_counts_the_messages_not_yet_finished<B: Backend>() {
+    let backend = B::fresh().await;
+    let store = backend.store();
+    assert_eq!(store.pending().await.unwrap(), 0, "an empty outbox");
+    sends(&backend, 3).await;
+    catch_up_projections(&backend).await;
+    assert_eq!(store.pending().await.unwrap(), 3);
+    let claimed = store.claim_due("dispatcher-a", LEASE, 10).await.unwrap();
+    assert_eq!(
+        store.pending().await.unwrap(),
+        3,
+        "a leased message still waits to be sent"
+    );
+    let failed = DeliveryOutcome::Failed {
+        reason: "421 try again".into(),
+        retry_at: now() + TimeDelta::hours(1),
+    };
+    assert!(
+        record(store, "dispatcher-a", &claimed[0], DeliveryOutcome::Sent)
+            .await
+            .0
+    );
+    assert!(record(store, "dispatcher-a", &claimed[1], failed).await.0);
+    let dead = DeliveryOutcome::DeadLettered {
+        reason: "550 no such user".into(),
+    };
+    assert!(record(store, "dispatcher-a", &claimed[2], dead).await.0);
+    assert_eq!(
+        store.pending().await.unwrap(),
+        1,
+        "only the one to be tried again waits"
+    );
+}
