@@ -9,21 +9,22 @@ use std::time::Duration;
 use contactd_grpc::proto::ListMessageContactsRequest;
 use tonic::Code;
 
+use crate::lifecycle_support::{associate, directory_client, two_levels};
 use crate::support::{
-    TestDb, TestServer, add, add_request, as_account, audit_client, both_backends, http,
+    ACCOUNT, TestDb, TestServer, add, add_request, as_account, audit_client, both_backends, http,
     open_stream, postgres_only, send_email, until, until_every_message_is_sent, update_request,
+    verify_email,
 };
 
 both_backends!(
     a_scripted_run_is_counted_by_rpc_code_and_family,
+    integration_events_are_counted_with_their_lag,
     every_metric_the_alerts_and_the_dashboard_use_is_served,
 );
 postgres_only!(
     // Two processes on one database: SQLite's file admits one.
     a_conflict_with_another_process_is_counted_and_decided_again,
 );
-
-const ACCOUNT: &str = "1750254093";
 
 /// One scrape of `/metrics`.
 struct Scrape(String);
@@ -211,6 +212,12 @@ async fn a_scripted_run_is_counted_by_rpc_code_and_family(db: TestDb) {
     scrape.at_least("contactd_db_pool_acquire_seconds_count", &[], 1.0);
 
     scrape.exactly("contactd_dispatch_sent_total", &[("channel", "email")], 1.0);
+    scrape.exactly("contactd_dispatch_sent_total", &[("channel", "sms")], 0.0);
+    for never in ["failed", "retried", "dead_lettered"] {
+        let name = format!("contactd_dispatch_{never}_total");
+        scrape.exactly(&name, &[("channel", "email")], 0.0);
+        scrape.exactly(&name, &[("channel", "sms")], 0.0);
+    }
     scrape.exactly("contactd_outbox_depth", &[], 0.0);
     scrape.exactly("contactd_integration_events_published_total", &[], 0.0);
 
@@ -282,6 +289,36 @@ async fn a_conflict_with_another_process_is_counted_and_decided_again(db: TestDb
     );
     first.stop().await;
     second.stop().await;
+}
+
+async fn integration_events_are_counted_with_their_lag(db: TestDb) {
+    let nats = contactd_testkit::NatsServer::start().await;
+    let url = nats.url();
+    let mut server = TestServer::start_with(&db, move |s| s.lifecycle.nats_url = Some(url)).await;
+    let mut directory = directory_client(&server).await;
+    let root = two_levels(&mut directory, ACCOUNT).await;
+    let client = &mut server.client;
+    let tom = add(client, ACCOUNT, "Tom").await.contact_id;
+    verify_email(client, &db, &tom, "tom@example.com").await;
+    associate(client, ACCOUNT, &tom, &[&root]).await.unwrap();
+    // The three members of the directory are each told, once.
+    let scrape = until(
+        "three events published",
+        Duration::from_secs(30),
+        async || {
+            let scrape = Scrape::of(&server).await;
+            let published = scrape.value("contactd_integration_events_published_total", &[]);
+            (published == Some(3.0)).then_some(scrape)
+        },
+    )
+    .await;
+    scrape.exactly("contactd_integration_publish_lag_seconds_count", &[], 3.0);
+    scrape.at_least(
+        "contactd_integration_publish_lag_seconds_bucket",
+        &[("le", "+Inf")],
+        3.0,
+    );
+    server.stop().await;
 }
 
 /// The `contactd_…` names in `text` (an alert rule's or a panel's expression).
