@@ -255,7 +255,7 @@ impl Metrics {
                 &inner.retried,
                 &inner.dead_lettered,
             ] {
-                family.get_or_create(&labels);
+                drop(family.get_or_create(&labels));
             }
         }
         Self(Arc::new(Inner { registry, ..inner }))
