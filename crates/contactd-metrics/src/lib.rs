@@ -407,3 +407,49 @@ impl Recorder for Metrics {
         self.0.acquire_seconds.observe(waited.as_secs_f64());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_server_counts_into_its_own_registry() {
+        let (one, other) = (Metrics::new("1.2.3"), Metrics::new("1.2.3"));
+        one.call_answered("AddMessageContact", "OK", Duration::from_millis(2));
+        let text = one.render();
+        assert!(
+            text.contains(r#"contactd_rpc_requests_total{rpc="AddMessageContact",code="OK"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !other.render().contains("AddMessageContact"),
+            "nothing is shared"
+        );
+        assert!(
+            text.contains(r#"contactd_build_info{version="1.2.3"} 1"#),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn every_channel_is_served_at_zero_from_the_start() {
+        let text = Metrics::new("0").render();
+        for family in ["sent", "failed", "retried", "dead_lettered"] {
+            for channel in ["email", "sms"] {
+                let line = format!(r#"contactd_dispatch_{family}_total{{channel="{channel}"}} 0"#);
+                assert!(text.contains(&line), "{line} in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_retry_counts_beside_its_outcome() {
+        let metrics = Metrics::new("0");
+        metrics.delivery_attempted(Channel::Phone, true, AttemptOutcome::DeadLettered);
+        let text = metrics.render();
+        assert!(text.contains(r#"contactd_dispatch_retried_total{channel="sms"} 1"#));
+        assert!(text.contains(r#"contactd_dispatch_dead_lettered_total{channel="sms"} 1"#));
+        assert!(text.contains(r#"contactd_dispatch_failed_total{channel="sms"} 0"#));
+    }
+}
