@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod config;
 mod contacts;
 mod db;
 mod dispatch;
