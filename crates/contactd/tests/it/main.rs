@@ -24,5 +24,6 @@ mod processes;
 mod raw;
 mod secrets;
 mod security;
+mod shutdown;
 mod support;
 mod verification;
