@@ -8,6 +8,7 @@ mod audit;
 mod config;
 mod contacts;
 mod db;
+mod deployment;
 mod dispatch;
 mod durability;
 mod errors;
