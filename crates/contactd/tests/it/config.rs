@@ -126,6 +126,9 @@ fn a_flag_the_file_turns_on_is_on_and_the_command_line_still_wins() {
     );
 }
 
+/// What a case is, its arguments, its environment and what its one line must say.
+type Case<'a> = (&'a str, Vec<String>, Vec<(&'a str, &'a str)>, String);
+
 /// Each kind of bad setting, alone: exit status 2 and one line that says what is wrong.
 #[test]
 fn every_kind_of_bad_setting_is_one_line_and_exit_status_2() {
@@ -133,7 +136,7 @@ fn every_kind_of_bad_setting_is_one_line_and_exit_status_2() {
     let d = dir.path();
     let key = write(d, "key.pem", "");
     let missing = d.join("missing.toml").display().to_string();
-    let cases: Vec<(&str, Vec<String>, Vec<(&str, &str)>, String)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "a bad address",
             args(&["--http-listen", "abc"]),
