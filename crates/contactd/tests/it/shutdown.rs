@@ -3,8 +3,7 @@
 //! the process exits all the same once `--shutdown-timeout-secs` has passed, naming what still
 //! ran.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use contactd_testkit::SilentPeer;
 
 use crate::support::*;
 
@@ -81,17 +80,8 @@ async fn a_server_configured_by_its_file_alone_is_ready_to_the_probe(db: TestDb)
 
 async fn a_shutdown_held_up_by_a_silent_peer_ends_at_its_bound_naming_what_still_ran(db: TestDb) {
     // An SMTP server that accepts and never says a word: the send waits on it.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp = format!("smtp://{}", silent.local_addr().unwrap());
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((connection, _)) = silent.accept().await {
-            held.push(connection);
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-    });
+    let silent = SilentPeer::start().await;
+    let smtp = format!("smtp://{}", silent.addr());
     let mut server = Process::start_with(
         &db,
         &[
@@ -115,7 +105,14 @@ async fn a_shutdown_held_up_by_a_silent_peer_ends_at_its_bound_naming_what_still
     until(
         "the send is in flight",
         std::time::Duration::from_secs(30),
-        async || (accepted.load(Ordering::SeqCst) > 0).then_some(()),
+        async || {
+            db.optional_scalar::<Option<String>>(
+                "SELECT lease_owner FROM outbox_messages WHERE recorded = 0",
+                &[],
+            )
+            .await
+            .flatten()
+        },
     )
     .await;
 
