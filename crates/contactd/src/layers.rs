@@ -141,7 +141,7 @@ pub fn resolve(args: &[OsString]) -> Result<Effective, Vec<String>> {
         {
             let flag = format!("--{name}");
             if takes_no_value(&arg) {
-                match BoolishValueParser::new().parse_ref(&checker, Some(&arg), text.as_ref()) {
+                match BoolishValueParser::new().parse_ref(&checker, None, text.as_ref()) {
                     Ok(true) => given.push(flag.into()),
                     Ok(false) => {}
                     Err(_) => {
@@ -350,9 +350,8 @@ fn relaxed(real: &Command, path: &[String], file: &BTreeMap<String, FileValue>) 
         if let Some(env) = arg.get_env() {
             copy = copy.env(env.to_owned());
         }
-        if !takes_no_value(arg) {
-            copy = copy.value_parser(ValueParser::os_string());
-        }
+        // A switch's text too (its variable's, the file's), which is checked below.
+        copy = copy.value_parser(ValueParser::os_string());
         let from_file = arg.get_long().and_then(|long| file.get(long));
         match from_file {
             Some(value) => copy.default_value(value.value.clone()),

@@ -162,6 +162,13 @@ fn every_kind_of_bad_setting_is_one_line_and_exit_status_2() {
             "environment CONTACTD_CODE_TTL_SECS: invalid value 'soon' for '--code-ttl-secs".into(),
         ),
         (
+            "a switch neither on nor off",
+            args(&[]),
+            vec![("CONTACTD_NO_MIGRATE", "perhaps")],
+            "environment CONTACTD_NO_MIGRATE: --no-migrate: \"perhaps\" is not true or false"
+                .into(),
+        ),
+        (
             "an unknown enumeration value",
             args(&["--identity-mode", "anyone"]),
             vec![],

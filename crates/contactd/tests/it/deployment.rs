@@ -342,6 +342,42 @@ fn every_file_the_compose_file_mounts_is_in_the_repository() {
             "Prometheus scrapes {replica}:{http}"
         );
     }
+    assert!(
+        prometheus.contains("alerts.yml"),
+        "Prometheus loads the alert rules"
+    );
+    // Grafana's provisioning reads the dashboards where they are mounted, from Prometheus.
+    let grafana = service(&compose, "grafana");
+    let dashboards = bind_mounts(grafana)
+        .into_iter()
+        .find(|(host, _)| host.ends_with("deploy/grafana/dashboards"))
+        .map(|(_, container)| container)
+        .expect("the dashboards are mounted");
+    let provisioning: String = walk(&repository().join("deploy/grafana/provisioning"))
+        .iter()
+        .map(|file| std::fs::read_to_string(file).unwrap_or_default())
+        .collect();
+    assert!(
+        provisioning.contains(&dashboards),
+        "a dashboard provider reads {dashboards}"
+    );
+    assert!(
+        provisioning.contains("http://prometheus:9090"),
+        "the data source is the compose file's Prometheus"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The Dockerfile's instructions that can be checked here.
