@@ -110,8 +110,12 @@ pub fn resolve(args: &[OsString]) -> Result<Effective, Vec<String>> {
 
     let checker = without_environment(real.clone());
     let mut settings = Vec::new();
+    // The command line of the values that parse, each once, from whichever layer won.
     let mut given = vec![OsString::from("contactd")];
     given.extend(path.iter().map(OsString::from));
+    if let Some(config) = &config_path {
+        given.push(format!("--config={}", config.display()).into());
+    }
     for arg in settings_of(&real, &path) {
         let id = arg.get_id().as_str();
         let name = arg.get_long().unwrap_or(id).to_owned();
@@ -119,45 +123,12 @@ pub fn resolve(args: &[OsString]) -> Result<Effective, Vec<String>> {
             .get_raw(id)
             .and_then(|mut values| values.next())
             .map(|value| value.to_string_lossy().into_owned());
-        let source = match leaf.value_source(id) {
-            None => Source::Unset,
-            Some(ValueSource::CommandLine) => Source::CommandLine,
-            Some(ValueSource::EnvVariable) => Source::Environment(
-                arg.get_env()
-                    .map(|env| env.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            ),
-            Some(ValueSource::DefaultValue) => match (&config_path, file.get(&name)) {
-                (Some(path), Some(from_file)) => Source::File(Place {
-                    path: path.clone(),
-                    line: from_file.line,
-                }),
-                _ => Source::Default,
-            },
-            Some(_) => Source::Default,
-        };
-        if !matches!(source, Source::Default | Source::Unset)
-            && let Some(text) = &value
-        {
-            let flag = format!("--{name}");
-            if takes_no_value(&arg) {
-                match BoolishValueParser::new().parse_ref(&checker, None, text.as_ref()) {
-                    Ok(true) => given.push(flag.into()),
-                    Ok(false) => {}
-                    Err(_) => {
-                        problems.push(format!("{source}: {flag}: {text:?} is not true or false"))
-                    }
-                }
-            } else {
-                let mut alone = vec![OsString::from("contactd")];
-                alone.extend(path.iter().map(OsString::from));
-                alone.push(format!("{flag}={text}").into());
-                match checker.clone().try_get_matches_from(alone) {
-                    Err(error) if is_about_the_value(&error) => {
-                        problems.push(format!("{source}: {}", one_line(&error)));
-                    }
-                    _ => given.push(format!("{flag}={text}").into()),
-                }
+        let source = source_of(leaf, &arg, &name, config_path.as_deref(), &file);
+        if let Some(text) = value.as_deref().filter(|_| source.is_given()) {
+            match value_problem(&checker, &path, &arg, &name, text) {
+                Ok(Some(flag)) => given.push(flag),
+                Ok(None) => {}
+                Err(problem) => problems.push(format!("{source}: {problem}")),
             }
         }
         settings.push(Setting {
@@ -188,6 +159,65 @@ pub fn resolve(args: &[OsString]) -> Result<Effective, Vec<String>> {
         Some(cli) if problems.is_empty() => Ok(Effective { cli, settings }),
         _ if problems.is_empty() => Err(vec!["the settings do not parse".to_owned()]),
         _ => Err(problems),
+    }
+}
+
+impl Source {
+    /// Whether the value was given (rather than a default the flag parses anyway).
+    fn is_given(&self) -> bool {
+        !matches!(self, Self::Default | Self::Unset)
+    }
+}
+
+fn source_of(
+    leaf: &ArgMatches,
+    arg: &Arg,
+    name: &str,
+    config_path: Option<&std::path::Path>,
+    file: &BTreeMap<String, FileValue>,
+) -> Source {
+    match leaf.value_source(arg.get_id().as_str()) {
+        None => Source::Unset,
+        Some(ValueSource::CommandLine) => Source::CommandLine,
+        Some(ValueSource::EnvVariable) => Source::Environment(
+            arg.get_env()
+                .map(|env| env.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        Some(_) => match (config_path, file.get(name)) {
+            (Some(path), Some(from_file)) => Source::File(Place {
+                path: path.to_path_buf(),
+                line: from_file.line,
+            }),
+            _ => Source::Default,
+        },
+    }
+}
+
+/// One value parsed alone by its flag's parser: the argument that gives it (none for a switch
+/// that is off), or what is wrong with it.
+fn value_problem(
+    checker: &Command,
+    path: &[String],
+    arg: &Arg,
+    name: &str,
+    text: &str,
+) -> Result<Option<OsString>, String> {
+    let flag = format!("--{name}");
+    if takes_no_value(arg) {
+        return match BoolishValueParser::new().parse_ref(checker, None, text.as_ref()) {
+            Ok(on) => Ok(on.then(|| flag.into())),
+            Err(_) => Err(format!("{flag}: {text:?} is not true or false")),
+        };
+    }
+    let argument = OsString::from(format!("{flag}={text}"));
+    let mut alone = vec![OsString::from("contactd")];
+    alone.extend(path.iter().map(OsString::from));
+    alone.push(argument.clone());
+    match checker.clone().try_get_matches_from(alone) {
+        Err(error) if is_about_the_value(&error) => Err(one_line(&error)),
+        // Anything else (a flag that needs another) is the whole's to say.
+        _ => Ok(Some(argument)),
     }
 }
 
