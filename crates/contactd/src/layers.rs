@@ -437,7 +437,7 @@ fn is_about_the_value(error: &clap::Error) -> bool {
 }
 
 /// clap's message on one line: its first paragraph (what is wrong, with the missing flags or
-/// the possible values below it), without the `error: ` prefix, the usage and the hints.
+/// the possible values below it) and its tips, without the `error: ` prefix and the usage.
 fn one_line(error: &clap::Error) -> String {
     let rendered = error.render().to_string();
     let paragraph: Vec<&str> = rendered
@@ -445,7 +445,14 @@ fn one_line(error: &clap::Error) -> String {
         .take_while(|line| !line.trim().is_empty())
         .map(str::trim)
         .collect();
-    let line = paragraph.join(" ");
+    let mut line = paragraph.join(" ");
+    for tip in rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("tip: "))
+    {
+        line = format!("{line} ({tip})");
+    }
     line.strip_prefix("error: ").unwrap_or(&line).to_owned()
 }
 
