@@ -118,9 +118,11 @@ async fn serve_with<S: Backend>(
     let mut projections = JoinSet::new();
     store.spawn_workers(&mut projections, settings.instance_name(), stopping.clone());
     let mut workers = JoinSet::new();
-    workers.spawn(running.track("the projections", async move {
-        projections.join_all().await;
-    }));
+    workers.spawn(
+        running.track("the projections (and the log relay)", async move {
+            projections.join_all().await;
+        }),
+    );
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         senders,
