@@ -217,10 +217,10 @@ pub fn svg(title: &str, series: &[Series], limits: &[Limit]) -> String {
     for (i, s) in series.iter().enumerate() {
         let x = PANELS_LEFT[0] + 160.0 * i as f64;
         let y = HEIGHT - 14.0;
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<rect x=\"{x}\" y=\"{}\" width=\"14\" height=\"4\" fill=\"{}\"/>\
-             <text x=\"{}\" y=\"{y}\">{}</text>\n",
+             <text x=\"{}\" y=\"{y}\">{}</text>",
             y - 6.0,
             colour(s.store),
             x + 20.0,
@@ -248,10 +248,10 @@ fn axes(out: &mut String, left: f64, label: &str, top: f64, levels: &[usize]) {
     for tick in 0..=5 {
         let value = top * f64::from(tick) / 5.0;
         let y = bottom - PANEL_HEIGHT * f64::from(tick) / 5.0;
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<line x1=\"{}\" y1=\"{y:.1}\" x2=\"{left}\" y2=\"{y:.1}\" stroke=\"#333\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             left - 4.0,
             left - 6.0,
             y + 4.0,
