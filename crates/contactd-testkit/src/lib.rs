@@ -1,11 +1,12 @@
 //! The real peers that tests run against, each on loopback and gone when dropped: an SMTP server
 //! ([`SmtpSink`], `scripts/smtp-sink.py` on aiosmtpd), an HTTP server standing in for the SMS
 //! gateway ([`Gateway`]), a NATS server with JetStream and the messages its streams hold
-//! ([`NatsServer`], Debian's `nats-server -js`), peers that accept connections and never answer
-//! ([`SilentPeer`]), an address where nothing listens ([`closed_port`]), and Debian's Chromium
-//! driven headless over WebDriver ([`Browser`]), and certificates and signed tokens made on the
-//! spot ([`pki`]). What a verification message carries is read with [`verification_code`] and
-//! [`verification_link`].
+//! ([`NatsServer`], Debian's `nats-server -js`), a PostgreSQL cluster of the test's own that it
+//! may crash and start again ([`PostgresCluster`], the installed `initdb` and `pg_ctl`), peers
+//! that accept connections and never answer ([`SilentPeer`]), an address where nothing listens
+//! ([`closed_port`]), and Debian's Chromium driven headless over WebDriver ([`Browser`]), and
+//! certificates and signed tokens made on the spot ([`pki`]). What a verification message
+//! carries is read with [`verification_code`] and [`verification_link`].
 //!
 //! For tests only (a dev-dependency): every constructor panics when its peer cannot be set up.
 // A peer that cannot be set up, or a directory that cannot be read, is a failed test: panicking
@@ -18,6 +19,7 @@ mod gateway;
 mod nats;
 mod peer;
 pub mod pki;
+mod postgres;
 mod smtp;
 
 use std::time::Duration;
@@ -30,6 +32,7 @@ pub use fantoccini;
 pub use gateway::{Gateway, RecordedRequest};
 pub use nats::{DEFAULT_NATS_STREAM, NatsMessage, NatsServer};
 pub use peer::{SilentPeer, closed_port};
+pub use postgres::PostgresCluster;
 pub use smtp::{ReceivedMail, SmtpSink};
 
 /// How often the `wait_for` methods look again.

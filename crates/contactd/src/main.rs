@@ -1,15 +1,61 @@
-//! `contactd`: the message-contact service. `serve` runs it; `migrate`, `projections rebuild`
+//! `contactd`: the message-contact service. `serve` runs it; `config check` shows what it would
+//! run with; `probe` asks a running one whether it is ready; `migrate`, `projections rebuild`
 //! and `events replay` are the operator's tools.
 
-use clap::Parser;
-use contactd::settings::{Cli, Command, EventsCommand, ProjectionsCommand};
-use contactd::{startup, telemetry};
+use std::ffi::OsString;
+use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+use clap::Parser;
+use contactd::settings::{Cli, Command, ConfigCommand, EventsCommand, ProjectionsCommand};
+use contactd::{layers, probe, startup, telemetry};
+
+/// The exit status of settings that are refused, as clap's own for a bad command line.
+const BAD_SETTINGS: u8 = 2;
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = if layers::takes_config_file(&args) {
+        match layers::resolve(&args) {
+            Ok(effective) => {
+                if let Command::Config(ConfigCommand::Check(_)) = effective.cli.command {
+                    print!("{}", effective.describe());
+                    return ExitCode::SUCCESS;
+                }
+                effective.cli
+            }
+            Err(problems) => {
+                for problem in problems {
+                    eprintln!("{problem}");
+                }
+                return ExitCode::from(BAD_SETTINGS);
+            }
+        }
+    } else {
+        Cli::parse_from(args)
+    };
     telemetry::init(cli.log_format);
-    match cli.command {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("Error: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            // At once: a shutdown that overran its bound must not wait for what still runs.
+            std::process::exit(1)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(settings) => startup::serve(*settings, startup::shutdown_signal()).await,
         Command::Migrate(database) => startup::migrate_only(&database).await,
         Command::Projections(ProjectionsCommand::Rebuild { name, database }) => {
@@ -20,5 +66,14 @@ async fn main() -> anyhow::Result<()> {
             from,
             database,
         }) => startup::replay(contact.as_deref(), from, &database).await,
+        // Resolved above, with the settings' layers.
+        Command::Config(ConfigCommand::Check(_)) => Ok(()),
+        Command::Probe(probe) => {
+            probe::probe(
+                &probe.url,
+                std::time::Duration::from_secs(probe.timeout_secs),
+            )
+            .await
+        }
     }
 }

@@ -1,5 +1,7 @@
-//! Command line and environment: every setting is a flag and an environment variable, parsed
-//! once and passed explicitly (no globals).
+//! Command line and environment: every setting is a flag and an environment variable (and,
+//! for `serve` and `config check`, a key of the `--config` file: see `layers`), parsed once and
+//! passed explicitly (no globals). `ServeSettings::problems` is the one list of what makes a
+//! start refuse settings that parse.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +46,30 @@ pub enum Command {
     /// The event log, for offline audits.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// The configuration `serve` would run with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Ask a running server's readiness (`/readyz`): exit 0 when it answers 200, else 1 with
+    /// why. For health checks of containers, which have no curl.
+    Probe(ProbeSettings),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the settings (flags, environment, `--config` file) as `serve` would and print
+    /// each with its value and where it came from, secrets masked; exit 2 with every problem.
+    Check(Box<ServeSettings>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProbeSettings {
+    /// The readiness URL asked (plain HTTP).
+    #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+    pub url: String,
+
+    /// The longest the probe waits for the answer, in seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +105,7 @@ pub struct DatabaseSettings {
     /// The store. Unset or `sqlite://PATH`: the embedded SQLite store (by default
     /// `contactd.db` in the data directory), for one process. `postgres://…`: PostgreSQL, for
     /// production and several processes; the database is created if it does not exist yet.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Where the embedded store's database, the development message sink and generated local
@@ -235,6 +261,11 @@ impl SecuritySettings {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeSettings {
+    /// A TOML file of settings, keyed by their long flag names (`http-listen = "0.0.0.0:8080"`);
+    /// flags and environment variables win over it.
+    #[arg(long, env = "CONTACTD_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on for gRPC.
     #[arg(long, env = "CONTACTD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -281,6 +312,12 @@ pub struct ServeSettings {
     /// The longest a call may run, in seconds.
     #[arg(long, env = "CONTACTD_CALL_TIMEOUT_SECS", default_value_t = 30)]
     pub call_timeout_secs: u64,
+
+    /// How long a SIGTERM or SIGINT may take, in seconds: the calls in flight, the messages
+    /// being sent and the events being published are given this long to finish; then what
+    /// still runs is logged and the process exits with status 1.
+    #[arg(long, env = "CONTACTD_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout_secs: u64,
 
     #[command(flatten)]
     pub verification: VerificationSettings,
@@ -493,6 +530,66 @@ impl ServeSettings {
 
     pub fn call_timeout(&self) -> Duration {
         Duration::from_secs(self.call_timeout_secs)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// Everything that makes these settings unfit to start with, one line each: conflicting
+    /// settings, files that are not there, a secret too short. Values that do not parse never
+    /// get this far (clap refuses them, `layers` all at once).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(why) = self.effective_identity_mode() {
+            problems.push(why);
+        }
+        if let Err(why) = self.verification.dispatch_lease() {
+            problems.push(why);
+        }
+        if let Some(secret) = &self.verification.code_secret
+            && contactd_app::CodeSecret::new(secret.trim().as_bytes().to_vec()).is_err()
+        {
+            problems.push(format!(
+                "--code-secret: must be at least {} bytes",
+                contactd_app::MIN_SECRET_BYTES
+            ));
+        }
+        let security = &self.security;
+        let files = [
+            ("--tls-cert", &security.tls_cert),
+            ("--tls-key", &security.tls_key),
+            ("--client-ca", &security.client_ca),
+            ("--token-keys", &security.token_keys),
+            ("--certificate-accounts", &security.certificate_accounts),
+            ("--policy-file", &security.policy_file),
+        ];
+        for (flag, path) in files {
+            if let Some(path) = path
+                && let Err(error) = std::fs::File::open(path)
+            {
+                problems.push(format!("{flag}: cannot read {}: {error}", path.display()));
+            }
+        }
+        if let Err(why) = contactd_access::parse_algorithms(&security.token_algorithms) {
+            problems.push(format!("--token-algorithms: {why}"));
+        }
+        if let Err(why) = crate::backend::StoreChoice::from_settings(&self.database) {
+            problems.push(format!("--database-url: {why}"));
+        }
+        let http = self.verification.http_listen;
+        if self.listen == http && self.listen.port() != 0 {
+            problems.push(format!(
+                "--listen and --http-listen are both {http}: the gRPC and HTTP ports need two \
+                 addresses"
+            ));
+        }
+        if let Some(public) = &self.verification.public_url
+            && url::Url::parse(public).is_err()
+        {
+            problems.push(format!("--public-url: {public:?} is not a URL"));
+        }
+        problems
     }
 }
 

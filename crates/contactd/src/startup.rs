@@ -30,9 +30,8 @@ pub async fn serve(
     settings: ServeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings
-        .effective_identity_mode()
-        .map_err(anyhow::Error::msg)?;
+    let problems = settings.problems();
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
     let store = Store::open_capped(
         &settings.database,
         !settings.no_migrate,
@@ -62,7 +61,9 @@ pub async fn migrate_only(settings: &DatabaseSettings) -> anyhow::Result<()> {
 /// Serves gRPC on `listener` and the confirmation pages on `http`, with `store`,
 /// until `shutdown` completes; the projections, the dispatcher and the log relay run beside
 /// them. On shutdown the servers stop accepting calls and let the calls in flight finish, then
-/// the projections finish their batch and the dispatcher the sends in flight, and all stop.
+/// the projections finish their batch and the dispatcher the sends in flight, and all stop;
+/// if that takes longer than `--shutdown-timeout-secs`, what still runs is logged and the
+/// error says so.
 pub async fn run(
     listener: TcpListener,
     http: TcpListener,
@@ -123,16 +124,23 @@ async fn serve_with<S: Backend>(
         verification.public_url(http.local_addr()?, settings.security.tls_cert.is_some());
 
     let (stop_workers, stopping) = watch::channel(false);
-    let mut workers = JoinSet::new();
-    let projections = ProjectionMetrics::default();
-    metrics.read_projections(projections.clone());
+    let running = Running::default();
+    let projection_status = ProjectionMetrics::default();
+    metrics.read_projections(projection_status.clone());
     let pool = store.clone();
     metrics.read_pool(move || pool.pool_usage());
+    let mut projections = JoinSet::new();
     store.spawn_workers(
-        &mut workers,
+        &mut projections,
         settings.instance_name(),
-        projections,
+        projection_status,
         stopping.clone(),
+    );
+    let mut workers = JoinSet::new();
+    workers.spawn(
+        running.track("the projections (and the log relay)", async move {
+            projections.join_all().await;
+        }),
     );
     let dispatcher = Arc::new(
         Dispatcher::new(
@@ -152,7 +160,7 @@ async fn serve_with<S: Backend>(
         )
         .with_recording(metrics.recording()),
     );
-    workers.spawn(dispatcher.run(stopping.clone()));
+    workers.spawn(running.track("the dispatcher", dispatcher.run(stopping.clone())));
 
     let policy = Policy {
         max_contacts: settings.max_contacts,
@@ -202,9 +210,12 @@ async fn serve_with<S: Backend>(
     ));
     let (database, monitor) =
         monitor_database(store.clone(), HealthSettings::default(), stopping.clone()).await;
-    workers.spawn(monitor);
+    workers.spawn(running.track("the database health monitor", monitor));
     metrics.read_database(database.clone());
-    workers.spawn(worker.run(stopping));
+    workers.spawn(running.track(
+        "the lifecycle worker (integration events)",
+        worker.run(stopping),
+    ));
     let audit = Arc::new(AuditService::new(store));
     // Both servers stop on the one signal.
     let (stop_servers, servers_stopping) = watch::channel(false);
@@ -229,15 +240,65 @@ async fn serve_with<S: Backend>(
     let grpc = Server::new(app, audit, access, security::server_settings(settings))
         .with_database_health(database)
         .with_recording(metrics.recording())
-        .run(listener, stopped(servers_stopping));
-    let (pages, grpc) = tokio::join!(pages, grpc);
-    let served = grpc
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("serving gRPC")
-        .and(pages.context("serving the confirmation pages"));
-    let _ = stop_workers.send(true);
-    workers.join_all().await;
-    served
+        .run(listener, stopped(servers_stopping.clone()));
+    let drain = async {
+        let (pages, grpc) = tokio::join!(
+            running.track("the HTTP server", pages),
+            running.track("the gRPC server (calls in flight)", grpc)
+        );
+        let served = grpc
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("serving gRPC")
+            .and(pages.context("serving the confirmation pages"));
+        let _ = stop_workers.send(true);
+        workers.join_all().await;
+        served
+    };
+    let bound = settings.shutdown_timeout();
+    let overdue = async {
+        stopped(servers_stopping.clone()).await;
+        tokio::time::sleep(bound).await;
+    };
+    tokio::select! {
+        served = drain => served,
+        () = overdue => {
+            let still = running.names().join(", ");
+            tracing::error!(still_running = %still, "shutdown did not finish within --shutdown-timeout-secs");
+            anyhow::bail!("shutdown did not finish within {} s; still running: {still}", bound.as_secs())
+        }
+    }
+}
+
+/// The parts of a running server that have not finished yet, by name, for the log of a
+/// shutdown that overran its bound.
+#[derive(Clone, Default)]
+struct Running(Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+impl Running {
+    /// `work`, counted as running from now until it completes.
+    fn track<F: Future>(
+        &self,
+        name: &'static str,
+        work: F,
+    ) -> impl Future<Output = F::Output> + use<F> {
+        self.lock().push(name);
+        let running = self.clone();
+        async move {
+            let output = work.await;
+            running.lock().retain(|other| *other != name);
+            output
+        }
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<&'static str>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// `contactd projections rebuild [NAME]`.

@@ -1,14 +1,18 @@
 //! Health and life cycle: gRPC health and `/readyz` follow the database while `/livez`
 //! follows the process; while the database is out of reach calls fail at once with
 //! `ServiceUnavailable`, and everything recovers when it is back, with nothing acknowledged
-//! lost; a shutdown ends live streams with `UNAVAILABLE` and where to resume.
+//! lost (the database cut off the network, and a cluster of the test's own crashed under load);
+//! a shutdown ends live streams with `UNAVAILABLE` and where to resume.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
 use contactd::backend::Store;
 use contactd::settings::{Cli, Command};
+use contactd_testkit::PostgresCluster;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tonic::Code;
@@ -97,12 +101,7 @@ async fn a_database_out_of_reach_turns_health_off_and_calls_fail_fast_until_it_i
     let mut link = Link::to(database).await;
     let mut proxied = url.clone();
     proxied.set_port(Some(link.port)).expect("a port");
-    let Command::Migrate(settings) =
-        Cli::parse_from(["contactd", "migrate", "--database-url", proxied.as_str()]).command
-    else {
-        unreachable!("`migrate` parses as the migrate command")
-    };
-    let store = Store::open(&settings, false).await.expect("the store");
+    let store = store_at(proxied.as_str(), false).await;
     let mut server = TestServer::start_on(store, |_| {}).await;
     let mut health = HealthClient::new(server.channel.clone());
     assert_eq!(status(&mut health).await, ServingStatus::Serving);
@@ -151,6 +150,176 @@ async fn a_database_out_of_reach_turns_health_off_and_calls_fail_fast_until_it_i
         get(&mut server.client, ACCOUNT, contact_id)
             .await
             .expect("every acknowledged write is there");
+    }
+    server.stop().await;
+}
+
+/// The store at `url`, opened as `serve` opens it (with `migrate`, creating the database).
+async fn store_at(url: &str, migrate: bool) -> Store {
+    let Command::Migrate(settings) =
+        Cli::parse_from(["contactd", "migrate", "--database-url", url]).command
+    else {
+        unreachable!("`migrate` parses as the migrate command")
+    };
+    Store::open(&settings, migrate).await.expect("the store")
+}
+
+/// The name that carries a writer's `n`th update: names are letters only, so each decimal digit
+/// is written as a letter (`17` is `Nbh`).
+fn numbered_name(n: u64) -> String {
+    let digits = n.to_string();
+    let letters = digits.bytes().map(|d| char::from(b'a' + (d - b'0')));
+    std::iter::once('N').chain(letters).collect()
+}
+
+fn number_of(name: &str) -> u64 {
+    let digits: String = name
+        .chars()
+        .skip(1)
+        .map(|c| char::from(b'0' + (c as u8 - b'a')))
+        .collect();
+    digits.parse().expect("a numbered name")
+}
+
+/// One contact, renamed over and over by a writer of its own: the last update acknowledged and
+/// the last one tried (which may have committed without an answer).
+struct Writer {
+    account: String,
+    contact_id: String,
+    acknowledged: AtomicU64,
+    tried: AtomicU64,
+}
+
+/// Renames the writer's contact with ever higher numbers until `stop`; what failed, for the
+/// test to judge.
+async fn keep_writing(
+    mut client: Client,
+    writer: Arc<Writer>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tonic::Status> {
+    let mut failures = Vec::new();
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        writer.tried.store(n, Ordering::Relaxed);
+        let mut request = update_request(&writer.contact_id);
+        request.name = Some(numbered_name(n));
+        match client
+            .update_message_contact(as_account(&writer.account, request))
+            .await
+        {
+            Ok(_) => writer.acknowledged.store(n, Ordering::Relaxed),
+            Err(status) => {
+                failures.push(status);
+                // The database is out: don't spin; a client backs off too.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    failures
+}
+
+async fn until_every_writer_passes(writers: &[Arc<Writer>], counts: &[u64], what: &str) {
+    until(what, Duration::from_secs(60), async || {
+        writers
+            .iter()
+            .zip(counts)
+            .all(|(w, &count)| w.acknowledged.load(Ordering::Relaxed) >= count)
+            .then_some(())
+    })
+    .await;
+}
+
+/// PostgreSQL crashes (`pg_ctl -m immediate`) while six clients write, and starts again: health
+/// turns NOT_SERVING, every failed call is the contract's `ServiceUnavailable` (no SQL, nothing
+/// else), calls fail at once while it is down, and after the restart every acknowledged update
+/// is there. The cluster is the test's own: the shared server is never stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_crashed_under_load_turns_health_off_and_loses_nothing_acknowledged() {
+    let mut cluster = PostgresCluster::start().await;
+    let store = store_at(&cluster.url(), true).await;
+    let mut server = TestServer::start_on(store, |_| {}).await;
+    let mut health = HealthClient::new(server.channel.clone());
+    assert_eq!(status(&mut health).await, ServingStatus::Serving);
+
+    let mut writers = Vec::new();
+    for i in 0..6 {
+        let account = format!("55555555555555{i:02}");
+        let contact = add(&mut server.client, &account, "Writer").await;
+        writers.push(Arc::new(Writer {
+            account,
+            contact_id: contact.contact_id,
+            acknowledged: AtomicU64::new(0),
+            tried: AtomicU64::new(0),
+        }));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = JoinSet::new();
+    for writer in &writers {
+        load.spawn(keep_writing(
+            server.client.clone(),
+            writer.clone(),
+            stop.clone(),
+        ));
+    }
+    until_every_writer_passes(&writers, &[5; 6], "every writer is under way").await;
+
+    cluster.crash().await;
+    until_health(&mut health, ServingStatus::NotServing).await;
+    let ready = http(server.http_addr, "GET", "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let started = tokio::time::Instant::now();
+    let refused = get(
+        &mut server.client,
+        &writers[0].account,
+        &writers[0].contact_id,
+    )
+    .await
+    .expect_err("no database, no contact");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a call waited {:?} for a database known to be down",
+        started.elapsed()
+    );
+    assert_eq!(error_code(&refused), "ServiceUnavailable");
+    let during: Vec<u64> = writers
+        .iter()
+        .map(|w| w.acknowledged.load(Ordering::Relaxed))
+        .collect();
+
+    cluster.start_again().await;
+    until_health(&mut health, ServingStatus::Serving).await;
+    let after: Vec<u64> = during.iter().map(|n| n + 5).collect();
+    until_every_writer_passes(&writers, &after, "every writer goes on after the restart").await;
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    while let Some(failed) = load.join_next().await {
+        failures.extend(failed.expect("a writer"));
+    }
+
+    assert!(!failures.is_empty(), "the crash was never seen by a writer");
+    for failure in &failures {
+        assert_eq!(failure.code(), Code::Unavailable, "{failure:?}");
+        assert_eq!(error_code(failure), "ServiceUnavailable", "{failure:?}");
+        assert_eq!(
+            failure.message(),
+            "The request has failed due to a temporary failure of the server.",
+        );
+    }
+    for writer in &writers {
+        let contact = get(&mut server.client, &writer.account, &writer.contact_id)
+            .await
+            .expect("the contact");
+        let stored = number_of(&contact.name);
+        let (acknowledged, tried) = (
+            writer.acknowledged.load(Ordering::Relaxed),
+            writer.tried.load(Ordering::Relaxed),
+        );
+        assert!(
+            (acknowledged..=tried).contains(&stored),
+            "{}: update {stored} stored, {acknowledged} acknowledged, {tried} tried",
+            writer.account
+        );
     }
     server.stop().await;
 }

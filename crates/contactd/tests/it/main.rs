@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod config;
 mod contacts;
 mod db;
+mod deployment;
 mod dispatch;
 mod durability;
 mod errors;
@@ -24,5 +26,6 @@ mod processes;
 mod raw;
 mod secrets;
 mod security;
+mod shutdown;
 mod support;
 mod verification;
