@@ -363,7 +363,7 @@ impl LifecycleSettings {
 /// Verification codes, the messages that carry them, and the page their links lead to.
 #[derive(Debug, Clone, Args)]
 pub struct VerificationSettings {
-    /// Address of the HTTP server: the confirmation pages (and later metrics and health).
+    /// Address of the HTTP server: the confirmation pages, the probes and `/metrics`.
     #[arg(long, env = "CONTACTD_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
 
