@@ -24,4 +24,5 @@ mod raw;
 mod secrets;
 mod security;
 mod support;
+mod traces;
 mod verification;
