@@ -78,9 +78,15 @@ impl<W: GroupWork> Grouped<W> {
     /// Queues the request for the next group, and answers once that group has run.
     pub async fn submit(self: &Arc<Self>, request: W::Request) -> W::Answer {
         let (answer, answered) = oneshot::channel();
+        // The caller's span is only worth holding on to where the group's is recorded.
+        let caller = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            Span::current()
+        } else {
+            Span::none()
+        };
         let start_runner = {
             let mut queue = self.lock();
-            queue.waiting.push((request, (answer, Span::current())));
+            queue.waiting.push((request, (answer, caller)));
             let start = queue.runners < self.max_runners;
             if start {
                 queue.runners += 1;

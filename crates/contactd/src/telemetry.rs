@@ -3,7 +3,8 @@
 //! terminal or `--log-format json`, as text for a person otherwise. Email addresses, phone
 //! numbers, names and codes are never logged. Each call has a span at `info` with its RPC,
 //! request id and account (the access layer's), so every line of a call names them; the
-//! application's spans below it (contact ids) are at `debug`.
+//! application's spans below it (contact ids) are at `debug`. A failed call is logged at
+//! `error` with its request id.
 //!
 //! With `--otlp-endpoint`, the spans of the contactd crates, `debug` ones included whatever
 //! `RUST_LOG` says, are also exported as OpenTelemetry spans over OTLP/gRPC, in batches; without

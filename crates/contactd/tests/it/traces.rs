@@ -1,5 +1,6 @@
 //! Traces: the real binary exports its spans over OTLP/gRPC to a collector stand-in served
-//! here, and one call's spans arrive in the caller's trace, parent-linked, with no personal data.
+//! here; a call's spans arrive in the caller's trace, parent-linked, the group that wrote an
+//! update linked to it, and no span holds personal data.
 
 use std::sync::{Arc, Mutex};
 
@@ -101,7 +102,16 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-async fn one_call_is_traced_in_the_callers_trace_down_to_its_append(db: TestDb) {
+/// `request` as part of the trace `trace_id`, called from its span `parent_id`.
+fn traced<T>(mut request: tonic::Request<T>, trace_id: &str, parent_id: &str) -> tonic::Request<T> {
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
+    );
+    request
+}
+
+async fn a_call_is_traced_in_the_callers_trace_down_to_its_append_and_group(db: TestDb) {
     let collector = Collector::default();
     let endpoint = collector.start().await;
     // Traced whatever the log level.
@@ -109,11 +119,7 @@ async fn one_call_is_traced_in_the_callers_trace_down_to_its_append(db: TestDb) 
     let mut client = server.client().await;
     let (trace_id, parent_id) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let name = "Traceable";
-    let mut request = as_account(ACCOUNT, add_request(name));
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
-    );
+    let request = traced(as_account(ACCOUNT, add_request(name)), trace_id, parent_id);
     let contact_id = client
         .add_message_contact(request)
         .await
@@ -122,6 +128,19 @@ async fn one_call_is_traced_in_the_callers_trace_down_to_its_append(db: TestDb) 
         .contact
         .expect("the added contact")
         .contact_id;
+    // A plain update is written by a group (on either store), in a trace of its own.
+    let (update_trace_id, update_parent_id) =
+        ("5bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let mut update = update_request(&contact_id);
+    update.title = Some("CEO".into());
+    client
+        .update_message_contact(traced(
+            as_account(ACCOUNT, update),
+            update_trace_id,
+            update_parent_id,
+        ))
+        .await
+        .expect("update");
     // Shutting down exports what is still buffered.
     let status = server.terminate().await;
     assert!(status.success(), "{status:?}: {}", server.log());
@@ -148,6 +167,21 @@ async fn one_call_is_traced_in_the_callers_trace_down_to_its_append(db: TestDb) 
         "the append is the command's"
     );
     assert_eq!(attribute(append, "contact_id"), Some(contact_id.clone()));
+    let update_append = the_span(&spans, &hex(update_trace_id), "append");
+    let group = spans
+        .iter()
+        .map(|(_, span)| span)
+        .find(|span| {
+            span.name == "group"
+                && span.links.iter().any(|link| {
+                    link.trace_id == hex(update_trace_id) && link.span_id == update_append.span_id
+                })
+        })
+        .expect("a group span linked to the update's append");
+    assert!(
+        group.parent_span_id.is_empty(),
+        "a group is a root of its own"
+    );
     assert!(
         spans.iter().all(|(service, _)| service == "contactd"),
         "service.name"
@@ -162,15 +196,15 @@ async fn one_call_is_traced_in_the_callers_trace_down_to_its_append(db: TestDb) 
     }
     let correlation: Vec<String> = db
         .scalars(
-            "SELECT correlation_id FROM events WHERE stream_id = $1",
+            "SELECT correlation_id FROM events WHERE stream_id = $1 ORDER BY stream_version",
             &[&contact_id],
         )
         .await;
     assert_eq!(
         correlation,
-        [trace_id],
-        "the trace id is the correlation id"
+        [trace_id, update_trace_id],
+        "each call's trace id is its events' correlation id"
     );
 }
 
-both_backends!(one_call_is_traced_in_the_callers_trace_down_to_its_append);
+both_backends!(a_call_is_traced_in_the_callers_trace_down_to_its_append_and_group);
