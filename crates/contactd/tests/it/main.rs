@@ -27,4 +27,5 @@ mod secrets;
 mod security;
 mod shutdown;
 mod support;
+mod traces;
 mod verification;
