@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use contactd_domain::{DeliveryEvent, DeliveryOutcome};
 use rand::Rng;
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, instrument, warn};
 use uuid::Uuid;
 
 use crate::codes::CodeSecret;
@@ -210,7 +210,9 @@ impl<O: Outbox, N: Notifier> Dispatcher<O, N> {
         );
     }
 
-    /// One attempt at one message, and its outcome recorded.
+    /// One attempt at one message, and its outcome recorded. Its span names the correlation id
+    /// of the call that asked for it (that call's trace id, if it was traced).
+    #[instrument(name = "send_message", level = "debug", skip_all, fields(message_id = %message.message_id, contact_id = %message.contact_id, channel = message.recipient.channel().as_str(), attempt = message.attempt, correlation_id = %message.correlation_id))]
     async fn attempt_message(self: Arc<Self>, message: OutboxMessage) {
         let now = Utc::now();
         let outcome = if message.expires_at <= now {

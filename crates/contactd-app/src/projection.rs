@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::port::{LogPosition, RecordedEvent, StoreError};
 
@@ -305,8 +305,15 @@ where
         };
         let next = last.position;
         if batch.iter().any(|event| projection.concerns(event)) {
+            let span = debug_span!(
+                "projection_batch",
+                projection = name,
+                events = batch.len(),
+                position = last.global_position
+            );
             store
                 .apply_batch(&mut lease, projection, saved.0, next, &batch)
+                .instrument(span)
                 .await?;
             projection.committed(&batch);
             saved = (next, tokio::time::Instant::now());

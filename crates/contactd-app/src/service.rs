@@ -194,7 +194,7 @@ impl<S: ContactStore> ContactService<S> {
         }
     }
 
-    #[instrument(level = "debug", skip_all, fields(request_id = %ctx.request_id, contact_id = tracing::field::Empty))]
+    #[instrument(name = "command", level = "debug", skip_all, fields(command = Operation::AddMessageContact.as_str(), request_id = %ctx.request_id, contact_id = tracing::field::Empty))]
     pub async fn add_contact(
         &self,
         ctx: &CallContext,
@@ -292,6 +292,7 @@ impl<S: ContactStore> ContactService<S> {
     /// decides again on the stored state when another process moved the contact on. Every
     /// command that changes a contact's stream goes through here. `answer` makes the response
     /// from the state after the command and the time its events are recorded at.
+    #[instrument(name = "command", level = "debug", skip_all, fields(command = change.operation.as_str(), contact_id = %contact_id))]
     pub(crate) async fn change_answering(
         &self,
         ctx: &CallContext,

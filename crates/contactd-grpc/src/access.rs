@@ -28,6 +28,7 @@ use crate::status::{self, REQUEST_ID_HEADER};
 pub(crate) const ACCOUNT_HEADER: &str = "x-acs-account-id";
 pub(crate) const CORRELATION_HEADER: &str = "x-acs-correlation-id";
 const TRACEPARENT_HEADER: &str = "traceparent";
+const TRACESTATE_HEADER: &str = "tracestate";
 const AUTHORIZATION_HEADER: &str = "authorization";
 const TIMEOUT_HEADER: &str = "grpc-timeout";
 
@@ -125,36 +126,78 @@ fn correlation_id(headers: &HeaderMap) -> Option<String> {
         .filter(|raw| (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()));
     match given {
         Some(given) => Some(given.to_owned()),
-        None => trace_id(headers.get(TRACEPARENT_HEADER)?.to_str().ok()?),
+        None => Some(TraceParent::of(headers)?.trace_id.to_owned()),
     }
 }
 
-/// The trace id of a `traceparent` (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`,
-/// lowercase; ids of zeros are invalid; later versions may append fields).
-fn trace_id(traceparent: &str) -> Option<String> {
-    let mut fields = traceparent.trim().split('-');
-    let (version, trace, parent, flags) = (
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-    );
-    let hex = |field: &str, len: usize| {
-        field.len() == len
-            && field
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    };
-    let zero = |field: &str| field.bytes().all(|b| b == b'0');
-    let valid = hex(version, 2)
-        && version != "ff"
-        && (version != "00" || fields.next().is_none())
-        && hex(trace, 32)
-        && !zero(trace)
-        && hex(parent, 16)
-        && !zero(parent)
-        && hex(flags, 2);
-    valid.then(|| trace.to_owned())
+/// A valid W3C `traceparent`: the trace a call is part of and the caller's span in it. The one
+/// reading of the header, for the correlation id and the call's OpenTelemetry parent alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TraceParent<'a> {
+    trace_id: &'a str,
+    parent_id: &'a str,
+    flags: &'a str,
+}
+
+impl<'a> TraceParent<'a> {
+    fn of(headers: &'a HeaderMap) -> Option<Self> {
+        Self::parse(headers.get(TRACEPARENT_HEADER)?.to_str().ok()?)
+    }
+
+    /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lowercase; ids of zeros are
+    /// invalid; later versions may append fields. (OpenTelemetry's own propagator takes ids
+    /// shorter than that, which the standard refuses.)
+    fn parse(traceparent: &'a str) -> Option<Self> {
+        let mut fields = traceparent.trim().split('-');
+        let (version, trace_id, parent_id, flags) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        let hex = |field: &str, len: usize| {
+            field.len() == len
+                && field
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        let zero = |field: &str| field.bytes().all(|b| b == b'0');
+        let valid = hex(version, 2)
+            && version != "ff"
+            && (version != "00" || fields.next().is_none())
+            && hex(trace_id, 32)
+            && !zero(trace_id)
+            && hex(parent_id, 16)
+            && !zero(parent_id)
+            && hex(flags, 2);
+        valid.then_some(Self {
+            trace_id,
+            parent_id,
+            flags,
+        })
+    }
+
+    /// The caller's span, as the parent the call's span continues the trace from (with the
+    /// caller's sampling decision and `tracestate`).
+    fn remote_context(self, headers: &HeaderMap) -> Option<opentelemetry::Context> {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        let flags = TraceFlags::new(u8::from_str_radix(self.flags, 16).ok()?) & TraceFlags::SAMPLED;
+        let state = headers
+            .get(TRACESTATE_HEADER)
+            .and_then(|raw| raw.to_str().ok())
+            .and_then(|raw| raw.parse::<TraceState>().ok())
+            .unwrap_or_default();
+        let caller = SpanContext::new(
+            TraceId::from_hex(self.trace_id).ok()?,
+            SpanId::from_hex(self.parent_id).ok()?,
+            flags,
+            true,
+            state,
+        );
+        Some(opentelemetry::Context::new().with_remote_span_context(caller))
+    }
 }
 
 /// The time a client allows its call (`grpc-timeout`: at most 8 digits and a unit).
@@ -364,6 +407,13 @@ where
     let span = tracing::info_span!(
         "call", rpc = rpc.name(), request_id = %id, account = %ctx.account_id
     );
+    // Traced (an OpenTelemetry layer is installed), the call's span continues the caller's
+    // trace; otherwise this does nothing.
+    if let Some(caller) = TraceParent::of(request.headers())
+        .and_then(|parent| parent.remote_context(request.headers()))
+    {
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, caller);
+    }
     request.extensions_mut().insert(Admission {
         ctx,
         rpc,
@@ -556,7 +606,10 @@ mod tests {
             );
         }
         let later_version = format!("01-{trace}-00f067aa0ba902b7-01-more");
-        assert_eq!(trace_id(&later_version), Some(trace.to_owned()));
+        assert_eq!(
+            TraceParent::parse(&later_version).map(|parent| parent.trace_id),
+            Some(trace)
+        );
     }
 
     #[test]

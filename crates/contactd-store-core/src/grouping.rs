@@ -5,11 +5,14 @@
 //! There is no timer: a group is whatever arrived while the previous ones were running, so a
 //! lone request goes straight through and a busy server runs larger groups. Runners are tasks
 //! of their own, so a caller that goes away never cancels the work of the others in its group.
+//! A group's span (`group`, at `debug`) is a root of its own, linked to the span each of its
+//! requests was submitted in, since it serves several calls at once.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
+use tracing::{Instrument, Span};
 
 /// What a group runs.
 pub trait GroupWork: Send + Sync + 'static {
@@ -32,8 +35,14 @@ pub trait GroupWork: Send + Sync + 'static {
     fn lost() -> Self::Answer;
 }
 
+/// A request waiting for its group: where to answer, and the span it was submitted in.
+type Waiting<W> = (
+    <W as GroupWork>::Request,
+    (oneshot::Sender<<W as GroupWork>::Answer>, Span),
+);
+
 struct Queue<W: GroupWork> {
-    waiting: Vec<(W::Request, oneshot::Sender<W::Answer>)>,
+    waiting: Vec<Waiting<W>>,
     runners: usize,
 }
 
@@ -69,9 +78,15 @@ impl<W: GroupWork> Grouped<W> {
     /// Queues the request for the next group, and answers once that group has run.
     pub async fn submit(self: &Arc<Self>, request: W::Request) -> W::Answer {
         let (answer, answered) = oneshot::channel();
+        // The caller's span is only worth holding on to where the group's is recorded.
+        let caller = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            Span::current()
+        } else {
+            Span::none()
+        };
         let start_runner = {
             let mut queue = self.lock();
-            queue.waiting.push((request, answer));
+            queue.waiting.push((request, (answer, caller)));
             let start = queue.runners < self.max_runners;
             if start {
                 queue.runners += 1;
@@ -96,7 +111,7 @@ impl<W: GroupWork> Grouped<W> {
             over: false,
         };
         loop {
-            let (requests, answers): (Vec<_>, Vec<_>) = {
+            let (requests, answers): (Vec<_>, Vec<(_, Span)>) = {
                 let mut queue = self.lock();
                 if queue.waiting.is_empty() {
                     // Retiring under the lock that queued the last request: a request queued
@@ -107,8 +122,17 @@ impl<W: GroupWork> Grouped<W> {
                 }
                 take_group::<W>(&mut queue.waiting).into_iter().unzip()
             };
-            let outcomes = self.work.run(&requests).await;
-            for (answer, outcome) in answers.into_iter().zip(outcomes) {
+            let span = tracing::debug_span!(
+                parent: None,
+                "group",
+                work = work_name::<W>(),
+                size = requests.len()
+            );
+            for (_, caller) in &answers {
+                span.follows_from(caller);
+            }
+            let outcomes = self.work.run(&requests).instrument(span).await;
+            for ((answer, _), outcome) in answers.into_iter().zip(outcomes) {
                 // A caller that has gone away no longer needs its answer.
                 let _ = answer.send(outcome);
             }
@@ -146,10 +170,14 @@ impl<W: GroupWork> Drop for Shift<'_, W> {
     }
 }
 
+/// The work's type name without its path (`UpdateGroups`), for the group's span.
+fn work_name<W>() -> &'static str {
+    let name = std::any::type_name::<W>();
+    name.rsplit("::").next().unwrap_or(name)
+}
+
 /// The next group, oldest requests first.
-fn take_group<W: GroupWork>(
-    waiting: &mut Vec<(W::Request, oneshot::Sender<W::Answer>)>,
-) -> Vec<(W::Request, oneshot::Sender<W::Answer>)> {
+fn take_group<W: GroupWork>(waiting: &mut Vec<Waiting<W>>) -> Vec<Waiting<W>> {
     let mut group = Vec::with_capacity(waiting.len().min(W::MAX_GROUP));
     let mut requests: Vec<W::Request> = Vec::new();
     let mut left = Vec::new();

@@ -329,6 +329,7 @@ impl ContactStore for PgStore {
         }
     }
 
+    #[tracing::instrument(name = "append", level = "debug", skip_all, fields(contact_id = %append.contact.contact_id, events = append.events.len(), expected_version = append.expected_version))]
     async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
         let result = match &self.update_groups {
             Some(groups) if group_commit::groupable(&append) => {

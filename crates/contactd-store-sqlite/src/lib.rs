@@ -417,6 +417,7 @@ impl ContactStore for SqliteStore {
         read::load_contact(&self.reads, account_id, contact_id).await
     }
 
+    #[tracing::instrument(name = "append", level = "debug", skip_all, fields(contact_id = %append.contact.contact_id, events = append.events.len(), expected_version = append.expected_version))]
     async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
         self.write(WriteRef::Contact(append)).await
     }

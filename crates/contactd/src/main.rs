@@ -33,7 +33,6 @@ fn main() -> ExitCode {
     } else {
         Cli::parse_from(args)
     };
-    telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,7 +43,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let otlp_endpoint = match &cli.command {
+        Command::Serve(settings) => settings.otlp_endpoint.clone(),
+        _ => None,
+    };
+    let outcome = runtime.block_on(async {
+        // Within the runtime: the traces' exporter has its gRPC channel there.
+        let telemetry = telemetry::init(cli.log_format, otlp_endpoint.as_ref())?;
+        let outcome = run(cli.command).await;
+        // Once `serve` has drained its calls, their last spans leave too (within 5 s).
+        telemetry.shutdown().await;
+        outcome
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("Error: {error:?}");

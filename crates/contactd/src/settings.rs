@@ -318,6 +318,10 @@ pub struct ServeSettings {
     /// still runs is logged and the process exits with status 1.
     #[arg(long, env = "CONTACTD_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_timeout_secs: u64,
+    /// The OpenTelemetry collector that traces are exported to over OTLP/gRPC, in plaintext
+    /// (`http://host:4317`). Unset: no trace is recorded or sent.
+    #[arg(long, env = "CONTACTD_OTLP_ENDPOINT", value_parser = otlp_endpoint)]
+    pub otlp_endpoint: Option<url::Url>,
 
     #[command(flatten)]
     pub verification: VerificationSettings,
@@ -593,9 +597,29 @@ impl ServeSettings {
     }
 }
 
+/// An OTLP/gRPC endpoint: `http://` with a host (the exporter speaks no TLS).
+fn otlp_endpoint(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|error| format!("not a URL: {error}"))?;
+    if url.scheme() != "http" || !url.has_host() {
+        return Err("expected http://HOST:PORT (OTLP/gRPC in plaintext)".to_owned());
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_otlp_endpoint_is_a_plaintext_http_url() {
+        assert!(otlp_endpoint("http://127.0.0.1:4317").is_ok());
+        assert!(otlp_endpoint("https://collector:4317").is_err());
+        assert!(otlp_endpoint("collector:4317").is_err());
+        let Command::Serve(serve) = parse(&["serve"]).unwrap().command else {
+            panic!("serve")
+        };
+        assert_eq!(serve.otlp_endpoint, None);
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("contactd").chain(args.iter().copied()))

@@ -28,4 +28,5 @@ mod secrets;
 mod security;
 mod shutdown;
 mod support;
+mod traces;
 mod verification;
