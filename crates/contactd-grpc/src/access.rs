@@ -333,7 +333,8 @@ pub(crate) struct AccessService<S> {
     database: DatabaseHealth,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// The future of a layer's call (this one's and the metrics layer's).
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> Service<Request<B>> for AccessService<S>
 where

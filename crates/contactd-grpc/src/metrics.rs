@@ -18,6 +18,8 @@ use tonic::Code;
 use tonic::body::Body;
 use tower::{Layer, Service, ServiceExt};
 
+use crate::access::BoxFuture;
+
 const STATUS_HEADER: &str = "grpc-status";
 
 #[derive(Debug, Clone)]
@@ -47,8 +49,6 @@ pub(crate) struct MetricsService<S> {
     inner: S,
     recording: Recording,
 }
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> Service<Request<B>> for MetricsService<S>
 where

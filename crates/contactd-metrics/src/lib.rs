@@ -49,6 +49,17 @@ type CallLabels = [(&'static str, &'static str); 2];
 type OneLabel = [(&'static str, &'static str); 1];
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// The pool read at each scrape while it lives ([`Metrics::read_pool`]).
+#[derive(Debug)]
+#[must_use = "the pool is read only while this lives"]
+pub struct PoolReading(Metrics);
+
+impl Drop for PoolReading {
+    fn drop(&mut self) {
+        self.0.sources().pool = None;
+    }
+}
+
 /// The metrics of one server. Clones share them.
 #[derive(Debug, Clone)]
 pub struct Metrics(Arc<Inner>);
@@ -276,9 +287,12 @@ impl Metrics {
         self.sources().database = Some(database);
     }
 
-    /// Reads the store's pool at each scrape.
-    pub fn read_pool(&self, pool: impl Fn() -> PoolUsage + Send + Sync + 'static) {
+    /// Reads the store's pool at each scrape, until the returned guard is dropped. The reader
+    /// holds the store and the store reports into these metrics: the guard breaks that cycle,
+    /// or a stopped server's store (and the embedded store's lock) would never be released.
+    pub fn read_pool(&self, pool: impl Fn() -> PoolUsage + Send + Sync + 'static) -> PoolReading {
         self.sources().pool = Some(Box::new(pool));
+        PoolReading(self.clone())
     }
 
     fn sources(&self) -> std::sync::MutexGuard<'_, Sources> {

@@ -128,7 +128,7 @@ async fn serve_with<S: Backend>(
     let projection_status = ProjectionMetrics::default();
     metrics.read_projections(projection_status.clone());
     let pool = store.clone();
-    metrics.read_pool(move || pool.pool_usage());
+    let _pool_reading = metrics.read_pool(move || pool.pool_usage());
     let mut projections = JoinSet::new();
     store.spawn_workers(
         &mut projections,
