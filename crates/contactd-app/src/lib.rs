@@ -16,6 +16,7 @@ mod lifecycle;
 mod lifecycle_worker;
 mod paging;
 mod port;
+mod privacy;
 mod projection;
 mod projections;
 mod recorder;
@@ -36,7 +37,7 @@ pub use lifecycle_worker::{LifecycleSettings, LifecycleWorker};
 pub use paging::{Page, PageRequest};
 pub use port::{
     Append, AppendError, AsOf, AuditLog, BindingChange, CodeIssue, ContactStore, DeletionProgress,
-    Delivered, DeliveryError, DirectoryAppend, DirectoryStore, EventLog, EventMetadata,
+    Delivered, DeliveryError, DirectoryAppend, DirectoryStore, EventLog, EventMetadata, Forget,
     IDEMPOTENCY_WINDOW, IdempotencyKey, IntegrationMessage, IntegrationPublisher, JobOutcome,
     LifecycleJob, LifecycleJobs, LifecycleTask, LinkedCode, ListedContact, LogPosition,
     LogSubscription, NameClaim, NewEvent, Notification, Notifier, Operation, Outbox, OutboxMessage,

@@ -149,6 +149,23 @@ pub struct Append<'a> {
     pub code: Option<&'a CodeIssue>,
 }
 
+/// Forgetting a contact (ADR 13), all of it or nothing: its events at the expected version;
+/// its row, name claim and place in the quota gone if it was not deleted yet; its data key
+/// destroyed; what its stream still held in clear (events stored before encryption) sealed
+/// in place under a key destroyed with it; and what the read models kept of the person
+/// dropped: remembered calls naming the contact, its codes, its verification messages, the
+/// integration events not yet published about it.
+#[derive(Debug, Clone)]
+pub struct Forget<'a> {
+    pub contact_id: &'a ContactId,
+    /// The stream's version the events were decided on.
+    pub expected_version: u64,
+    /// The name's uniqueness key while the contact still has its row (not deleted yet).
+    pub live_name_key: Option<String>,
+    pub events: &'a [NewEvent],
+    pub metadata: &'a EventMetadata,
+}
+
 /// A code issued by a send, with what commits with its event: the row that counts its tries
 /// and finds it by its link, and the send limits it counts against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,6 +422,9 @@ pub trait ContactStore: Send + Sync + 'static {
     /// Appends atomically: the events at the expected version, the read model row, the name
     /// claims, the quota and the remembered call; all of it or nothing.
     fn append(&self, append: Append<'_>) -> impl Future<Output = Result<(), AppendError>> + Send;
+
+    /// Forgets a contact: see [`Forget`]. `VersionConflict` if the stream moved on.
+    fn forget(&self, forget: Forget<'_>) -> impl Future<Output = Result<(), AppendError>> + Send;
 
     /// A page of the account's contacts (optionally only one, optionally only those that
     /// apply to a member of its directory, bound to it or above it), ordered by creation time

@@ -100,12 +100,12 @@ pub const DEFAULT_DECIDED_CONTACTS: usize = 16 * 1024;
 /// store refuses it and the update reads the row and decides again. Reads (`Get`, `List`)
 /// never use it, so they always see what has committed, whichever process wrote it.
 #[derive(Debug, Default)]
-struct Stripe {
+pub(crate) struct Stripe {
     decided: Vec<Contact>,
 }
 
 impl Stripe {
-    fn take(&mut self, contact_id: &ContactId) -> Option<Contact> {
+    pub(crate) fn take(&mut self, contact_id: &ContactId) -> Option<Contact> {
         let at = self
             .decided
             .iter()
@@ -473,7 +473,7 @@ impl<S: ContactStore> ContactService<S> {
         }
     }
 
-    fn stripe(&self, contact_id: &ContactId) -> &Mutex<Stripe> {
+    pub(crate) fn stripe(&self, contact_id: &ContactId) -> &Mutex<Stripe> {
         let index = self.stripe_hasher.hash_one(contact_id) as usize % self.stripes.len();
         &self.stripes[index]
     }
@@ -500,7 +500,7 @@ pub(crate) fn new_event_id() -> Uuid {
     Uuid::now_v7()
 }
 
-fn append_error(error: AppendError) -> AppError {
+pub(crate) fn append_error(error: AppendError) -> AppError {
     match error {
         AppendError::NameAlreadyUsed => AppError::NameAlreadyUsed,
         AppendError::QuotaExceeded => AppError::ContactQuotaExceeded,
@@ -574,6 +574,13 @@ mod tests {
             }
             *contact = append.contact.clone();
             Ok(())
+        }
+        async fn forget(&self, _: crate::Forget<'_>) -> Result<(), AppendError> {
+            // These tests never forget; a call here is a test gone wrong.
+            Err(AppendError::Store(StoreError::internal(
+                "not in this fake",
+                None,
+            )))
         }
         async fn list_contacts(
             &self,

@@ -167,8 +167,12 @@ pub enum ContactEvent {
         fail_reasons: Vec<FailReason>,
     },
     /// The contact is gone: its name is free and it leaves the quota. The last event of its
-    /// stream.
+    /// stream, unless it is forgotten afterwards.
     MessageContactDeleted,
+    /// The key that protected the contact's personal data was destroyed: every personal field
+    /// of its stream reads as redacted from now on. It names no one (who asked and when are
+    /// the event's metadata). Always the last event of a stream, after its deletion.
+    MessageContactForgotten,
 }
 
 /// A member the contact could not be removed from, and the message types it still gets there.
@@ -231,6 +235,7 @@ impl ContactEvent {
             ContactEvent::ContactDeletionStarted { .. } => "ContactDeletionStarted",
             ContactEvent::ContactDeletionFailed { .. } => "ContactDeletionFailed",
             ContactEvent::MessageContactDeleted => "MessageContactDeleted",
+            ContactEvent::MessageContactForgotten => "MessageContactForgotten",
         }
     }
 }
@@ -592,6 +597,41 @@ impl Contact {
         }
     }
 
+    /// Decides forgetting the contact: a contact not yet deleted is deleted first (at once,
+    /// whatever delete may be running), then forgotten. One forgotten already needs nothing.
+    pub fn forget(&self) -> Vec<ContactEvent> {
+        if self.is_forgotten() {
+            Vec::new()
+        } else if self.status == ContactStatus::Deleted {
+            vec![ContactEvent::MessageContactForgotten]
+        } else {
+            vec![
+                ContactEvent::MessageContactDeleted,
+                ContactEvent::MessageContactForgotten,
+            ]
+        }
+    }
+
+    /// Whether the contact's personal data is gone: forgotten, or read from events whose key
+    /// was destroyed.
+    pub fn is_forgotten(&self) -> bool {
+        self.name.is_redacted()
+    }
+
+    /// Every personal field as redacted (what a destroyed key leaves).
+    fn redact(&mut self) {
+        self.name = ContactName::redacted();
+        self.email_address = EmailAddress::redacted();
+        let redacted =
+            |phone: &Option<PhoneNumber>| phone.as_ref().map(|_| PhoneNumber::redacted());
+        self.active_email_address = self
+            .active_email_address
+            .as_ref()
+            .map(|_| EmailAddress::redacted());
+        self.phone_number = redacted(&self.phone_number);
+        self.active_phone_number = redacted(&self.active_phone_number);
+    }
+
     /// Whether the contact is bound to `target` directly.
     pub fn is_bound(&self, target: &MemberId) -> bool {
         self.members.iter().any(|b| b.target == *target)
@@ -690,6 +730,7 @@ impl Contact {
                 self.status = ContactStatus::Deleted;
                 self.deletion = None;
             }
+            ContactEvent::MessageContactForgotten => self.redact(),
         }
         self.updated_at = at;
         self.version += 1;

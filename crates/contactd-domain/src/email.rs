@@ -34,6 +34,16 @@ impl EmailAddress {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The value that stands for an address whose key was destroyed: it reads as redacted
+    /// everywhere. No parse ever gives it (it is empty).
+    pub fn redacted() -> Self {
+        Self(String::new())
+    }
+
+    pub fn is_redacted(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Display for EmailAddress {

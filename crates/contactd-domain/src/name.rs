@@ -28,6 +28,16 @@ impl ContactName {
         &self.0
     }
 
+    /// The value that stands for a name whose key was destroyed: it reads as redacted
+    /// everywhere. No parse ever gives it (it is empty).
+    pub fn redacted() -> Self {
+        Self(String::new())
+    }
+
+    pub fn is_redacted(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The key under which the name is unique within an account: only ASCII letters have case
     /// among the allowed characters, so lower-casing them is the whole comparison.
     pub fn uniqueness_key(&self) -> String {

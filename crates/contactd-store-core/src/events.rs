@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::sealing::{DataKey, REDACTED, names_a_person, seal_payload};
+
 /// Version 1 of `MessageContactAdded` repeated the account id, which every event's envelope
 /// already carries; version 2 leaves it out.
 #[derive(Debug, Serialize, Deserialize)]
@@ -140,6 +142,10 @@ struct FailReasonV1 {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct MessageContactDeletedV1 {}
+
+/// Forgetting names no one: who asked and when are the event's metadata.
+#[derive(Debug, Serialize, Deserialize)]
+struct MessageContactForgottenV1 {}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ResourceDirectoryCreatedV1 {
@@ -335,9 +341,9 @@ pub fn encode_contact_event(event: &ContactEvent) -> (&'static str, i32, Value) 
             2,
             to_value(MessageContactAddedV2 {
                 contact_id: contact_id.as_str().to_owned(),
-                name: name.as_str().to_owned(),
-                email_address: email_address.as_str().to_owned(),
-                phone_number: phone_number.as_ref().map(|p| p.as_str().to_owned()),
+                name: shown(name.as_str()),
+                email_address: shown(email_address.as_str()),
+                phone_number: phone_number.as_ref().map(|p| shown(p.as_str())),
                 title: title.as_str().to_owned(),
                 message_types: type_names(*message_types),
             }),
@@ -345,19 +351,19 @@ pub fn encode_contact_event(event: &ContactEvent) -> (&'static str, i32, Value) 
         ContactEvent::MessageContactRenamed { name } => (
             1,
             to_value(MessageContactRenamedV1 {
-                name: name.as_str().to_owned(),
+                name: shown(name.as_str()),
             }),
         ),
         ContactEvent::EmailAddressChangeRequested { email_address } => (
             1,
             to_value(EmailAddressChangeRequestedV1 {
-                email_address: email_address.as_str().to_owned(),
+                email_address: shown(email_address.as_str()),
             }),
         ),
         ContactEvent::PhoneNumberChangeRequested { phone_number } => (
             1,
             to_value(PhoneNumberChangeRequestedV1 {
-                phone_number: phone_number.as_str().to_owned(),
+                phone_number: shown(phone_number.as_str()),
             }),
         ),
         ContactEvent::PhoneNumberRemoved => (1, to_value(PhoneNumberRemovedV1 {})),
@@ -381,7 +387,7 @@ pub fn encode_contact_event(event: &ContactEvent) -> (&'static str, i32, Value) 
             1,
             to_value(EmailVerificationRequestedV1 {
                 verification_id: verification_id.as_uuid(),
-                email_address: email_address.as_str().to_owned(),
+                email_address: shown(email_address.as_str()),
                 expires_at: *expires_at,
             }),
         ),
@@ -393,7 +399,7 @@ pub fn encode_contact_event(event: &ContactEvent) -> (&'static str, i32, Value) 
             1,
             to_value(PhoneVerificationRequestedV1 {
                 verification_id: verification_id.as_uuid(),
-                phone_number: phone_number.as_str().to_owned(),
+                phone_number: shown(phone_number.as_str()),
                 expires_at: *expires_at,
             }),
         ),
@@ -404,7 +410,7 @@ pub fn encode_contact_event(event: &ContactEvent) -> (&'static str, i32, Value) 
             1,
             to_value(EmailAddressVerifiedV1 {
                 verification_id: verification_id.as_uuid(),
-                email_address: email_address.as_str().to_owned(),
+                email_address: shown(email_address.as_str()),
             }),
         ),
         ContactEvent::PhoneNumberVerified {
@@ -414,19 +420,19 @@ pub fn encode_contact_event(event: &ContactEvent) -> (&'static str, i32, Value) 
             1,
             to_value(PhoneNumberVerifiedV1 {
                 verification_id: verification_id.as_uuid(),
-                phone_number: phone_number.as_str().to_owned(),
+                phone_number: shown(phone_number.as_str()),
             }),
         ),
         ContactEvent::EmailAddressChangeCancelled { email_address } => (
             1,
             to_value(EmailAddressChangeCancelledV1 {
-                email_address: email_address.as_str().to_owned(),
+                email_address: shown(email_address.as_str()),
             }),
         ),
         ContactEvent::PhoneNumberChangeCancelled { phone_number } => (
             1,
             to_value(PhoneNumberChangeCancelledV1 {
-                phone_number: phone_number.as_str().to_owned(),
+                phone_number: shown(phone_number.as_str()),
             }),
         ),
         ContactEvent::MembersAssociated { members }
@@ -459,6 +465,7 @@ pub fn encode_contact_event(event: &ContactEvent) -> (&'static str, i32, Value) 
             }),
         ),
         ContactEvent::MessageContactDeleted => (1, to_value(MessageContactDeletedV1 {})),
+        ContactEvent::MessageContactForgotten => (1, to_value(MessageContactForgottenV1 {})),
     };
     (event.event_type(), schema_version, payload)
 }
@@ -481,8 +488,8 @@ pub fn decode_event(
         )
     };
     let invalid = |e: ParameterError| corrupt(e.to_string());
-    let email = |raw: &str| EmailAddress::parse(raw).map_err(invalid);
-    let phone = |raw: &str| PhoneNumber::restore(raw).map_err(invalid);
+    let email = |raw: &str| parse_email(raw).map_err(invalid);
+    let phone = |raw: &str| parse_phone(raw).map_err(invalid);
     let contact = match (event_type, schema_version) {
         ("MessageContactAdded", 1) => {
             let p: MessageContactAddedV1 = from_value(payload).map_err(corrupt)?;
@@ -495,7 +502,7 @@ pub fn decode_event(
         ("MessageContactRenamed", 1) => {
             let p: MessageContactRenamedV1 = from_value(payload).map_err(corrupt)?;
             Ok(ContactEvent::MessageContactRenamed {
-                name: ContactName::parse(&p.name).map_err(invalid)?,
+                name: parse_name(&p.name).map_err(invalid)?,
             })
         }
         ("EmailAddressChangeRequested", 1) => {
@@ -608,6 +615,10 @@ pub fn decode_event(
             let _: MessageContactDeletedV1 = from_value(payload).map_err(corrupt)?;
             Ok(ContactEvent::MessageContactDeleted)
         }
+        ("MessageContactForgotten", 1) => {
+            let _: MessageContactForgottenV1 = from_value(payload).map_err(corrupt)?;
+            Ok(ContactEvent::MessageContactForgotten)
+        }
         (
             "ResourceDirectoryCreated"
             | "FolderRegistered"
@@ -662,17 +673,67 @@ fn added(p: MessageContactAddedV2, account: &str) -> Result<ContactEvent, String
     Ok(ContactEvent::MessageContactAdded {
         contact_id: ContactId::parse(&p.contact_id).map_err(invalid)?,
         account_id: AccountId::parse(account).map_err(|e| e.to_string())?,
-        name: ContactName::parse(&p.name).map_err(invalid)?,
-        email_address: EmailAddress::parse(&p.email_address).map_err(invalid)?,
+        name: parse_name(&p.name).map_err(invalid)?,
+        email_address: parse_email(&p.email_address).map_err(invalid)?,
         phone_number: p
             .phone_number
             .as_deref()
-            .map(PhoneNumber::restore)
+            .map(parse_phone)
             .transpose()
             .map_err(invalid)?,
         title: Title::parse(&p.title).map_err(invalid)?,
         message_types: message_types(&p.message_types).map_err(invalid)?,
     })
+}
+
+/// A personal value as written: a redacted one (empty: no parse gives it) as [`REDACTED`].
+fn shown(value: &str) -> String {
+    if value.is_empty() { REDACTED } else { value }.to_owned()
+}
+
+fn parse_name(raw: &str) -> Result<ContactName, ParameterError> {
+    if raw == REDACTED {
+        Ok(ContactName::redacted())
+    } else {
+        ContactName::parse(raw)
+    }
+}
+
+fn parse_email(raw: &str) -> Result<EmailAddress, ParameterError> {
+    if raw == REDACTED {
+        Ok(EmailAddress::redacted())
+    } else {
+        EmailAddress::parse(raw)
+    }
+}
+
+fn parse_phone(raw: &str) -> Result<PhoneNumber, ParameterError> {
+    if raw == REDACTED {
+        Ok(PhoneNumber::redacted())
+    } else {
+        PhoneNumber::restore(raw)
+    }
+}
+
+/// A contact's event as it is stored from now on: its personal fields sealed with the
+/// contact's data key, which an event that names a person must be given.
+pub fn encode_sealed_contact_event(
+    event: &ContactEvent,
+    event_id: Uuid,
+    key: Option<&DataKey>,
+) -> Result<(&'static str, i32, Value), StoreError> {
+    let (event_type, schema_version, mut payload) = encode_contact_event(event);
+    if !names_a_person(event_type) {
+        return Ok((event_type, schema_version, payload));
+    }
+    let key = key.ok_or_else(|| {
+        StoreError::internal(
+            format!("{event_type} names a person but no data key was given"),
+            None,
+        )
+    })?;
+    let sealed = seal_payload(event_type, schema_version, &mut payload, event_id, key);
+    Ok((event_type, sealed, payload))
 }
 
 pub fn type_names(types: MessageTypes) -> Vec<String> {
@@ -772,6 +833,7 @@ mod tests {
                 }],
             },
             ContactEvent::MessageContactDeleted,
+            ContactEvent::MessageContactForgotten,
         ];
         let folder = |raw: &str| FolderId::parse(raw).unwrap();
         let member = || MemberAccountId::parse("1000000000000001").unwrap();
@@ -833,6 +895,52 @@ mod tests {
                 event
             );
         }
+    }
+
+    #[test]
+    fn a_sealed_event_reads_back_as_it_was_or_redacted_once_its_key_is_gone() {
+        use crate::sealing::{KeyState, Keyring, open_payload};
+        let event = ContactEvent::MessageContactAdded {
+            contact_id: ContactId::generate(),
+            account_id: AccountId::parse("1").unwrap(),
+            name: ContactName::parse("Tom").unwrap(),
+            email_address: EmailAddress::parse("a@b.cn").unwrap(),
+            phone_number: Some(PhoneNumber::restore("86-13912345678").unwrap()),
+            title: Title::Ceo,
+            message_types: MessageTypes::parse(["FaultMessage"]).unwrap().unwrap(),
+        };
+        let (key, _) = Keyring::for_tests().new_data_key("c-1");
+        let id = Uuid::now_v7();
+        let (event_type, version, payload) =
+            encode_sealed_contact_event(&event, id, Some(&key)).unwrap();
+        assert!(!payload.to_string().contains("Tom"));
+        let read = |state: KeyState| {
+            let mut payload = payload.clone();
+            let clear = open_payload(event_type, version, &mut payload, id, Some(&state)).unwrap();
+            decode_event(event_type, clear, payload, "1").unwrap()
+        };
+        assert_eq!(read(KeyState::Present(key)), DomainEvent::Contact(event));
+        let DomainEvent::Contact(ContactEvent::MessageContactAdded {
+            name,
+            email_address,
+            phone_number,
+            ..
+        }) = read(KeyState::Destroyed)
+        else {
+            panic!("an add reads as an add")
+        };
+        assert!(name.is_redacted() && email_address.is_redacted());
+        assert!(phone_number.unwrap().is_redacted());
+        assert!(
+            encode_sealed_contact_event(
+                &ContactEvent::MessageContactRenamed {
+                    name: ContactName::parse("Tim").unwrap()
+                },
+                id,
+                None
+            )
+            .is_err()
+        );
     }
 
     #[test]

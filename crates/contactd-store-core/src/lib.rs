@@ -4,7 +4,8 @@
 //! into a [`contactd_app::RecordedEvent`] ([`recorded`]), and the inline read models folded
 //! from the log for a rebuild ([`fold`]); and the queue that groups concurrent writes and reads
 //! ([`grouping`]); following the log ([`subscription`]); a claimed outbox message and a claimed
-//! lifecycle job read back ([`outbox`], [`jobs`]). No SQL lives here: only the shapes a
+//! lifecycle job read back ([`outbox`], [`jobs`]); the sealing of personal fields under
+//! each contact's data key ([`sealing`]). No SQL lives here: only the shapes a
 //! row has once a store has selected it.
 
 pub mod documents;
@@ -14,6 +15,7 @@ pub mod grouping;
 pub mod jobs;
 pub mod outbox;
 pub mod recorded;
+pub mod sealing;
 pub mod subscription;
 
 pub use documents::{
@@ -21,10 +23,11 @@ pub use documents::{
 };
 pub use events::{
     decode_event, encode_contact_event, encode_delivery_event, encode_directory_event,
-    encode_event, message_types, type_names,
+    encode_event, encode_sealed_contact_event, message_types, type_names,
 };
 pub use fold::{INLINE_READ_MODEL, InlineFold, RebuildReport};
-pub use recorded::{StoredEvent, canonical_payload, event_json_line};
+pub use recorded::{StoredEvent, canonical_payload, event_json_line, needed_keys};
+pub use sealing::{DataKey, KeyCache, KeyRow, Keyring, MasterKey, OpenKeys, WrappedKey};
 pub use subscription::{DEFAULT_POLL_INTERVAL, FOLLOW_BATCH, Subscription};
 
 /// Whether a database whose newest applied migration is `applied` holds every one of `needed`

@@ -1,7 +1,9 @@
 //! A stored event as a store selects it, turned into the application's [`RecordedEvent`], and
 //! the renderings of one that auditors read. The payload is rendered from its parsed value,
 //! never as the database printed it, so that the audit service and `events replay` print the
-//! same JSON for the same event on every backend.
+//! same JSON for the same event on every backend. A sealed payload is read opened (or, once its
+//! contact is forgotten, redacted) at the clear version it was sealed from: readers never see
+//! whether an event was stored sealed.
 
 use chrono::{DateTime, Utc};
 use contactd_app::{EventMetadata, LogPosition, RecordedEvent, StoreError};
@@ -9,6 +11,7 @@ use contactd_domain::AccountId;
 use uuid::Uuid;
 
 use crate::events::decode_event;
+use crate::sealing::{OpenKeys, is_sealed, open_payload};
 
 /// An event's row: the columns every store keeps, with the payload as text and the store's
 /// log order in `log_order` (see [`LogPosition`]).
@@ -38,25 +41,41 @@ pub fn canonical_payload(payload: &serde_json::Value) -> String {
     payload.to_string()
 }
 
+/// The contacts whose data keys a batch of stored events needs to be read: those with sealed
+/// events in it, each once.
+pub fn needed_keys(rows: &[StoredEvent]) -> Vec<String> {
+    let mut needed: Vec<String> = rows
+        .iter()
+        .filter(|row| is_sealed(&row.event_type, row.schema_version))
+        .map(|row| row.stream_id.clone())
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    needed
+}
+
 impl StoredEvent {
-    /// Decodes the payload through the upcasters. A value that does not read means the data
-    /// was changed behind the service's back.
-    pub fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
+    /// Opens the sealed fields with the contact's key from `keys` and decodes the payload
+    /// through the upcasters. A value that does not read (or does not open) means the data
+    /// was changed behind the service's back: it is refused, never guessed.
+    pub fn into_recorded(self, keys: &OpenKeys) -> Result<RecordedEvent, StoreError> {
         let corrupt = |what: &str| {
             StoreError::internal(
                 format!("event {} has an unreadable {what}", self.event_id),
                 None,
             )
         };
-        let payload: serde_json::Value =
+        let mut payload: serde_json::Value =
             serde_json::from_str(&self.payload).map_err(|_| corrupt("payload"))?;
-        let payload_json = canonical_payload(&payload);
-        let event = decode_event(
+        let schema_version = open_payload(
             &self.event_type,
             self.schema_version,
-            payload,
-            &self.account_id,
+            &mut payload,
+            self.event_id,
+            keys.get(&self.stream_id),
         )?;
+        let payload_json = canonical_payload(&payload);
+        let event = decode_event(&self.event_type, schema_version, payload, &self.account_id)?;
         Ok(RecordedEvent {
             position: LogPosition::from_parts(self.log_order, self.global_position),
             global_position: self.global_position,
@@ -75,7 +94,7 @@ impl StoredEvent {
             },
             stream_id: self.stream_id,
             event_type: self.event_type,
-            schema_version: self.schema_version,
+            schema_version,
             payload_json,
         })
     }
