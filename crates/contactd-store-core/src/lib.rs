@@ -26,8 +26,10 @@ pub use events::{
     encode_event, encode_sealed_contact_event, message_types, type_names,
 };
 pub use fold::{INLINE_READ_MODEL, InlineFold, RebuildReport};
-pub use recorded::{StoredEvent, canonical_payload, event_json_line, needed_keys};
-pub use sealing::{DataKey, KeyCache, KeyRow, Keyring, MasterKey, OpenKeys, WrappedKey};
+pub use recorded::{StoredEvent, canonical_payload, event_json_line, needed_keys, sealed_in_place};
+pub use sealing::{
+    DataKey, EventSealing, KeyCache, KeyRotation, KeyRow, Keyring, MasterKey, OpenKeys, WrappedKey,
+};
 pub use subscription::{DEFAULT_POLL_INTERVAL, FOLLOW_BATCH, Subscription};
 
 /// Whether a database whose newest applied migration is `applied` holds every one of `needed`

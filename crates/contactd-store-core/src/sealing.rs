@@ -423,6 +423,20 @@ pub fn open_payload(
     Ok(*clear)
 }
 
+/// What a rotation did: data keys rewrapped under the current master key, and those that were
+/// under it already.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyRotation {
+    pub rewrapped: u64,
+    pub current: u64,
+}
+
+/// What sealing the clear events in place did: how many events it sealed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventSealing {
+    pub sealed: u64,
+}
+
 /// The data keys this process wrote with lately, so that an update that names a person seals
 /// without reading its key first. Only writes use it: a key destroyed by another process may
 /// linger here, but the forgotten contact's stream takes no more events (its version moved
