@@ -8,7 +8,7 @@ use contactd_grpc::fuzzing::REQUEST_KINDS;
 use contactd_grpc::proto::{
     AddMessageContactRequest, AssociateMembersRequest, CancelMessageContactUpdateRequest,
     ConfirmMessageContactVerificationRequest, DeleteMessageContactRequest,
-    DisassociateMembersRequest, GetMessageContactAsOfRequest,
+    DisassociateMembersRequest, ForgetMessageContactRequest, GetMessageContactAsOfRequest,
     GetMessageContactDeletionStatusRequest, GetMessageContactRequest, GetResourceDirectoryRequest,
     ListMessageContactEventsRequest, ListMessageContactVerificationsRequest,
     ListMessageContactsRequest, MoveMemberRequest, RegisterFolderRequest, RegisterMemberRequest,
@@ -298,6 +298,19 @@ fn requests() -> Vec<Vec<u8>> {
                 account_id: "1997968394351234".into(),
             },
         ),
+        request(
+            22,
+            &ForgetMessageContactRequest {
+                contact_id: CONTACT.into(),
+            },
+        ),
+        request(
+            22,
+            &ForgetMessageContactRequest {
+                contact_id: "c-short".into(),
+            },
+        ),
+        request(22, &ForgetMessageContactRequest::default()),
     ];
     assert_eq!(
         seeds.iter().filter_map(|s| s.first()).max(),

@@ -490,7 +490,7 @@ pub fn paging(data: &[u8]) {
     }
 }
 
-/// Request decoding: the first byte picks one of the three services' request messages, the
+/// Request decoding: the first byte picks one of the four services' request messages, the
 /// rest is decoded and converted as the server does (`contactd_grpc::fuzzing`).
 pub fn requests(data: &[u8]) {
     if let Some((selector, bytes)) = data.split_first() {

@@ -43,7 +43,7 @@ enum Target {
 
 macro_rules! rpcs {
     ($($service:literal { $($rpc:ident: $class:ident, $target:ident;)* })*) => {
-        /// Every RPC of the three services that access control covers.
+        /// Every RPC of the four services that access control covers.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Rpc {
             $($($rpc,)*)*
@@ -117,6 +117,9 @@ rpcs! {
         MoveMember: Write, Directory;
         RemoveMember: Write, Directory;
     }
+    "resourcemanager.messagecontact.v1.MessageContactPrivacyService" {
+        ForgetMessageContact: Write, Contact;
+    }
 }
 
 impl Rpc {
@@ -156,7 +159,7 @@ mod tests {
             let path = format!("/{}/{}", rpc.service(), rpc.name());
             assert_eq!(Rpc::from_path(&path), Some(*rpc), "{path}");
         }
-        assert_eq!(Rpc::ALL.len(), 22);
+        assert_eq!(Rpc::ALL.len(), 23);
         assert_eq!(Rpc::from_path("/grpc.health.v1.Health/Check"), None);
         assert_eq!(
             Rpc::from_path("/resourcemanager.messagecontact.v1.MessageContactService/Nope"),
@@ -185,6 +188,21 @@ mod tests {
             "acs:resourcemanager:*:1234567890123456:resourcedirectory/*"
         );
         assert_eq!(Rpc::StreamEvents.class(), RpcClass::Stream);
+        assert_eq!(
+            Rpc::ForgetMessageContact.action(),
+            "resourcemanager:ForgetMessageContact"
+        );
+        assert_eq!(Rpc::ForgetMessageContact.class(), RpcClass::Write);
+        assert_eq!(
+            Rpc::ForgetMessageContact.resource(&account, "c-0123456789abcdef"),
+            "acs:resourcemanager:*:1234567890123456:messagecontact/c-0123456789abcdef"
+        );
+        assert_eq!(
+            Rpc::from_path(
+                "/resourcemanager.messagecontact.v1.MessageContactPrivacyService/ForgetMessageContact"
+            ),
+            Some(Rpc::ForgetMessageContact)
+        );
         assert!(!Rpc::ListMessageContacts.names_a_contact());
     }
 }

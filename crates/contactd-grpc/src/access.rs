@@ -282,7 +282,7 @@ targets!(
         SendPhoneVerificationForMessageContactRequest, ListMessageContactVerificationsRequest,
         CancelMessageContactUpdateRequest, ConfirmMessageContactVerificationRequest,
         AssociateMembersRequest, DisassociateMembersRequest, ListMessageContactEventsRequest,
-        GetMessageContactAsOfRequest;
+        GetMessageContactAsOfRequest, ForgetMessageContactRequest;
     none: AddMessageContactRequest, StreamEventsRequest, GetResourceDirectoryRequest,
         RegisterFolderRequest, RemoveFolderRequest, RegisterMemberRequest, MoveMemberRequest,
         RemoveMemberRequest

@@ -15,7 +15,8 @@ use prost::Message;
 use crate::proto::{
     AddMessageContactRequest, AssociateMembersRequest, CancelMessageContactUpdateRequest,
     ConfirmMessageContactVerificationRequest, DeleteMessageContactRequest,
-    DisassociateMembersRequest, GetMessageContactDeletionStatusRequest, GetMessageContactRequest,
+    DisassociateMembersRequest, ForgetMessageContactRequest,
+    GetMessageContactDeletionStatusRequest, GetMessageContactRequest,
     ListMessageContactVerificationsRequest, ListMessageContactsRequest, MoveMemberRequest,
     RegisterFolderRequest, RegisterMemberRequest, RemoveFolderRequest, RemoveMemberRequest,
     SendEmailVerificationForMessageContactRequest, SendPhoneVerificationForMessageContactRequest,
@@ -199,6 +200,12 @@ pub(crate) fn delete(
 pub(crate) fn deletion_status(
     req: &GetMessageContactDeletionStatusRequest,
 ) -> Result<ContactId, ParameterError> {
+    ContactId::parse(&req.contact_id)
+}
+
+/// The contact to forget: the same rule as DeleteMessageContact's `contact_id` (absent or
+/// empty is missing, any other shape invalid).
+pub(crate) fn forget(req: &ForgetMessageContactRequest) -> Result<ContactId, ParameterError> {
     ContactId::parse(&req.contact_id)
 }
 
@@ -597,6 +604,37 @@ mod tests {
         assert_ne!(prints[0], prints[1]);
         assert_ne!(prints[0], prints[2]);
         assert_ne!(prints[1], prints[2]);
+    }
+
+    #[test]
+    fn a_forgetting_parses_its_contact_id_as_a_delete_does() {
+        let forget = |raw: &str| {
+            forget(&ForgetMessageContactRequest {
+                contact_id: raw.into(),
+            })
+        };
+        let delete = |raw: &str| {
+            delete(&DeleteMessageContactRequest {
+                contact_id: raw.into(),
+                ..Default::default()
+            })
+            .map(|(id, _)| id)
+        };
+        for raw in [
+            "",
+            "c-0123456789abcdef",
+            "c-0123456789abcde",
+            "x",
+            "c-0123456789abcdé",
+        ] {
+            assert_eq!(forget(raw), delete(raw), "{raw:?}");
+        }
+        assert_eq!(forget(""), Err(ParameterError::Missing(Field::ContactId)));
+        assert_eq!(
+            forget("c-01"),
+            Err(ParameterError::Invalid(Field::ContactId))
+        );
+        assert!(forget("c-0123456789abcdef").is_ok());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::from_proto::{self, fingerprint};
 use crate::proto::{
     AddMessageContactRequest, AssociateMembersRequest, CancelMessageContactUpdateRequest,
     ConfirmMessageContactVerificationRequest, DeleteMessageContactRequest,
-    DisassociateMembersRequest, GetMessageContactAsOfRequest,
+    DisassociateMembersRequest, ForgetMessageContactRequest, GetMessageContactAsOfRequest,
     GetMessageContactDeletionStatusRequest, GetMessageContactRequest, GetResourceDirectoryRequest,
     ListMessageContactEventsRequest, ListMessageContactVerificationsRequest,
     ListMessageContactsRequest, MoveMemberRequest, RegisterFolderRequest, RegisterMemberRequest,
@@ -24,8 +24,9 @@ use crate::proto::{
 use crate::status;
 
 /// The RPC whose request a selector picks, in the order of the services' RPCs (contact, audit,
-/// directory): the committed corpus's first bytes depend on this order, so it only grows.
-pub const REQUEST_RPCS: [Rpc; 22] = [
+/// directory, privacy): the committed corpus's first bytes depend on this order, so it only
+/// grows.
+pub const REQUEST_RPCS: [Rpc; 23] = [
     Rpc::AddMessageContact,
     Rpc::UpdateMessageContact,
     Rpc::GetMessageContact,
@@ -48,6 +49,7 @@ pub const REQUEST_RPCS: [Rpc; 22] = [
     Rpc::RegisterMember,
     Rpc::MoveMember,
     Rpc::RemoveMember,
+    Rpc::ForgetMessageContact,
 ];
 
 /// How many request messages `decode_request` tells apart; a selector is taken modulo this.
@@ -246,6 +248,13 @@ pub fn decode_request(selector: u8, bytes: &[u8]) {
             &codes,
             |r: &RemoveMemberRequest, _| from_proto::remove_member(r),
             |r| first_missing([(r.account_id.is_empty(), Field::AccountId)]),
+            None,
+        ),
+        Rpc::ForgetMessageContact => exercise(
+            bytes,
+            &codes,
+            |r: &ForgetMessageContactRequest, _| from_proto::forget(r),
+            |r| missing_contact_id(&r.contact_id),
             None,
         ),
     }

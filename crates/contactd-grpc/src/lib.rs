@@ -3,7 +3,8 @@
 //! contract's details (`status`), and serves it all with health and reflection (`server`)
 //! behind the identity layer (`access`): the contact service (`service`: fields,
 //! verification, delete, bindings), the audit service (`audit`, its live streams bounded by
-//! `streams`) and the resource directory mirror (`directory`).
+//! `streams`), the resource directory mirror (`directory`) and the privacy service
+//! (`privacy`: forgetting a person).
 
 mod access;
 mod audit;
@@ -14,6 +15,7 @@ mod from_proto;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod metrics;
+mod privacy;
 mod server;
 mod service;
 mod status;

@@ -1,9 +1,9 @@
-//! The gRPC server: the contact, audit and resource directory services, health and reflection
-//! (v1 and v1alpha, so that grpcurl 1.8 works without proto files), behind the access layer,
-//! served over HTTP/2 by hyper on a listener the caller binds (plaintext or TLS, with its
-//! connection limits). hyper is driven here rather than through tonic's server so that the
-//! HTTP/2 limits a hostile client meets are all ours to set: keep-alive pings, header size,
-//! calls per connection and the bytes buffered per call.
+//! The gRPC server: the contact, audit, resource directory and privacy services, health and
+//! reflection (v1 and v1alpha, so that grpcurl 1.8 works without proto files), behind the
+//! access layer, served over HTTP/2 by hyper on a listener the caller binds (plaintext or TLS,
+//! with its connection limits). hyper is driven here rather than through tonic's server so
+//! that the HTTP/2 limits a hostile client meets are all ours to set: keep-alive pings, header
+//! size, calls per connection and the bytes buffered per call.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,16 +29,19 @@ use crate::access::{Access, AccessLayer};
 use crate::audit::AuditGrpc;
 use crate::directory::DirectoryGrpc;
 use crate::metrics::MetricsLayer;
+use crate::privacy::PrivacyGrpc;
 use crate::proto::message_contact_audit_service_server::MessageContactAuditServiceServer;
+use crate::proto::message_contact_privacy_service_server::MessageContactPrivacyServiceServer;
 use crate::proto::message_contact_service_server::MessageContactServiceServer;
 use crate::proto::resource_directory_service_server::ResourceDirectoryServiceServer;
 use crate::service::ContactGrpc;
 use crate::streams::{OpenStreams, StreamSettings};
 
-const SERVICE_NAMES: [&str; 3] = [
+const SERVICE_NAMES: [&str; 4] = [
     "resourcemanager.messagecontact.v1.MessageContactService",
     "resourcemanager.messagecontact.v1.MessageContactAuditService",
     "resourcemanager.messagecontact.v1.ResourceDirectoryService",
+    "resourcemanager.messagecontact.v1.MessageContactPrivacyService",
 ];
 
 /// Transport settings of the server.
@@ -86,7 +89,7 @@ pub struct Server<S, L> {
     recording: Recording,
 }
 
-impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
+impl<S: ContactStore + DirectoryStore + AuditLog, L: AuditLog> Server<S, L> {
     pub fn new(
         app: Arc<ContactService<S>>,
         audit: Arc<AuditService<L>>,
@@ -128,6 +131,9 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
         let max_request = self.settings.max_request_bytes;
         let contacts = MessageContactServiceServer::new(ContactGrpc::new(Arc::clone(&self.app)))
             .max_decoding_message_size(max_request);
+        let privacy =
+            MessageContactPrivacyServiceServer::new(PrivacyGrpc::new(Arc::clone(&self.app)))
+                .max_decoding_message_size(max_request);
         let directory = ResourceDirectoryServiceServer::new(DirectoryGrpc::new(self.app))
             .max_decoding_message_size(max_request);
         // Streams never end by themselves: they are told to when shutdown begins, so that the
@@ -143,6 +149,7 @@ impl<S: ContactStore + DirectoryStore, L: AuditLog> Server<S, L> {
             .add_service(contacts)
             .add_service(audit)
             .add_service(directory)
+            .add_service(privacy)
             .prepare();
         let service = MetricsLayer::new(self.recording)
             .layer(AccessLayer::new(self.access, max_request, self.database.clone()).layer(routes));

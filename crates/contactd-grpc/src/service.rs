@@ -414,7 +414,7 @@ fn bindings(contact_id: &str, outcome: Outcome) -> Result<(String, Vec<ContactMe
 }
 
 /// The request id of a call that answers only that.
-fn acknowledged(outcome: Outcome) -> Result<String, AppError> {
+pub(crate) fn acknowledged(outcome: Outcome) -> Result<String, AppError> {
     match outcome {
         Outcome::Acknowledged { request_id } => Ok(request_id),
         Outcome::Added { .. } | Outcome::Deleted { .. } | Outcome::Bindings { .. } => {
@@ -525,7 +525,8 @@ with_request_id!(
     crate::proto::RemoveFolderResponse,
     crate::proto::RegisterMemberResponse,
     crate::proto::MoveMemberResponse,
-    crate::proto::RemoveMemberResponse
+    crate::proto::RemoveMemberResponse,
+    crate::proto::ForgetMessageContactResponse
 );
 
 #[tonic::async_trait]
