@@ -72,7 +72,7 @@ impl Backend for PgBackend {
             .await
             .expect("migrate the test database");
         Self {
-            store: PgStore::new(pool),
+            store: PgStore::new(pool, contactd_store_pg::Keyring::for_tests()),
             server,
             database,
             name,
@@ -84,7 +84,10 @@ impl Backend for PgBackend {
     }
 
     async fn another_process(&self) -> PgStore {
-        PgStore::new(pool(&self.database).await)
+        PgStore::new(
+            pool(&self.database).await,
+            contactd_store_pg::Keyring::for_tests(),
+        )
     }
 
     async fn try_update_event(&self, event_id: Uuid) -> Result<(), String> {
