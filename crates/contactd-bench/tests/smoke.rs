@@ -83,12 +83,10 @@ async fn on_postgresql_every_scenario_runs_and_leaves_the_log_and_the_read_model
 async fn on_sqlite_every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement() {
     let data_dir = fresh_dir("sqlite");
     let file = data_dir.join("contactd.db");
-    let settings = DatabaseSettings {
-        database_url: Some(format!("sqlite://{}", file.display())),
-        data_dir: data_dir.clone(),
-        db_max_connections: 16,
-    };
-    let store = Store::open(&settings, true)
+    let settings =
+        DatabaseSettings::new(Some(format!("sqlite://{}", file.display())), data_dir.clone());
+    // As `serve` opens it: the master key generated into the fresh data directory.
+    let store = Store::open_capped(&settings, true, None)
         .await
         .expect("the embedded store opens");
     // Beside the store, as the benchmark reads the file of its server.

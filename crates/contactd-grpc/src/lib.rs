@@ -27,6 +27,21 @@ pub use codec::LeanCodec;
 pub use server::{Server, ServerSettings};
 pub use streams::{EventStream, StreamSettings};
 
+/// An error as the contract words it (`EntityNotExists.Contact: This Contact does not
+/// exist.`), for the operator's commands that run a use case without a call; a technical
+/// cause is logged with `request_id`, never put in the text.
+pub fn contract_error(error: &contactd_app::AppError, request_id: &str) -> String {
+    let status = status::app_error(error, request_id);
+    match status
+        .metadata()
+        .get(status::ERROR_CODE_HEADER)
+        .and_then(|code| code.to_str().ok())
+    {
+        Some(code) => format!("{code}: {}", status.message()),
+        None => status.message().to_owned(),
+    }
+}
+
 /// The generated protobuf types, server and client.
 pub mod proto {
     #![allow(missing_debug_implementations, clippy::all)]

@@ -1,7 +1,9 @@
 //! The one place that chooses the store: PostgreSQL for a `postgres://` URL, otherwise the
 //! embedded SQLite store in the data directory. Everything past this module is written once,
 //! generic over [`Backend`]: the ports the use cases need, plus what the binary starts beside
-//! the server (the projections) and its offline commands (rebuilds).
+//! the server (the projections) and its offline commands (rebuilds, the master key's rotation,
+//! sealing old events in place). Either store is opened with the keyring the settings name
+//! (`keys`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use contactd_app::{
     MemberContacts, Outbox, PoolUsage, Projection, ProjectionMetrics, ProjectionStore,
     RunnerSettings, StoreError, VerificationOutbox, run_projection,
 };
-use contactd_store_core::{INLINE_READ_MODEL, RebuildReport};
+use contactd_store_core::{EventSealing, INLINE_READ_MODEL, KeyRotation, Keyring, RebuildReport};
 use contactd_store_pg::{PgStore, PoolSettings};
 use contactd_store_sqlite::SqliteStore;
 use sqlx::migrate::MigrateDatabase;
@@ -20,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
 
+use crate::keys::{self, WhenMissing};
 use crate::settings::DatabaseSettings;
 
 /// The file of the embedded store in the data directory, when no URL names another.
@@ -81,34 +84,57 @@ impl Store {
     /// Opens the store to read it only, beside a server that may be running on it: on
     /// PostgreSQL as [`Store::open`] would; the embedded store without taking its lock.
     pub async fn open_to_read(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let keyring = keys::keyring(settings, WhenMissing::Refuse)?;
         match StoreChoice::from_settings(settings)? {
             StoreChoice::Sqlite { path } => {
                 let store = SqliteStore::open_to_read(
                     &path,
                     &contactd_store_sqlite::SqliteSettings::default(),
+                    keyring,
                 )
                 .await
                 .with_context(|| format!("opening the embedded store {}", path.display()))?;
                 Ok(Self::Sqlite(store))
             }
-            StoreChoice::Postgres { .. } => Self::open(settings, false).await,
+            StoreChoice::Postgres { .. } => Self::open_keyed(settings, false, None, keyring).await,
         }
     }
 
-    /// Opens the store the settings name; with `migrate`, creates the database if it is
-    /// missing and applies pending migrations.
+    /// Opens the store the settings name, for an offline command (its master key named, or
+    /// the data directory's: none is generated); with `migrate`, creates the database if it
+    /// is missing and applies pending migrations.
     pub async fn open(settings: &DatabaseSettings, migrate: bool) -> anyhow::Result<Self> {
-        Self::open_capped(settings, migrate, None).await
+        let keyring = keys::keyring(settings, WhenMissing::Refuse)?;
+        Self::open_keyed(settings, migrate, None, keyring).await
+    }
+
+    /// Creates the database if it is missing and applies pending migrations: no personal
+    /// field is sealed or opened, so no master key is needed.
+    pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let keyring = keys::keyring(settings, WhenMissing::Ephemeral)?;
+        Self::open_keyed(settings, true, None, keyring).await
     }
 
     /// As [`Store::open`], for a server whose longest call is `longest_call`: on PostgreSQL no
     /// statement outlives it (the session's `statement_timeout`), and a call with less time
     /// left has its statements stopped at its deadline (ADR 11). The embedded store has no
-    /// statement timeout: a call's future is dropped at its deadline.
+    /// statement timeout: a call's future is dropped at its deadline. Without a master key
+    /// file, the data directory's is generated on the first start.
     pub async fn open_capped(
         settings: &DatabaseSettings,
         migrate: bool,
         longest_call: Option<std::time::Duration>,
+    ) -> anyhow::Result<Self> {
+        let keyring = keys::keyring(settings, WhenMissing::Generate)?;
+        Self::open_keyed(settings, migrate, longest_call, keyring).await
+    }
+
+    /// Opens the store the settings name, sealing and opening personal data under `keyring`.
+    pub async fn open_keyed(
+        settings: &DatabaseSettings,
+        migrate: bool,
+        longest_call: Option<std::time::Duration>,
+        keyring: Keyring,
     ) -> anyhow::Result<Self> {
         match StoreChoice::from_settings(settings)? {
             StoreChoice::Postgres { url } => {
@@ -137,24 +163,24 @@ impl Store {
                         .await
                         .context("applying migrations")?;
                 }
-                info!("store: PostgreSQL");
+                info!(master_key = keyring.current_id(), "store: PostgreSQL");
                 Ok(Self::Postgres(
-                    // FIXME(issue 13): the keyring from --master-key-file (helper G).
-                    PgStore::new(pool, contactd_store_pg::Keyring::for_tests())
-                        .statement_timeout(longest_call),
+                    PgStore::new(pool, keyring).statement_timeout(longest_call),
                 ))
             }
             StoreChoice::Sqlite { path } => {
+                let master_key = keyring.current_id().to_owned();
                 let store = SqliteStore::open(
                     &path,
                     &contactd_store_sqlite::SqliteSettings {
                         read_connections: settings.db_max_connections,
                         ..contactd_store_sqlite::SqliteSettings::default()
                     },
+                    keyring,
                 )
                 .await
                 .with_context(|| format!("opening the embedded store {}", path.display()))?;
-                info!(path = %path.display(), "store: embedded SQLite");
+                info!(path = %path.display(), master_key, "store: embedded SQLite");
                 Ok(Self::Sqlite(store))
             }
         }
@@ -197,6 +223,14 @@ pub trait Backend:
     /// Rebuilds one read model from the log.
     fn rebuild(&self, name: &str)
     -> impl Future<Output = Result<RebuildReport, StoreError>> + Send;
+
+    /// Rewraps every data key not wrapped by the keyring's current master key (`keys
+    /// rotate`); no event is touched.
+    fn rotate_keys(&self) -> impl Future<Output = Result<KeyRotation, StoreError>> + Send;
+
+    /// Seals in place the personal fields of the events stored in clear before encryption
+    /// (`events encrypt`, the one sanctioned change of stored events: ADR 13).
+    fn seal_clear_events(&self) -> impl Future<Output = Result<EventSealing, StoreError>> + Send;
 }
 
 /// How long the outbox and member-contacts projections let events gather after catching up:
@@ -301,6 +335,14 @@ impl Backend for PgStore {
             contactd_store_pg::rebuild_projection(self, &AccountActivity, 5000).await
         }
     }
+
+    async fn rotate_keys(&self) -> Result<KeyRotation, StoreError> {
+        PgStore::rotate_keys(self).await
+    }
+
+    async fn seal_clear_events(&self) -> Result<EventSealing, StoreError> {
+        PgStore::seal_clear_events(self).await
+    }
 }
 
 impl Backend for SqliteStore {
@@ -339,6 +381,14 @@ impl Backend for SqliteStore {
         } else {
             contactd_store_sqlite::rebuild_projection(self, &AccountActivity, 5000).await
         }
+    }
+
+    async fn rotate_keys(&self) -> Result<KeyRotation, StoreError> {
+        SqliteStore::rotate_keys(self).await
+    }
+
+    async fn seal_clear_events(&self) -> Result<EventSealing, StoreError> {
+        SqliteStore::seal_clear_events(self).await
     }
 }
 

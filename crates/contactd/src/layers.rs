@@ -119,10 +119,17 @@ pub fn resolve(args: &[OsString]) -> Result<Effective, Vec<String>> {
     for arg in settings_of(&real, &path) {
         let id = arg.get_id().as_str();
         let name = arg.get_long().unwrap_or(id).to_owned();
+        // A flag given more than once (the previous master keys) is one comma-separated list,
+        // as its variable and the file give it.
         let value = leaf
             .get_raw(id)
-            .and_then(|mut values| values.next())
-            .map(|value| value.to_string_lossy().into_owned());
+            .map(|values| {
+                values
+                    .map(|value| value.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|values| !values.is_empty())
+            .map(|values| values.join(","));
         let source = source_of(leaf, &arg, &name, config_path.as_deref(), &file);
         if let Some(text) = value.as_deref().filter(|_| source.is_given()) {
             match value_problem(&checker, &path, &arg, &name, text) {

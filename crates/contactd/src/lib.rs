@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod config_file;
+pub mod keys;
 pub mod layers;
 pub mod probe;
 pub mod secret;

@@ -1,12 +1,15 @@
 //! `contactd`: the message-contact service. `serve` runs it; `config check` shows what it would
-//! run with; `probe` asks a running one whether it is ready; `migrate`, `projections rebuild`
-//! and `events replay` are the operator's tools.
+//! run with; `probe` asks a running one whether it is ready; `migrate`, `projections rebuild`,
+//! `events replay`, `events encrypt`, `contacts forget` and `keys rotate` are the operator's
+//! tools.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
-use contactd::settings::{Cli, Command, ConfigCommand, EventsCommand, ProjectionsCommand};
+use contactd::settings::{
+    Cli, Command, ConfigCommand, ContactsCommand, EventsCommand, KeysCommand, ProjectionsCommand,
+};
 use contactd::{layers, probe, startup, telemetry};
 
 /// The exit status of settings that are refused, as clap's own for a bad command line.
@@ -77,6 +80,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             from,
             database,
         }) => startup::replay(contact.as_deref(), from, &database).await,
+        Command::Events(EventsCommand::Encrypt { database }) => {
+            startup::seal_clear_events(&database).await
+        }
+        Command::Contacts(ContactsCommand::Forget {
+            account,
+            contact,
+            database,
+        }) => startup::forget(&account, &contact, &database).await,
+        Command::Keys(KeysCommand::Rotate { database }) => startup::rotate_keys(&database).await,
         // Resolved above, with the settings' layers.
         Command::Config(ConfigCommand::Check(_)) => Ok(()),
         Command::Probe(probe) => {

@@ -43,9 +43,9 @@ pub fn code_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<
     }
 }
 
-/// Creates the file readable by its owner alone; if another process created it first, that
-/// one's secret is the one to use.
-fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
+/// Creates the file readable by its owner alone (the code secret's, the master key's), failing
+/// with `AlreadyExists` if another process created it first: that one's is the one to use.
+pub(crate) fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -43,9 +43,15 @@ pub enum Command {
     /// Read models kept by projections.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
-    /// The event log, for offline audits.
+    /// The event log, for offline audits, and sealing old events in place.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Contacts, for the operator: forgetting a person.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// The master keys that wrap the contacts' data keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// The configuration `serve` would run with.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -98,6 +104,42 @@ pub enum EventsCommand {
         #[command(flatten)]
         database: DatabaseSettings,
     },
+    /// Seal in place the personal fields of events stored in clear before encryption, and
+    /// print how many were sealed; a second run seals nothing. Stop the servers of the
+    /// embedded store first (it takes the file's lock).
+    Encrypt {
+        #[command(flatten)]
+        database: DatabaseSettings,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Forget a contact as ForgetMessageContact does (deleted first if it was not, its
+    /// personal data unreadable for good) and print the request id; the events record the
+    /// operator (`$USER`) as the caller. Exit 1 with the contract's message when the account
+    /// has no such contact.
+    Forget {
+        /// The account the contact belongs to.
+        #[arg(long)]
+        account: String,
+        /// The contact's id (`c-` and 16 characters).
+        #[arg(long)]
+        contact: String,
+        #[command(flatten)]
+        database: DatabaseSettings,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rewrap every data key under `--master-key-file` (the new key), opening those not under
+    /// it with `--previous-master-key-file` (the old ones); no event is touched. Then restart
+    /// the servers with the new key.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseSettings,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,6 +158,58 @@ pub struct DatabaseSettings {
     /// Connections in the pool (PostgreSQL; the embedded store's readers).
     #[arg(long, env = "CONTACTD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+
+    /// The master key that wraps every contact's data key: a file of 64 hexadecimal digits,
+    /// read at start. Every process of a database must use the same one. Unset: the data
+    /// directory's `master.key`, which `serve` generates on its first start (keep it and back
+    /// it up: without it no personal data of the log can be read).
+    #[arg(long, env = "CONTACTD_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Master keys being rotated away from (files as for `--master-key-file`; repeatable or
+    /// comma-separated): the data keys they still wrap open, and `keys rotate` rewraps them
+    /// under the current one.
+    #[arg(
+        long = "previous-master-key-file",
+        env = "CONTACTD_PREVIOUS_MASTER_KEY_FILES",
+        value_delimiter = ','
+    )]
+    pub previous_master_key_files: Vec<PathBuf>,
+}
+
+impl DatabaseSettings {
+    /// The database of `database_url` (the embedded store in `data_dir` when `None`), with the
+    /// other settings at their defaults.
+    pub fn new(database_url: Option<String>, data_dir: PathBuf) -> Self {
+        Self {
+            database_url,
+            data_dir,
+            db_max_connections: 16,
+            master_key_file: None,
+            previous_master_key_files: Vec::new(),
+        }
+    }
+
+    /// What is wrong with the master key files named, one line each: a file that cannot be
+    /// read, or that holds no key. The keys' bytes never appear in a line.
+    pub fn key_problems(&self) -> Vec<String> {
+        let named = self
+            .master_key_file
+            .iter()
+            .map(|path| ("--master-key-file", path))
+            .chain(
+                self.previous_master_key_files
+                    .iter()
+                    .map(|path| ("--previous-master-key-file", path)),
+            );
+        named
+            .filter_map(|(flag, path)| {
+                crate::keys::read_master_key(path)
+                    .err()
+                    .map(|why| format!("{flag}: {why}"))
+            })
+            .collect()
+    }
 }
 
 /// How callers are identified.
@@ -578,6 +672,7 @@ impl ServeSettings {
         if let Err(why) = contactd_access::parse_algorithms(&security.token_algorithms) {
             problems.push(format!("--token-algorithms: {why}"));
         }
+        problems.extend(self.database.key_problems());
         if let Err(why) = crate::backend::StoreChoice::from_settings(&self.database) {
             problems.push(format!("--database-url: {why}"));
         }

@@ -1,15 +1,15 @@
 //! Wiring: connect the store, apply migrations, build the application and run the gRPC server
 //! and the confirmation pages with the projections and the dispatcher until SIGINT or SIGTERM.
-//! `run` takes its listeners so that tests can bind port 0. Also the offline commands: rebuild
-//! and replay.
+//! `run` takes its listeners so that tests can bind port 0. Also the offline commands: rebuild,
+//! replay, forgetting a contact, the master key's rotation and sealing old events in place.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use contactd_app::{
-    AuditService, ContactService, DispatchSettings, Dispatcher, EventLog, HealthSettings,
-    LifecycleSettings, LifecycleWorker, Policy, ProjectionMetrics, VerificationPolicy,
-    monitor_database,
+    AppError, AuditService, CallContext, ContactService, DispatchSettings, Dispatcher, EventLog,
+    HealthSettings, LifecycleSettings, LifecycleWorker, Policy, Principal, ProjectionMetrics,
+    RequestId, VerificationPolicy, monitor_database,
 };
 use contactd_delivery::{DeliverySettings, Senders};
 use contactd_grpc::Server;
@@ -53,7 +53,7 @@ pub async fn serve(
 
 /// `contactd migrate`.
 pub async fn migrate_only(settings: &DatabaseSettings) -> anyhow::Result<()> {
-    Store::open(settings, true).await?;
+    Store::migrate(settings).await?;
     info!("migrations applied");
     Ok(())
 }
@@ -399,6 +399,84 @@ async fn replay_with<S: EventLog>(
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `contactd contacts forget --account ID --contact ID`: forgets the contact on the store
+/// directly, as ForgetMessageContact does, and prints the request id; the events name the
+/// operator as the caller (`service:cli:<user>`). A contact the account does not have fails
+/// with the contract's message.
+pub async fn forget(
+    account: &str,
+    contact: &str,
+    settings: &DatabaseSettings,
+) -> anyhow::Result<()> {
+    let account = contactd_domain::AccountId::parse(account)
+        .map_err(|_| anyhow::anyhow!("--account {account:?} is not an account id"))?;
+    let request_id = RequestId::generate();
+    let contact_id = contactd_domain::ContactId::parse(contact).map_err(|error| {
+        anyhow::anyhow!(
+            "{}",
+            contactd_grpc::contract_error(&AppError::Parameter(error), &request_id.to_string())
+        )
+    })?;
+    let store = Store::open(settings, false).await?;
+    with_store!(store, store => forget_with(store, account, &contact_id, request_id).await)
+}
+
+async fn forget_with<S: Backend>(
+    store: S,
+    account: contactd_domain::AccountId,
+    contact_id: &contactd_domain::ContactId,
+    request_id: RequestId,
+) -> anyhow::Result<()> {
+    let app = ContactService::new(store, Policy::default());
+    let ctx = CallContext::for_principal(
+        Principal::service(account, &format!("cli:{}", operator())),
+        request_id,
+        None,
+    );
+    match app.forget_contact(&ctx, contact_id).await {
+        Ok(_) => {
+            println!("{request_id}");
+            Ok(())
+        }
+        Err(error) => Err(anyhow::anyhow!(
+            "{}",
+            contactd_grpc::contract_error(&error, &request_id.to_string())
+        )),
+    }
+}
+
+/// Who runs an operator's command, for the events it records: the login name.
+fn operator() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|user| !user.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// `contactd keys rotate`: every data key rewrapped under the current master key.
+pub async fn rotate_keys(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let keyring = crate::keys::keyring(settings, crate::keys::WhenMissing::Refuse)?;
+    let current = keyring.current_id().to_owned();
+    let store = Store::open_keyed(settings, false, None, keyring).await?;
+    let rotation = with_store!(store, store => store.rotate_keys().await)
+        .context("rewrapping the data keys")?;
+    println!(
+        "rewrapped {} data keys; {} already under {current}",
+        rotation.rewrapped, rotation.current
+    );
+    Ok(())
+}
+
+/// `contactd events encrypt`: the personal fields of events stored in clear sealed in place.
+pub async fn seal_clear_events(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let store = Store::open(settings, false).await?;
+    let sealing = with_store!(store, store => store.seal_clear_events().await)
+        .context("sealing the events stored in clear")?;
+    println!("sealed {} events", sealing.sealed);
     Ok(())
 }
 

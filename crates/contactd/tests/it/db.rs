@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use contactd::backend::Store;
 use contactd::settings::DatabaseSettings;
+use contactd_store_core::Keyring;
 use contactd_store_pg::{PgStore, PoolSettings};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
@@ -548,11 +549,36 @@ fn with_database(admin_url: &str, name: &str) -> String {
 }
 
 fn sqlite_settings(path: &Path, data_dir: &Path) -> DatabaseSettings {
-    DatabaseSettings {
-        database_url: Some(format!("sqlite://{}", path.display())),
-        data_dir: data_dir.to_owned(),
-        db_max_connections: 16,
-    }
+    let mut settings = DatabaseSettings::new(
+        Some(format!("sqlite://{}", path.display())),
+        data_dir.to_owned(),
+    );
+    settings.master_key_file = Some(test_master_key_file().to_owned());
+    settings
+}
+
+/// The master key file every store of the tests is opened with, in process or in a `contactd`
+/// process (`--master-key-file`, `CONTACTD_MASTER_KEY_FILE`): the key of
+/// `Keyring::for_tests()`, so that what one seals the other opens. Written once per test
+/// process.
+pub fn test_master_key_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!(
+            "contactd-test-master-key-{}.key",
+            std::process::id()
+        ));
+        // `Keyring::for_tests()`'s key: 32 bytes of 7.
+        std::fs::write(&path, format!("{}\n", "07".repeat(32))).expect("the test master key");
+        assert_eq!(
+            contactd::keys::read_master_key(&path)
+                .expect("the test master key reads")
+                .id(),
+            Keyring::for_tests().current_id(),
+            "the file holds the tests' keyring's key"
+        );
+        path
+    })
 }
 
 async fn open(settings: &DatabaseSettings, migrate: bool) -> Store {

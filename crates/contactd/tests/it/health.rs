@@ -161,6 +161,8 @@ async fn store_at(url: &str, migrate: bool) -> Store {
     else {
         unreachable!("`migrate` parses as the migrate command")
     };
+    let mut settings = settings;
+    settings.master_key_file = Some(test_master_key_file().to_owned());
     Store::open(&settings, migrate).await.expect("the store")
 }
 

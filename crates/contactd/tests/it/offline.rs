@@ -15,6 +15,7 @@ async fn contactd(args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_contactd"))
             .args(&args)
             .env("RUST_LOG", "warn")
+            .env("CONTACTD_MASTER_KEY_FILE", test_master_key_file())
             .output()
     })
     .await

@@ -23,7 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
-pub use crate::db::{Backend, TestDb};
+pub use crate::db::{Backend, TestDb, test_master_key_file};
 pub(crate) use crate::db::{both_backends, on_sqlite, postgres_only, sqlite_only};
 
 pub const ACCOUNT: &str = "1234567890123456";
@@ -564,6 +564,8 @@ impl Process {
                 "--code-secret",
                 TEST_CODE_SECRET,
             ])
+            .arg("--master-key-file")
+            .arg(test_master_key_file())
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(extra)
