@@ -20,7 +20,7 @@ CREATE INDEX contact_keys_by_master_key ON contact_keys (master_key_id) WHERE ma
 -- The log stays append-only, with one exception: sealing in place the personal fields of an
 -- event stored in clear before this change (`contactd events encrypt`, or forgetting its
 -- contact). Only the payload and the schema version change, and only from a clear version of
--- an event type that names a person to its sealed version (the list is
+-- an event type that names a person to its sealed twin (the version plus 100) (the list is
 -- `contactd_store_core::sealing::sealing_moves`, and a test holds them equal), so an event
 -- is sealed at most once and nothing else about it ever changes.
 CREATE OR REPLACE FUNCTION refuse_event_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -34,17 +34,17 @@ BEGIN
             OLD.stream_version, OLD.event_type, OLD.request_id, OLD.caller, OLD.correlation_id,
             OLD.causation_id, OLD.recorded_at)
        AND (OLD.event_type, OLD.schema_version, NEW.schema_version) IN (VALUES
-        ('MessageContactAdded', 1, 3),
-        ('MessageContactAdded', 2, 3),
-        ('MessageContactRenamed', 1, 2),
-        ('EmailAddressChangeRequested', 1, 2),
-        ('PhoneNumberChangeRequested', 1, 2),
-        ('EmailVerificationRequested', 1, 2),
-        ('PhoneVerificationRequested', 1, 2),
-        ('EmailAddressVerified', 1, 2),
-        ('PhoneNumberVerified', 1, 2),
-        ('EmailAddressChangeCancelled', 1, 2),
-        ('PhoneNumberChangeCancelled', 1, 2)
+        ('MessageContactAdded', 1, 101),
+        ('MessageContactAdded', 2, 102),
+        ('MessageContactRenamed', 1, 101),
+        ('EmailAddressChangeRequested', 1, 101),
+        ('PhoneNumberChangeRequested', 1, 101),
+        ('EmailVerificationRequested', 1, 101),
+        ('PhoneVerificationRequested', 1, 101),
+        ('EmailAddressVerified', 1, 101),
+        ('PhoneNumberVerified', 1, 101),
+        ('EmailAddressChangeCancelled', 1, 101),
+        ('PhoneNumberChangeCancelled', 1, 101)
        )
     THEN
         RETURN NEW;

@@ -14,11 +14,12 @@ use contactd_app::{
 };
 use contactd_domain::{ContactStatus, DirectoryEvent};
 use contactd_store_core::documents::{StoredContact, StoredDirectory, outcome_to_json};
-use contactd_store_core::events::{encode_contact_event, encode_directory_event};
+use contactd_store_core::events::{encode_directory_event, encode_sealed_contact_event};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use crate::error::append_error;
+use crate::keys::{Keys, UsedKey, sealing_key, store_new_key};
 
 /// An event as stored.
 pub(crate) struct EncodedEvent {
@@ -74,26 +75,34 @@ fn limit(value: u32) -> i64 {
     i64::from(value)
 }
 
+/// A contact's append, its events sealed (ADR 13): the key it sealed with, for the caller to
+/// cache once the transaction has committed.
 pub(crate) async fn append(
     conn: &mut SqliteConnection,
+    keys: &Keys,
     append: &Append<'_>,
-) -> Result<(), AppendError> {
+) -> Result<UsedKey, AppendError> {
     let metadata = append.metadata;
     let account = metadata.account_id.as_str();
     let contact_id = append.contact.contact_id.as_str();
-    let encoded: Vec<EncodedEvent> = append
+    let (key, new_key) = sealing_key(conn, keys, append)
+        .await?
+        .map_or((None, None), |(key, new)| (Some(key), new));
+    let encoded = append
         .events
         .iter()
         .map(|new| {
-            let (event_type, schema_version, payload) = encode_contact_event(&new.event);
-            EncodedEvent {
+            let (event_type, schema_version, payload) =
+                encode_sealed_contact_event(&new.event, new.event_id, key.as_ref())?;
+            Ok(EncodedEvent {
                 event_id: new.event_id,
                 event_type,
                 schema_version,
                 payload: payload.to_string(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(AppendError::Store)?;
     insert_events(
         conn,
         account,
@@ -104,6 +113,9 @@ pub(crate) async fn append(
     )
     .await
     .map_err(append_error)?;
+    if let Some(wrapped) = &new_key {
+        store_new_key(conn, append, wrapped).await?;
+    }
 
     let row = StoredContact::from(append.contact);
     let state = row.state_json().to_string();
@@ -221,7 +233,7 @@ pub(crate) async fn append(
     if let Some(code) = append.code {
         issue_code(conn, append, code).await.map_err(append_error)?;
     }
-    Ok(())
+    Ok(key.map(|key| (contact_id.to_owned(), key)))
 }
 
 /// A send: the code's row and the two send limits, each a row whose `CHECK` refuses the send

@@ -22,6 +22,7 @@ use tracing::debug;
 
 use crate::append;
 use crate::error::{append_error, store_error};
+use crate::keys::{Keys, UsedKey};
 use contactd_store_core::grouping::{GroupWork, Grouped};
 
 /// A write as the writer runs it, borrowed from its caller.
@@ -33,11 +34,12 @@ pub(crate) enum WriteRef<'a> {
 }
 
 impl WriteRef<'_> {
-    async fn run(&self, conn: &mut SqliteConnection) -> Result<(), AppendError> {
+    /// Runs the write; the data key a contact's append sealed with, if any.
+    async fn run(&self, conn: &mut SqliteConnection, keys: &Keys) -> Result<UsedKey, AppendError> {
         match self {
-            WriteRef::Contact(a) => append::append(conn, a).await,
-            WriteRef::Directory(a) => append::append_directory(conn, a).await,
-            WriteRef::Remember(call) => append::remember(conn, call).await,
+            WriteRef::Contact(a) => append::append(conn, keys, a).await,
+            WriteRef::Directory(a) => append::append_directory(conn, a).await.map(|()| None),
+            WriteRef::Remember(call) => append::remember(conn, call).await.map(|()| None),
         }
     }
 }
@@ -45,6 +47,7 @@ impl WriteRef<'_> {
 /// Writes one append in a transaction of its own, on the writer's connection.
 pub(crate) async fn write_alone(
     writes: &SqlitePool,
+    keys: &Keys,
     write: WriteRef<'_>,
 ) -> Result<(), AppendError> {
     let mut tx = writes
@@ -52,8 +55,13 @@ pub(crate) async fn write_alone(
         .await
         .map_err(append_error)?;
     // A refusal drops the transaction, which rolls it back.
-    write.run(&mut tx).await?;
-    tx.commit().await.map_err(append_error)
+    let used = write.run(&mut tx, keys).await?;
+    tx.commit().await.map_err(append_error)?;
+    // Only a committed key is sealed with again: a new contact's key rolled back is no one's.
+    if let Some((contact_id, key)) = used {
+        keys.cache.insert(&contact_id, key);
+    }
+    Ok(())
 }
 
 /// A write copied out of its call, so that a group outlives any one caller: a client that
@@ -138,14 +146,26 @@ impl Write {
 #[derive(Debug)]
 pub(crate) struct WriteGroups {
     writes: SqlitePool,
+    keys: Arc<Keys>,
     recording: Recording,
 }
 
 impl WriteGroups {
     /// One runner: the pool has one connection, so a second runner would only hold a group
     /// back while it waited for it.
-    pub(crate) fn new(writes: SqlitePool, recording: Recording) -> Arc<Grouped<Self>> {
-        Grouped::new(Self { writes, recording }, 1)
+    pub(crate) fn new(
+        writes: SqlitePool,
+        keys: Arc<Keys>,
+        recording: Recording,
+    ) -> Arc<Grouped<Self>> {
+        Grouped::new(
+            Self {
+                writes,
+                keys,
+                recording,
+            },
+            1,
+        )
     }
 }
 
@@ -159,7 +179,7 @@ impl GroupWork for WriteGroups {
 
     async fn run(&self, group: &[Write]) -> Vec<Self::Answer> {
         debug!(writes = group.len(), "writing a group of appends");
-        match write_group(&self.writes, &self.recording, group).await {
+        match write_group(&self.writes, &self.keys, &self.recording, group).await {
             Ok(answers) => {
                 self.recording.group_committed(group.len());
                 answers
@@ -186,6 +206,7 @@ impl GroupWork for WriteGroups {
 /// before its commit was attempted, which rolls all of it back.
 async fn write_group(
     writes: &SqlitePool,
+    keys: &Keys,
     recording: &Recording,
     group: &[Write],
 ) -> Result<Vec<Result<(), AppendError>>, sqlx::Error> {
@@ -193,11 +214,18 @@ async fn write_group(
     let mut tx = writes.begin_with("BEGIN IMMEDIATE").await?;
     recording.connection_acquired(asked.elapsed());
     let mut answers = Vec::with_capacity(group.len());
+    let mut used = Vec::new();
     for write in group {
         sqlx::query("SAVEPOINT grouped_write")
             .execute(&mut *tx)
             .await?;
-        let answer = write.borrow().run(&mut tx).await;
+        let answer = match write.borrow().run(&mut tx, keys).await {
+            Ok(key) => {
+                used.extend(key);
+                Ok(())
+            }
+            Err(error) => Err(error),
+        };
         if answer.is_err() {
             sqlx::query("ROLLBACK TO grouped_write")
                 .execute(&mut *tx)
@@ -217,6 +245,11 @@ async fn write_group(
                 *answer = Err(AppendError::Store(error.clone()));
             }
         }
+        return Ok(answers);
+    }
+    // Only committed keys are sealed with again.
+    for (contact_id, key) in used {
+        keys.cache.insert(&contact_id, key);
     }
     Ok(answers)
 }

@@ -14,8 +14,10 @@
 mod append;
 mod codes;
 mod error;
+mod forget;
 mod group_commit;
 mod jobs;
+mod keys;
 mod lock;
 mod log;
 mod outbox;
@@ -30,7 +32,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use contactd_app::{
     Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
-    DirectoryStore, EventLog, EventMetadata, IdempotencyKey, JobOutcome, LifecycleJob,
+    DirectoryStore, EventLog, EventMetadata, Forget, IdempotencyKey, JobOutcome, LifecycleJob,
     LifecycleJobs, LinkedCode, ListedContact, LogPosition, Outbox, OutboxMessage, Page,
     PageRequest, PoolUsage, RecordedEvent, Recording, RememberedCall, StartPoint, StoreError,
 };
@@ -45,11 +47,14 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::group_commit::{WriteGroups, WriteRef};
+use crate::keys::Keys;
 use crate::lock::LockFile;
 use contactd_store_core::grouping::Grouped;
 
 pub use contactd_store_core::DEFAULT_POLL_INTERVAL;
-pub use contactd_store_core::{INLINE_READ_MODEL, RebuildReport};
+pub use contactd_store_core::{
+    EventSealing, INLINE_READ_MODEL, KeyRotation, Keyring, MasterKey, RebuildReport,
+};
 pub use contactd_store_core::{canonical_payload, decode_event, encode_event, event_json_line};
 pub use projections::{SqliteLease, SqliteWork, rebuild_projection};
 pub use rebuild::rebuild_contacts;
@@ -158,6 +163,9 @@ pub struct SqliteStore {
     lock: Option<Arc<LockFile>>,
     /// Where the group commit reports its sizes and its waits for the writer.
     recording: Recording,
+    /// The master keys that wrap the contacts' data keys, and the data keys this store sealed
+    /// with lately (ADR 13).
+    keys: Arc<Keys>,
 }
 
 impl SqliteStore {
@@ -167,8 +175,16 @@ impl SqliteStore {
     ///
     /// Every connection runs in WAL mode with `synchronous=FULL` (a write acknowledged is on
     /// disk, power loss included), foreign keys enforced and a busy timeout. Readers are
-    /// `query_only`: only the writer's connection can change the file.
-    pub async fn open(path: &Path, settings: &SqliteSettings) -> Result<Self, OpenError> {
+    /// `query_only`: only the writer's connection can change the file. The writer runs with
+    /// `secure_delete`, so that what a forgetting deletes is overwritten in the file rather
+    /// than left in its free space.
+    ///
+    /// Personal data is sealed under data keys that `keyring` wraps (ADR 13).
+    pub async fn open(
+        path: &Path,
+        settings: &SqliteSettings,
+        keyring: Keyring,
+    ) -> Result<Self, OpenError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| OpenError::Directory {
                 path: parent.to_owned(),
@@ -199,7 +215,8 @@ impl SqliteStore {
                 options
                     .clone()
                     .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal),
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .pragma("secure_delete", "ON"),
             )
             .await
             .map_err(connect)?;
@@ -218,8 +235,14 @@ impl SqliteStore {
             .connect_with(options.pragma("query_only", "ON"))
             .await
             .map_err(connect)?;
+        let keys = Arc::new(Keys::new(keyring));
         Ok(Self {
-            write_groups: Some(WriteGroups::new(writes.clone(), Recording::none())),
+            write_groups: Some(WriteGroups::new(
+                writes.clone(),
+                keys.clone(),
+                Recording::none(),
+            )),
+            keys,
             reads,
             writes,
             log_changes: Arc::new(watch::Sender::new(0)),
@@ -234,7 +257,11 @@ impl SqliteStore {
     /// is taken and nothing is migrated, and every connection is `query_only`, so that an
     /// auditor's replay can run while the service serves (WAL readers never block the writer).
     /// Any write through this store fails.
-    pub async fn open_to_read(path: &Path, settings: &SqliteSettings) -> Result<Self, OpenError> {
+    pub async fn open_to_read(
+        path: &Path,
+        settings: &SqliteSettings,
+        keyring: Keyring,
+    ) -> Result<Self, OpenError> {
         let connect = |source| OpenError::Connect {
             path: path.to_owned(),
             source,
@@ -255,6 +282,7 @@ impl SqliteStore {
             .map_err(connect)?;
         let writes = pool(1).await.map_err(connect)?;
         Ok(Self {
+            keys: Arc::new(Keys::new(keyring)),
             write_groups: None,
             reads,
             writes,
@@ -270,8 +298,13 @@ impl SqliteStore {
     /// each group, or each append on its own (0). SQLite has one writer, so any number above
     /// zero means the one group writer; the count is taken for the PostgreSQL store's sake.
     pub fn group_commit(mut self, writers: usize) -> Self {
-        self.write_groups =
-            (writers > 0).then(|| WriteGroups::new(self.writes.clone(), self.recording.clone()));
+        self.write_groups = (writers > 0).then(|| {
+            WriteGroups::new(
+                self.writes.clone(),
+                self.keys.clone(),
+                self.recording.clone(),
+            )
+        });
         self
     }
 
@@ -340,6 +373,7 @@ impl SqliteStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         log::read_stream(
             &self.reads,
+            self.keyring(),
             account,
             stream_id,
             after_version,
@@ -358,9 +392,20 @@ impl SqliteStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match as_of {
             AsOf::Version(version) => {
-                log::read_stream(&self.reads, account, stream_id, 0, version, u32::MAX).await
+                log::read_stream(
+                    &self.reads,
+                    self.keyring(),
+                    account,
+                    stream_id,
+                    0,
+                    version,
+                    u32::MAX,
+                )
+                .await
             }
-            AsOf::Time(time) => log::read_stream_until(&self.reads, account, stream_id, time).await,
+            AsOf::Time(time) => {
+                log::read_stream_until(&self.reads, self.keyring(), account, stream_id, time).await
+            }
         }
     }
 
@@ -370,7 +415,56 @@ impl SqliteStore {
         account: &AccountId,
         stream_id: &str,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        log::read_stream(&self.reads, account, stream_id, 0, u64::MAX, u32::MAX).await
+        log::read_stream(
+            &self.reads,
+            self.keyring(),
+            account,
+            stream_id,
+            0,
+            u64::MAX,
+            u32::MAX,
+        )
+        .await
+    }
+
+    /// The master keys this store opens and seals with.
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keys.keyring
+    }
+
+    /// Rewraps every data key under the keyring's current master key (ADR 13), a batch per
+    /// transaction; no event is touched.
+    pub async fn rotate_keys(&self) -> Result<KeyRotation, StoreError> {
+        keys::rotate(&self.writes, self.keyring()).await
+    }
+
+    /// Seals in place the personal fields of the events stored in clear before encryption
+    /// (ADR 13), a batch per transaction. A second run finds nothing to seal.
+    pub async fn seal_clear_events(&self) -> Result<EventSealing, StoreError> {
+        let sealed = forget::seal_clear_events(&self.writes, self.keyring()).await;
+        // The clear pages are still in the WAL until a checkpoint copies the sealed ones over.
+        self.checkpoint().await;
+        sealed
+    }
+
+    /// Copies the WAL into the database file and empties it, so that the old images of the
+    /// pages a forgetting changed go from the disk too. Best effort: a reader still in an old
+    /// snapshot holds it back (past the busy timeout), and SQLite's own checkpoints overwrite
+    /// the WAL as it is reused.
+    async fn checkpoint(&self) {
+        let done: Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.writes)
+                .await;
+        match done {
+            Ok((0, _, _)) => {}
+            Ok((_, wal, copied)) => tracing::warn!(
+                wal,
+                copied,
+                "a checkpoint after forgetting was held back by a reader; the WAL keeps old pages                  until the next one"
+            ),
+            Err(error) => tracing::warn!(%error, "a checkpoint after forgetting failed"),
+        }
     }
 
     /// Wakes this store's readers of the log.
@@ -381,7 +475,7 @@ impl SqliteStore {
     async fn write(&self, write: WriteRef<'_>) -> Result<(), AppendError> {
         let result = match &self.write_groups {
             Some(groups) => groups.submit(write.to_owned()).await,
-            None => group_commit::write_alone(&self.writes, write).await,
+            None => group_commit::write_alone(&self.writes, &self.keys, write).await,
         };
         // A refusal wrote nothing; anything else may have (a failed commit's outcome is not
         // always known), and a reader woken for nothing only reads nothing.
@@ -420,6 +514,22 @@ impl ContactStore for SqliteStore {
     #[tracing::instrument(name = "append", level = "debug", skip_all, fields(contact_id = %append.contact.contact_id, events = append.events.len(), expected_version = append.expected_version))]
     async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
         self.write(WriteRef::Contact(append)).await
+    }
+
+    #[tracing::instrument(name = "forget", level = "debug", skip_all, fields(contact_id = %forget.contact_id))]
+    async fn forget(&self, forget: Forget<'_>) -> Result<(), AppendError> {
+        let contact_id = forget.contact_id.clone();
+        let result = forget::forget(&self.writes, self.keyring(), forget).await;
+        // Whatever the outcome: a key that may be destroyed is never sealed with again.
+        self.keys.cache.evict(contact_id.as_str());
+        let refused = matches!(&result, Err(error) if !matches!(error, AppendError::Store(_)));
+        if !refused {
+            self.appended();
+        }
+        if result.is_ok() {
+            self.checkpoint().await;
+        }
+        result
     }
 
     async fn list_contacts(
@@ -553,7 +663,7 @@ impl EventLog for SqliteStore {
         account: Option<&AccountId>,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        log::read_log(&self.reads, after, account, limit).await
+        log::read_log(&self.reads, self.keyring(), after, account, limit).await
     }
 
     async fn read_stream_log(
@@ -562,7 +672,7 @@ impl EventLog for SqliteStore {
         after: LogPosition,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        log::read_stream_log(&self.reads, stream_id, after, limit).await
+        log::read_stream_log(&self.reads, self.keyring(), stream_id, after, limit).await
     }
 
     async fn start_at(&self, global_position: i64) -> Result<StartPoint, StoreError> {

@@ -1,15 +1,17 @@
 //! The global log, read in order with no skipped event. SQLite has one writer at a time, so
 //! positions commit in the order they were drawn and the log's order is the position alone:
-//! `LogPosition::from_parts(p, p)`. Also a stream's events, for audits and as-of reads.
+//! `LogPosition::from_parts(p, p)`. Also a stream's events, for audits and as-of reads. Sealed
+//! events are opened with their contacts' keys as the table holds them at the time of reading.
 
 use chrono::{DateTime, Utc};
 use contactd_app::{LogPosition, RecordedEvent, StartPoint, StoreError};
 use contactd_domain::AccountId;
-use contactd_store_core::StoredEvent;
+use contactd_store_core::{Keyring, StoredEvent};
 use sqlx::SqlitePool;
 
 use crate::append::version;
 use crate::error::failed;
+use crate::keys::decode;
 
 /// Every column of an event as [`StoredEvent`] maps it: the position doubles as the log order.
 pub(crate) const EVENT_COLUMNS: &str = "global_position, global_position AS log_order, event_id, \
@@ -34,14 +36,11 @@ fn first_after(after: LogPosition) -> i64 {
     }
 }
 
-fn decode_all(rows: Vec<StoredEvent>) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.into_iter().map(StoredEvent::into_recorded).collect()
-}
-
 /// The next events of the global log (or of one account's part of it) after `after`. Every
 /// event before them has committed: a write still running holds positions above all of them.
 pub(crate) async fn read_log(
     reads: &SqlitePool,
+    keyring: &Keyring,
     after: LogPosition,
     account: Option<&AccountId>,
     limit: u32,
@@ -68,12 +67,13 @@ pub(crate) async fn read_log(
         .await,
     }
     .map_err(failed("reading the log failed"))?;
-    decode_all(rows)
+    decode(reads, keyring, rows).await
 }
 
 /// The next events of one stream after `after`, in log order (for offline replays).
 pub(crate) async fn read_stream_log(
     reads: &SqlitePool,
+    keyring: &Keyring,
     stream_id: &str,
     after: LogPosition,
     limit: u32,
@@ -88,7 +88,7 @@ pub(crate) async fn read_stream_log(
     .fetch_all(reads)
     .await
     .map_err(failed("reading the log failed"))?;
-    decode_all(rows)
+    decode(reads, keyring, rows).await
 }
 
 /// The last position committed (0 for an empty log), and the first at or after `from` if any:
@@ -139,6 +139,7 @@ pub(crate) async fn readable_to(reads: &SqlitePool, end: LogPosition) -> Result<
 /// One stream's events with versions in `(after_version, up_to_version]`, in version order.
 pub(crate) async fn read_stream(
     reads: &SqlitePool,
+    keyring: &Keyring,
     account: &AccountId,
     stream_id: &str,
     after_version: u64,
@@ -157,12 +158,13 @@ pub(crate) async fn read_stream(
     .fetch_all(reads)
     .await
     .map_err(failed("reading a stream failed"))?;
-    decode_all(rows)
+    decode(reads, keyring, rows).await
 }
 
 /// One stream's events recorded at or before `as_of`, in version order.
 pub(crate) async fn read_stream_until(
     reads: &SqlitePool,
+    keyring: &Keyring,
     account: &AccountId,
     stream_id: &str,
     as_of: DateTime<Utc>,
@@ -177,5 +179,5 @@ pub(crate) async fn read_stream_until(
     .fetch_all(reads)
     .await
     .map_err(failed("reading a stream failed"))?;
-    decode_all(rows)
+    decode(reads, keyring, rows).await
 }

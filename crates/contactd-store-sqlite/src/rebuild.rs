@@ -8,6 +8,7 @@ use sqlx::SqliteConnection;
 
 use crate::SqliteStore;
 use crate::error::failed;
+use crate::keys::decode;
 use crate::log::EVENT_COLUMNS;
 
 /// Events read per query while folding.
@@ -37,8 +38,8 @@ pub async fn rebuild_contacts(store: &SqliteStore) -> Result<RebuildReport, Stor
         .map_err(failed("reading the log failed"))?;
         let Some(last) = rows.last() else { break };
         after = last.global_position;
-        for row in rows {
-            fold.apply(row.into_recorded()?)?;
+        for event in decode(&mut *tx, store.keyring(), rows).await? {
+            fold.apply(event)?;
         }
     }
     for table in ["contacts", "contact_names", "directories"] {

@@ -4,13 +4,14 @@
 //! to be rebuilt.
 
 use contactd_app::{LogPosition, Projection, RecordedEvent, StoreError};
-use contactd_store_core::{RebuildReport, StoredEvent};
+use contactd_store_core::{Keyring, RebuildReport, StoredEvent};
 use sqlx::SqliteConnection;
 
 use super::runner::save_checkpoint;
 use super::work::SqliteWork;
 use crate::SqliteStore;
 use crate::error::failed;
+use crate::keys::decode;
 use crate::log::EVENT_COLUMNS;
 
 /// Rebuilds `projection` from the log, `batch_size` events at a time.
@@ -47,7 +48,7 @@ where
     let mut last_position = 0;
     let mut events = 0_u64;
     loop {
-        let batch = read_after(&mut tx, last_position, batch_size).await?;
+        let batch = read_after(&mut tx, store.keyring(), last_position, batch_size).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
         last_position = last.global_position;
@@ -67,6 +68,7 @@ where
 /// commit in order and no write runs beside it, so this is the log in order, up to its end.
 async fn read_after(
     conn: &mut SqliteConnection,
+    keyring: &Keyring,
     global_position: i64,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -76,8 +78,8 @@ async fn read_after(
     ))
     .bind(global_position)
     .bind(i64::from(limit))
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(failed("reading the log failed"))?;
-    rows.into_iter().map(StoredEvent::into_recorded).collect()
+    decode(conn, keyring, rows).await
 }

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{SqliteWork, rebuild_projection};
-use crate::{SqliteSettings, SqliteStore};
+use crate::{Keyring, SqliteSettings, SqliteStore};
 
 const ACCOUNT: &str = "1234567890123456";
 const MEMBER: &str = "1111222233334444";
@@ -31,9 +31,13 @@ const CONTACT: &str = "c-0123456789abcdef";
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("test.db"), &SqliteSettings::default())
-        .await
-        .unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("test.db"),
+        &SqliteSettings::default(),
+        Keyring::for_tests(),
+    )
+    .await
+    .unwrap();
     (dir, store)
 }
 

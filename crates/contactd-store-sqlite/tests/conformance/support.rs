@@ -11,7 +11,7 @@ use contactd_app::{
     run_projection,
 };
 use contactd_store_conformance::{Backend, RawEvent};
-use contactd_store_sqlite::{SqliteSettings, SqliteStore};
+use contactd_store_sqlite::{Keyring, SqliteSettings, SqliteStore};
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Row, TypeInfo, ValueRef};
@@ -41,9 +41,13 @@ impl Backend for SqliteBackend {
 
     async fn fresh() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory for the test database");
-        let store = SqliteStore::open(&dir.path().join("contactd.db"), &SqliteSettings::default())
-            .await
-            .expect("open the test database");
+        let store = SqliteStore::open(
+            &dir.path().join("contactd.db"),
+            &SqliteSettings::default(),
+            Keyring::for_tests(),
+        )
+        .await
+        .expect("open the test database");
         Self { store, _dir: dir }
     }
 

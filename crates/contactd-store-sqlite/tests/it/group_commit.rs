@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use contactd_app::{AppendError, ContactStore, EventMetadata, NewEvent};
 use contactd_domain::{Contact, ContactEvent, Title};
-use contactd_store_sqlite::{SqliteSettings, SqliteStore};
+use contactd_store_sqlite::{Keyring, SqliteSettings, SqliteStore};
 use sqlx::{Connection, SqliteConnection};
 use tokio::task::JoinSet;
 
@@ -148,7 +148,9 @@ async fn a_writer_outside_the_store_holding_the_lock_makes_a_group_fail_as_trans
         busy_timeout: Duration::from_millis(100),
         ..SqliteSettings::default()
     };
-    let store = SqliteStore::open(&path, &settings).await.unwrap();
+    let store = SqliteStore::open(&path, &settings, Keyring::for_tests())
+        .await
+        .unwrap();
     let contacts = stored_contacts(&store, 3).await;
     // A tool writing to the file behind the service's back: the lock file does not stop it,
     // SQLite's own lock does.

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 
 use contactd_app::ContactStore;
-use contactd_store_sqlite::{OpenError, SqliteSettings, SqliteStore, lock_file_path};
+use contactd_store_sqlite::{Keyring, OpenError, SqliteSettings, SqliteStore, lock_file_path};
 
 use crate::support::*;
 
@@ -25,7 +25,7 @@ async fn a_second_open_of_the_same_file_is_refused_naming_the_lock_file() {
     let (store, dir) = fresh().await;
     let path = dir.path().join("contactd.db");
 
-    let refused = SqliteStore::open(&path, &SqliteSettings::default()).await;
+    let refused = SqliteStore::open(&path, &SqliteSettings::default(), Keyring::for_tests()).await;
 
     let Err(error @ OpenError::Locked { .. }) = refused else {
         panic!("a second store opened the same file: {refused:?}");
@@ -68,13 +68,13 @@ async fn the_lock_is_held_until_the_last_clone_is_dropped_and_the_data_outlives_
     let clone = store.clone();
     drop(store);
     assert!(matches!(
-        SqliteStore::open(&path, &SqliteSettings::default()).await,
+        SqliteStore::open(&path, &SqliteSettings::default(), Keyring::for_tests()).await,
         Err(OpenError::Locked { .. })
     ));
 
     drop(clone);
 
-    let reopened = SqliteStore::open(&path, &SqliteSettings::default())
+    let reopened = SqliteStore::open(&path, &SqliteSettings::default(), Keyring::for_tests())
         .await
         .expect("the lock went with the last clone; the migrations apply again as no-ops");
     let loaded = reopened
@@ -89,7 +89,7 @@ async fn open_creates_the_directories_the_database_file_lives_in() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data").join("deeper").join("contactd.db");
 
-    let store = SqliteStore::open(&path, &SqliteSettings::default())
+    let store = SqliteStore::open(&path, &SqliteSettings::default(), Keyring::for_tests())
         .await
         .unwrap();
 
@@ -105,7 +105,7 @@ async fn a_store_opened_to_read_beside_the_holder_reads_its_log_and_writes_nothi
     let path = dir.path().join("contactd.db");
     let contacts = stored_contacts(&store, 2).await;
 
-    let reader = SqliteStore::open_to_read(&path, &SqliteSettings::default())
+    let reader = SqliteStore::open_to_read(&path, &SqliteSettings::default(), Keyring::for_tests())
         .await
         .expect("reading needs no lock");
 

@@ -3,7 +3,7 @@
 
 use contactd_app::{Append, EventMetadata, NameClaim, NewEvent};
 use contactd_domain::{Contact, ContactEvent};
-use contactd_store_sqlite::{SqliteSettings, SqliteStore};
+use contactd_store_sqlite::{Keyring, SqliteSettings, SqliteStore};
 use tempfile::TempDir;
 
 pub use contactd_store_conformance::fixtures::{
@@ -13,9 +13,13 @@ pub use contactd_store_conformance::fixtures::{
 /// A store on a fresh database in a directory of its own (removed with the `TempDir`).
 pub async fn fresh() -> (SqliteStore, TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("contactd.db"), &SqliteSettings::default())
-        .await
-        .unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("contactd.db"),
+        &SqliteSettings::default(),
+        Keyring::for_tests(),
+    )
+    .await
+    .unwrap();
     (store, dir)
 }
 
