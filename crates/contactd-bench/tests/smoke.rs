@@ -83,8 +83,10 @@ async fn on_postgresql_every_scenario_runs_and_leaves_the_log_and_the_read_model
 async fn on_sqlite_every_scenario_runs_and_leaves_the_log_and_the_read_model_in_agreement() {
     let data_dir = fresh_dir("sqlite");
     let file = data_dir.join("contactd.db");
-    let settings =
-        DatabaseSettings::new(Some(format!("sqlite://{}", file.display())), data_dir.clone());
+    let settings = DatabaseSettings::new(
+        Some(format!("sqlite://{}", file.display())),
+        data_dir.clone(),
+    );
     // As `serve` opens it: the master key generated into the fresh data directory.
     let store = Store::open_capped(&settings, true, None)
         .await

@@ -114,7 +114,10 @@ mod tests {
         let dir = temp_dir();
         let settings = DatabaseSettings::new(None, dir.clone());
         let refused = keyring(&settings, WhenMissing::Refuse).unwrap_err();
-        assert!(format!("{refused:#}").contains("no master key"), "{refused:#}");
+        assert!(
+            format!("{refused:#}").contains("no master key"),
+            "{refused:#}"
+        );
         assert!(!dir.exists(), "a refusal writes nothing");
         let first = keyring(&settings, WhenMissing::Generate).unwrap();
         let second = keyring(&settings, WhenMissing::Refuse).unwrap();
@@ -154,7 +157,10 @@ mod tests {
         settings.previous_master_key_files = vec![dir.join("bad.key"), dir.join("absent.key")];
         let problems = settings.key_problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].starts_with("--previous-master-key-file: "), "{problems:?}");
+        assert!(
+            problems[0].starts_with("--previous-master-key-file: "),
+            "{problems:?}"
+        );
         assert!(problems[0].contains("bad.key"), "{problems:?}");
         assert!(problems[1].contains("cannot read"), "{problems:?}");
         for problem in &problems {

@@ -371,6 +371,16 @@ impl TestDb {
         done.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Runs statements one after the other in one session (`BEGIN; …; COMMIT;` makes them one
+    /// transaction), with no arguments: what a single prepared statement cannot hold.
+    pub async fn execute_script(&self, sql: &str) {
+        let done = match &self.inner {
+            Inner::Postgres { pool, .. } => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+            Inner::Sqlite { pool, .. } => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+        };
+        done.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// Whether no transaction stays open on the database for a second: on PostgreSQL, within
     /// that second a moment comes when no session of the database idles in a transaction (a
     /// projection's batch in flight shows as one between its statements, so one look is not

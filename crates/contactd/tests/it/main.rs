@@ -22,6 +22,7 @@ mod logs;
 mod metrics;
 mod offline;
 mod pages;
+mod privacy;
 mod processes;
 mod raw;
 mod secrets;

@@ -236,7 +236,7 @@ async fn audit_answers(server_addr: &str, db: &TestDb, contact_id: &str) -> Stri
 
 /// The database's data as text, the numeric columns left out: a `pg_dump --data-only` on
 /// PostgreSQL, every row of every table as JSON on SQLite.
-async fn dump(db: &TestDb) -> String {
+pub(crate) async fn dump(db: &TestDb) -> String {
     match db.backend() {
         Backend::Postgres => {
             let dump = std::process::Command::new("pg_dump")
@@ -265,7 +265,7 @@ async fn dump(db: &TestDb) -> String {
 }
 
 /// The SQLite file and its write-ahead log as they are on disk, free pages included.
-fn sqlite_bytes(db: &TestDb) -> String {
+pub(crate) fn sqlite_bytes(db: &TestDb) -> String {
     let path = db.sqlite_path();
     let mut bytes = std::fs::read(path).expect("read the database file");
     let wal = path.with_extension("db-wal");

@@ -1,6 +1,6 @@
 //! Who may call and what they may do, end to end: TLS with certificates made in the test and
 //! reloaded while the server runs, mutual TLS naming the principal, bearer tokens good and
-//! bad, RAM-style policies over every RPC of the three services, and a policy file changed
+//! bad, RAM-style policies over every RPC of the four services, and a policy file changed
 //! while the server runs.
 
 use std::net::SocketAddr;
@@ -478,6 +478,9 @@ fn request_bytes(rpc: Rpc, contact_id: &str) -> Vec<u8> {
             account_id: "9999222233334444".to_owned(),
         }
         .encode_to_vec(),
+        // Last in the catalogue, so that the contact is forgotten after every other call about
+        // it has been answered.
+        Rpc::ForgetMessageContact => ForgetMessageContactRequest { contact_id: id }.encode_to_vec(),
     }
 }
 
@@ -632,6 +635,11 @@ async fn every_rpc_checks_its_action_and_resource_against_the_policies(db: TestD
             _ => unreachable!(),
         }
     };
+    assert_eq!(
+        Rpc::ALL.last(),
+        Some(&Rpc::ForgetMessageContact),
+        "the forgetting comes last"
+    );
     for account in MATRIX {
         let contact_id = contact_of(account);
         for rpc in Rpc::ALL {
