@@ -136,6 +136,10 @@ fn every_kind_of_bad_setting_is_one_line_and_exit_status_2() {
     let d = dir.path();
     let key = write(d, "key.pem", "");
     let missing = d.join("missing.toml").display().to_string();
+    let not_a_key = write(d, "not-a.key", "hunter2-is-no-key\n");
+    let (_, good_text) = contactd_store_core::MasterKey::generate();
+    let good_key = write(d, "good.key", &good_text);
+    let previous_keys = format!("{good_key},/nonexistent/old.key");
     let cases: Vec<Case> = vec![
         (
             "a bad address",
@@ -260,6 +264,20 @@ fn every_kind_of_bad_setting_is_one_line_and_exit_status_2() {
             "--database-url: DATABASE_URL \"mysql://db/contactd\" names no store".into(),
         ),
         (
+            "a master key file that is no key, never quoted",
+            args(&["--master-key-file", &not_a_key]),
+            vec![],
+            format!(
+                "--master-key-file: {not_a_key}: a master key file holds 64 hexadecimal digits"
+            ),
+        ),
+        (
+            "a previous master key that cannot be read, from the environment's list",
+            args(&[]),
+            vec![("CONTACTD_PREVIOUS_MASTER_KEY_FILES", previous_keys.as_str())],
+            "--previous-master-key-file: cannot read /nonexistent/old.key".into(),
+        ),
+        (
             "an unknown flag",
             args(&["--max-contactz", "3"]),
             vec![],
@@ -275,6 +293,10 @@ fn every_kind_of_bad_setting_is_one_line_and_exit_status_2() {
         assert_eq!(said.len(), 1, "{what}: one line: {said:?}");
         assert!(said[0].contains(&expected), "{what}: {said:?}");
         assert!(stdout(&output).is_empty(), "{what}: nothing printed");
+        assert!(
+            !said[0].contains("hunter2"),
+            "{what}: a key file's text is never shown"
+        );
         // `serve` refuses the same settings the same way, before it opens anything.
         all[0] = "serve";
         all.remove(1);
@@ -381,6 +403,60 @@ fn config_check_masks_every_secret() {
     );
     assert!(line_of(&printed, "smtp-url").contains("smtp://mailer:***@smtp.example:587"));
     assert!(line_of(&printed, "nats-url").contains("nats://***@nats:4222"));
+}
+
+/// The master key files are named by their paths, which are no secret; the keys in them
+/// never appear. The previous ones, given flag by flag, are one list.
+#[test]
+fn config_check_names_the_master_key_files_never_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let texts: Vec<String> = (0..3)
+        .map(|_| contactd_store_core::MasterKey::generate().1)
+        .collect();
+    let current = write(d, "current.key", &texts[0]);
+    let old = write(d, "old.key", &texts[1]);
+    let older = write(d, "older.key", &texts[2]);
+    let output = contactd(
+        &[
+            "config",
+            "check",
+            "--master-key-file",
+            &current,
+            "--previous-master-key-file",
+            &old,
+            "--previous-master-key-file",
+            &older,
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{:?}", problems(&output));
+    let printed = stdout(&output);
+    assert_eq!(
+        line_of(&printed, "master-key-file"),
+        format!("master-key-file = \"{current}\"  # command line")
+    );
+    assert_eq!(
+        line_of(&printed, "previous-master-key-file"),
+        format!("previous-master-key-file = \"{old},{older}\"  # command line")
+    );
+    for text in &texts {
+        assert!(!printed.contains(text.trim()), "a key shown:\n{printed}");
+    }
+    let from_environment = contactd(
+        &["config", "check"],
+        &[(
+            "CONTACTD_PREVIOUS_MASTER_KEY_FILES",
+            &format!("{old},{older}"),
+        )],
+    );
+    assert_eq!(
+        line_of(&stdout(&from_environment), "previous-master-key-file"),
+        format!(
+            "previous-master-key-file = \"{old},{older}\"  # environment \
+             CONTACTD_PREVIOUS_MASTER_KEY_FILES"
+        )
+    );
 }
 
 /// The README's settings table and the flags agree: every flag with an environment variable

@@ -436,6 +436,11 @@ async fn after_forgetting_no_personal_data_is_left_anywhere(db: TestDb) {
     let id = the_person(&mut client, &db).await;
     // Before forgetting, the person is there to be found: the checks below can fail.
     assert!(replay(&db, key).await.contains(RENAMED));
+    let before = dump(&db).await;
+    assert!(
+        personal_data().iter().any(|piece| before.contains(piece)),
+        "the read models hold the person while it is not forgotten"
+    );
 
     let channel = Channel::from_shared(process.endpoint())
         .unwrap()
