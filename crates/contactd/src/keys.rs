@@ -79,7 +79,7 @@ fn from_data_dir(data_dir: &Path, missing: WhenMissing) -> anyhow::Result<Master
 
 /// Generates the data directory's key, readable by its owner alone; if another process
 /// created it first, that one's key is the one to use.
-fn generate(path: &PathBuf) -> anyhow::Result<MasterKey> {
+fn generate(path: &Path) -> anyhow::Result<MasterKey> {
     let (key, text) = MasterKey::generate();
     match crate::secret::write_new(path, text.trim()) {
         Ok(()) => {

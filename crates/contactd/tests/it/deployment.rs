@@ -196,12 +196,16 @@ fn every_contactd_service_sets_real_settings_that_config_check_accepts() {
             String::from_utf8_lossy(&check.stderr)
         );
     }
-    // One database and one code secret for both replicas.
+    // One database, one code secret and one master key for both replicas.
     let replicas: Vec<BTreeMap<String, String>> = REPLICAS
         .iter()
         .map(|name| environment(service(&compose, name)))
         .collect();
-    for shared in ["DATABASE_URL", "CONTACTD_CODE_SECRET"] {
+    for shared in [
+        "DATABASE_URL",
+        "CONTACTD_CODE_SECRET",
+        "CONTACTD_MASTER_KEY_FILE",
+    ] {
         assert!(replicas[0].contains_key(shared), "{shared} is set");
         assert_eq!(
             replicas[0][shared], replicas[1][shared],

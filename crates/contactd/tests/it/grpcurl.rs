@@ -35,6 +35,7 @@ async fn grpcurl_lists_and_describes_the_services_through_reflection(db: TestDb)
     assert!(ok, "{listed}");
     for service in [
         SERVICE,
+        PRIVACY,
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -68,6 +69,41 @@ async fn grpcurl_lists_and_describes_the_services_through_reflection(db: TestDb)
     }
     let (ok, health) = grpcurl(server.addr, &[], &["grpc.health.v1.Health/Check"]).await;
     assert!(ok && health.contains("SERVING"), "{health}");
+    let (ok, described) = grpcurl(server.addr, &[], &["describe", PRIVACY]).await;
+    assert!(
+        ok && described.contains("rpc ForgetMessageContact "),
+        "{described}"
+    );
+    let service = format!(r#"{{"service":"{PRIVACY}"}}"#);
+    let (ok, health) = grpcurl(
+        server.addr,
+        &["-d", &service],
+        &["grpc.health.v1.Health/Check"],
+    )
+    .await;
+    assert!(ok && health.contains("SERVING"), "{health}");
+}
+
+const PRIVACY: &str = "resourcemanager.messagecontact.v1.MessageContactPrivacyService";
+
+async fn grpcurl_forgets_a_contact(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
+    let id = add(&mut server.client, ACCOUNT, "Tom").await.contact_id;
+    let (ok, forgotten) = grpcurl(
+        server.addr,
+        &["-v", "-d", &format!(r#"{{"contactId":"{id}"}}"#)],
+        &[&format!("{PRIVACY}/ForgetMessageContact")],
+    )
+    .await;
+    assert!(ok, "{forgotten}");
+    assert!(forgotten.contains("x-acs-request-id"), "{forgotten}");
+    let (ok, again) = grpcurl(
+        server.addr,
+        &["-v", "-d", &format!(r#"{{"contact_id":"{id}"}}"#)],
+        &[&format!("{SERVICE}/GetMessageContact")],
+    )
+    .await;
+    assert!(!ok && again.contains("EntityNotExists.Contact"), "{again}");
 }
 
 async fn grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style(db: TestDb) {
@@ -245,4 +281,5 @@ both_backends!(
     grpcurl_adds_updates_and_gets_a_contact_with_json_in_either_field_style,
     grpcurl_sends_a_code_lists_the_pending_targets_and_shows_a_wrong_code,
     grpcurl_builds_a_directory_binds_a_contact_and_lists_it_for_a_member,
+    grpcurl_forgets_a_contact,
 );
