@@ -3,7 +3,7 @@
 //! personal data of the log is readable only with it), and the previous ones of a rotation.
 //! The keys' bytes never leave this module but inside a `Keyring`: no message names them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use contactd_store_core::{Keyring, MasterKey};
@@ -105,7 +105,7 @@ fn generate(path: &Path) -> anyhow::Result<MasterKey> {
 mod tests {
     use super::*;
 
-    fn temp_dir() -> PathBuf {
+    fn temp_dir() -> std::path::PathBuf {
         std::env::temp_dir().join(format!("contactd-keys-{}", uuid::Uuid::new_v4()))
     }
 
