@@ -21,7 +21,7 @@ CREATE INDEX contact_keys_by_master_key ON contact_keys (master_key_id) WHERE ma
 -- The log stays append-only, with one exception: sealing in place the personal fields of an
 -- event stored in clear before this change (`contactd events encrypt`, or forgetting its
 -- contact). Only the payload and the schema version change, and only from a clear version of
--- an event type that names a person to its sealed version: the list is
+-- an event type that names a person to its sealed twin (the version plus 100): the list is
 -- `contactd_store_core::sealing::sealing_moves()`, and the store's tests try every move and
 -- the moves around them, so that the two cannot drift apart. An event is sealed at most once
 -- and nothing else about it ever changes.
@@ -41,17 +41,17 @@ WHEN NOT (
     AND NEW.causation_id IS OLD.causation_id
     AND NEW.recorded_at IS OLD.recorded_at
     AND (OLD.event_type, OLD.schema_version, NEW.schema_version) IN (VALUES
-        ('MessageContactAdded', 1, 3),
-        ('MessageContactAdded', 2, 3),
-        ('MessageContactRenamed', 1, 2),
-        ('EmailAddressChangeRequested', 1, 2),
-        ('PhoneNumberChangeRequested', 1, 2),
-        ('EmailVerificationRequested', 1, 2),
-        ('PhoneVerificationRequested', 1, 2),
-        ('EmailAddressVerified', 1, 2),
-        ('PhoneNumberVerified', 1, 2),
-        ('EmailAddressChangeCancelled', 1, 2),
-        ('PhoneNumberChangeCancelled', 1, 2)
+        ('MessageContactAdded', 1, 101),
+        ('MessageContactAdded', 2, 102),
+        ('MessageContactRenamed', 1, 101),
+        ('EmailAddressChangeRequested', 1, 101),
+        ('PhoneNumberChangeRequested', 1, 101),
+        ('EmailVerificationRequested', 1, 101),
+        ('PhoneVerificationRequested', 1, 101),
+        ('EmailAddressVerified', 1, 101),
+        ('PhoneNumberVerified', 1, 101),
+        ('EmailAddressChangeCancelled', 1, 101),
+        ('PhoneNumberChangeCancelled', 1, 101)
     )
 )
 BEGIN

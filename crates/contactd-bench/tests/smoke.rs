@@ -40,7 +40,10 @@ async fn on_postgresql_every_scenario_runs_and_leaves_the_log_and_the_read_model
     pool: PgPool,
 ) {
     let data_dir = fresh_dir("postgres");
-    let store = Store::Postgres(PgStore::new(pool.clone()));
+    let store = Store::Postgres(PgStore::new(
+        pool.clone(),
+        contactd_store_pg::Keyring::for_tests(),
+    ));
     every_scenario(store, Db::Postgres(pool.clone()), &data_dir).await;
 
     // The committed pgbench scripts run on the seeded tables and keep them in agreement.
@@ -326,7 +329,10 @@ async fn security_variant(pool: PgPool, variant: Variant) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let http = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let addr = listener.local_addr().expect("address");
-    let store = Store::Postgres(PgStore::new(pool.clone()));
+    let store = Store::Postgres(PgStore::new(
+        pool.clone(),
+        contactd_store_pg::Keyring::for_tests(),
+    ));
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         contactd::startup::run(listener, http, store, &settings, async {

@@ -38,6 +38,7 @@ pub mod fixtures;
 pub mod jobs;
 pub mod log;
 pub mod outbox;
+pub mod privacy;
 pub mod projections;
 pub mod rules;
 pub mod tokens;
@@ -79,6 +80,17 @@ pub trait Backend: Sized + Send + Sync + 'static {
     /// Stores an event row as it is, as an older version of the service would have written
     /// it: no encoding, no read model, no check beyond the database's own.
     fn insert_raw_event(&self, event: RawEvent) -> impl Future<Output = ()> + Send;
+
+    /// The stored payload of the event `event_id`, as the database holds it (its text).
+    fn stored_payload(&self, event_id: Uuid) -> impl Future<Output = String> + Send;
+
+    /// Overwrites the stored payload of the event `event_id` behind the store's back, past
+    /// the append-only guard: what someone with write access to the database could do.
+    fn overwrite_payload(&self, event_id: Uuid, payload: &str) -> impl Future<Output = ()> + Send;
+
+    /// Seals in place the events stored in clear, as `contactd events encrypt` does: how many
+    /// it sealed.
+    fn seal_clear_events(&self) -> impl Future<Output = u64> + Send;
 
     /// Starts the store's projection `name` in its live form
     /// ([`contactd_app::AccountActivity::NAME`], [`contactd_app::VerificationOutbox::NAME`] or
@@ -191,6 +203,12 @@ macro_rules! conformance_tests {
                 a_projection_killed_mid_run_resumes_from_its_checkpoint_applying_each_event_once,
                 a_projection_stopped_and_started_again_applies_only_what_is_new,
                 rebuilding_every_read_model_gives_back_the_live_ones_exactly,
+            }
+            privacy {
+                a_forgotten_contact_is_gone_and_every_personal_field_of_its_events_reads_redacted,
+                personal_fields_are_stored_sealed_and_a_changed_byte_is_refused_not_read,
+                events_stored_in_clear_are_sealed_in_place_once_and_read_the_same,
+                forgetting_a_contact_stored_in_clear_seals_its_history_too,
             }
             upcasting {
                 a_version_1_creation_and_title_change_read_as_todays_events,

@@ -10,8 +10,8 @@ use contactd_app::{EventMetadata, LogPosition, RecordedEvent, StoreError};
 use contactd_domain::AccountId;
 use uuid::Uuid;
 
-use crate::events::{decode_event, encode_sealed_contact_event};
-use crate::sealing::{DataKey, OpenKeys, is_sealed, open_payload};
+use crate::events::decode_event;
+use crate::sealing::{DataKey, OpenKeys, is_sealed, open_payload, seal_payload};
 
 /// An event's row: the columns every store keeps, with the payload as text and the store's
 /// log order in `log_order` (see [`LogPosition`]).
@@ -56,20 +56,20 @@ pub fn needed_keys(rows: &[StoredEvent]) -> Vec<String> {
 
 /// An event stored in clear before sealing began, sealed under `key`: its id, and the schema
 /// version and payload to store in place of its own (the one change the log allows; ADR 13).
+/// The payload keeps its shape and version, only sealed: it reads back exactly as before. It
+/// must read before it is sealed: an unreadable event is refused, not sealed.
 pub fn sealed_in_place(
     row: StoredEvent,
     key: &DataKey,
 ) -> Result<(Uuid, i32, serde_json::Value), StoreError> {
-    let event_id = row.event_id;
-    let recorded = row.into_recorded(&OpenKeys::default())?;
-    let contactd_domain::DomainEvent::Contact(event) = &recorded.event else {
-        return Err(StoreError::internal(
-            format!("event {event_id} is not a contact's: it names no one"),
-            None,
-        ));
-    };
-    let (_, version, payload) = encode_sealed_contact_event(event, event_id, Some(key))?;
-    Ok((event_id, version, payload))
+    let (event_id, event_type, schema_version) =
+        (row.event_id, row.event_type.clone(), row.schema_version);
+    let mut payload: serde_json::Value = serde_json::from_str(&row.payload).map_err(|_| {
+        StoreError::internal(format!("event {event_id} has an unreadable payload"), None)
+    })?;
+    row.into_recorded(&OpenKeys::default())?;
+    let sealed = seal_payload(&event_type, schema_version, &mut payload, event_id, key);
+    Ok((event_id, sealed, payload))
 }
 
 impl StoredEvent {

@@ -25,32 +25,35 @@ const TAG_BYTES: usize = 16;
 /// number can be written so: the contract's rules refuse brackets in all three.
 pub const REDACTED: &str = "[redacted]";
 
-/// Each event type that names a person: the schema version its clear form is written at
-/// today, the version its sealed form is stored as, and its personal fields. The clear
-/// versions (and older ones) stay readable: events stored before sealing began are read as
-/// they are, and `events encrypt` seals them in place.
-const PERSONAL: &[(&str, i32, i32, &[&str])] = &[
+/// Each event type that names a person, with the schema version its clear form is written
+/// at today and its personal fields.
+const PERSONAL: &[(&str, i32, &[&str])] = &[
     (
         "MessageContactAdded",
         2,
-        3,
         &["name", "email_address", "phone_number"],
     ),
-    ("MessageContactRenamed", 1, 2, &["name"]),
-    ("EmailAddressChangeRequested", 1, 2, &["email_address"]),
-    ("PhoneNumberChangeRequested", 1, 2, &["phone_number"]),
-    ("EmailVerificationRequested", 1, 2, &["email_address"]),
-    ("PhoneVerificationRequested", 1, 2, &["phone_number"]),
-    ("EmailAddressVerified", 1, 2, &["email_address"]),
-    ("PhoneNumberVerified", 1, 2, &["phone_number"]),
-    ("EmailAddressChangeCancelled", 1, 2, &["email_address"]),
-    ("PhoneNumberChangeCancelled", 1, 2, &["phone_number"]),
+    ("MessageContactRenamed", 1, &["name"]),
+    ("EmailAddressChangeRequested", 1, &["email_address"]),
+    ("PhoneNumberChangeRequested", 1, &["phone_number"]),
+    ("EmailVerificationRequested", 1, &["email_address"]),
+    ("PhoneVerificationRequested", 1, &["phone_number"]),
+    ("EmailAddressVerified", 1, &["email_address"]),
+    ("PhoneNumberVerified", 1, &["phone_number"]),
+    ("EmailAddressChangeCancelled", 1, &["email_address"]),
+    ("PhoneNumberChangeCancelled", 1, &["phone_number"]),
 ];
 
-fn personal(
-    event_type: &str,
-) -> Option<&'static (&'static str, i32, i32, &'static [&'static str])> {
-    PERSONAL.iter().find(|(t, ..)| *t == event_type)
+/// A payload of schema version `v` sealed is stored at version `v + SEALED`: sealing changes
+/// no field's name or shape, so every clear version (an old one too) has its sealed twin, and
+/// opening gives back exactly the clear payload, which the upcasters then read as before.
+const SEALED: i32 = 100;
+
+fn personal(event_type: &str) -> Option<(i32, &'static [&'static str])> {
+    PERSONAL
+        .iter()
+        .find(|(t, ..)| *t == event_type)
+        .map(|(_, clear, fields)| (*clear, *fields))
 }
 
 /// Whether events of this type name a person (and so are written sealed).
@@ -61,13 +64,13 @@ pub fn names_a_person(event_type: &str) -> bool {
 /// Whether an event stored at this schema version is sealed (and needs its contact's key to
 /// be read).
 pub fn is_sealed(event_type: &str, schema_version: i32) -> bool {
-    personal(event_type).is_some_and(|(_, _, sealed, _)| *sealed == schema_version)
+    personal(event_type).is_some_and(|(clear, _)| (1..=clear).contains(&(schema_version - SEALED)))
 }
 
 /// Whether an event stored at this schema version names a person in clear (stored before
 /// sealing began): what `events encrypt` and forgetting seal in place.
 pub fn is_clear_personal(event_type: &str, schema_version: i32) -> bool {
-    personal(event_type).is_some_and(|(_, _, sealed, _)| schema_version < *sealed)
+    personal(event_type).is_some_and(|(clear, _)| (1..=clear).contains(&schema_version))
 }
 
 /// Every `(event type, clear version, sealed version)` that sealing an event in place may
@@ -75,7 +78,7 @@ pub fn is_clear_personal(event_type: &str, schema_version: i32) -> bool {
 pub fn sealing_moves() -> impl Iterator<Item = (&'static str, i32, i32)> {
     PERSONAL
         .iter()
-        .flat_map(|(t, clear, sealed, _)| (1..=*clear).map(move |from| (*t, from, *sealed)))
+        .flat_map(|(t, clear, _)| (1..=*clear).map(move |from| (*t, from, from + SEALED)))
 }
 
 /// A failure to seal or open: the key or the ciphertext is not what it was written as.
@@ -359,8 +362,8 @@ fn key_error(contact_id: &str, error: SealError) -> StoreError {
     )
 }
 
-/// Seals the personal fields of a payload encoded at its clear version: the schema version
-/// it is then stored at. Other payloads are left as they are.
+/// Seals the personal fields of a payload stored in clear: the schema version it is then
+/// stored at. Other payloads are left as they are.
 pub fn seal_payload(
     event_type: &str,
     schema_version: i32,
@@ -368,21 +371,20 @@ pub fn seal_payload(
     event_id: Uuid,
     key: &DataKey,
 ) -> i32 {
-    let Some((_, clear, sealed, fields)) = personal(event_type) else {
+    let Some((_, fields)) = personal(event_type) else {
         return schema_version;
     };
-    debug_assert_eq!(
-        schema_version, *clear,
-        "sealing starts from the clear version"
-    );
-    for field in *fields {
+    if !is_clear_personal(event_type, schema_version) {
+        return schema_version;
+    }
+    for field in fields {
         if let Some(value) = payload.get_mut(*field)
             && let Value::String(text) = value
         {
             *text = key.seal(event_id, field, text);
         }
     }
-    *sealed
+    schema_version + SEALED
 }
 
 /// Opens the personal fields of a sealed payload in place, or marks them [`REDACTED`] when
@@ -395,10 +397,10 @@ pub fn open_payload(
     event_id: Uuid,
     key: Option<&KeyState>,
 ) -> Result<i32, StoreError> {
-    let Some((_, clear, sealed, fields)) = personal(event_type) else {
+    let Some((_, fields)) = personal(event_type) else {
         return Ok(schema_version);
     };
-    if schema_version != *sealed {
+    if !is_sealed(event_type, schema_version) {
         return Ok(schema_version);
     }
     let refused = |what: String| {
@@ -408,7 +410,7 @@ pub fn open_payload(
         )
     };
     let key = key.ok_or_else(|| refused("its contact has no data key".to_owned()))?;
-    for field in *fields {
+    for field in fields {
         if let Some(value) = payload.get_mut(*field)
             && let Value::String(text) = value
         {
@@ -420,7 +422,7 @@ pub fn open_payload(
             };
         }
     }
-    Ok(*clear)
+    Ok(schema_version - SEALED)
 }
 
 /// What a rotation did: data keys rewrapped under the current master key, and those that were
@@ -559,21 +561,28 @@ mod tests {
         let clear = serde_json::json!({"contact_id": "c-1", "name": "Tom", "email_address": "a@b.cn", "phone_number": null, "title": "CEO", "message_types": []});
         let mut payload = clear.clone();
         let version = seal_payload("MessageContactAdded", 2, &mut payload, event, &key);
-        assert_eq!(version, 3);
+        assert_eq!(version, 102);
         assert_ne!(payload["name"], clear["name"]);
         assert_eq!(payload["title"], clear["title"]);
         assert!(payload["phone_number"].is_null());
         let mut opened = payload.clone();
         let present = KeyState::Present(key);
         assert_eq!(
-            open_payload("MessageContactAdded", 3, &mut opened, event, Some(&present)).unwrap(),
+            open_payload(
+                "MessageContactAdded",
+                102,
+                &mut opened,
+                event,
+                Some(&present)
+            )
+            .unwrap(),
             2
         );
         assert_eq!(opened, clear);
         let mut redacted = payload.clone();
         open_payload(
             "MessageContactAdded",
-            3,
+            102,
             &mut redacted,
             event,
             Some(&KeyState::Destroyed),
@@ -584,12 +593,20 @@ mod tests {
         assert!(
             open_payload(
                 "MessageContactAdded",
-                3,
+                102,
                 &mut payload,
                 Uuid::now_v7(),
                 Some(&present)
             )
             .is_err()
         );
+        let (key, _) = Keyring::for_tests().new_data_key("c-1");
+        let mut old = serde_json::json!({"name": "Tom", "account_id": "1"});
+        assert_eq!(
+            seal_payload("MessageContactAdded", 1, &mut old, event, &key),
+            101
+        );
+        assert_eq!(old["account_id"], "1", "an old shape is sealed as it is");
+        assert_ne!(old["name"], "Tom");
     }
 }

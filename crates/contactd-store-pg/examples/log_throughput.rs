@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sqlx::Postgres::create_database(&url).await?;
     let pool = contactd_store_pg::connect(&url, &PoolSettings::default()).await?;
     contactd_store_pg::migrate(&pool).await?;
-    let store = PgStore::new(pool.clone());
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests());
 
     let started = Instant::now();
     seed(&pool, contacts).await?;

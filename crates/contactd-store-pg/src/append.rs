@@ -17,8 +17,10 @@ use contactd_domain::{Contact, ContactStatus};
 
 use crate::deadline::{Budget, Stopped, bounded, passed};
 use crate::error::{append_error, store_error};
+use crate::keys::Sealing;
+use contactd_store_core::DataKey;
 use contactd_store_core::documents::{StoredContact, StoredDirectory, outcome_to_json};
-use contactd_store_core::events::{encode_contact_event, encode_directory_event};
+use contactd_store_core::events::{encode_directory_event, encode_sealed_contact_event};
 
 /// The statement is composed of the parts an append needs: an update carries no quota and
 /// usually no name claim or remembered call, and every part left out is work PostgreSQL does
@@ -118,12 +120,19 @@ counted_target AS (
         max_sends = EXCLUDED.max_sends
 )"#;
 
+/// A new contact's data key, stored with its first events (ADR 13).
+const STORE_KEY: &str = r#"
+keyed AS (
+    INSERT INTO contact_keys (contact_id, account_id, master_key_id, wrapped_key, created_at)
+    VALUES ($2, $1, $32::text, $33::bytea, $7)
+)"#;
+
 const COUNTS: &str = "\nSELECT (SELECT count(*) FROM appended), (SELECT count(*) FROM projected)";
 
 /// The parts an append needs, as bits: a new contact (1), the name claim kept, claimed, moved
 /// or released (0, 2, 4 or 6), the quota counted (8), the call remembered (16), a code issued
-/// (32), the contact deleted (64).
-fn shape(append: &Append<'_>) -> usize {
+/// (32), the contact deleted (64), a new data key stored (128).
+fn shape(append: &Append<'_>, sealing: Option<&Sealing>) -> usize {
     let claim = match append.name_claim {
         NameClaim::Keep => 0,
         NameClaim::Claim { .. } => 2,
@@ -137,6 +146,11 @@ fn shape(append: &Append<'_>) -> usize {
         | if append.quota_limit.is_some() { 8 } else { 0 }
         | if append.remember.is_some() { 16 } else { 0 }
         | if append.code.is_some() { 32 } else { 0 }
+        | if sealing.is_some_and(|s| s.new.is_some()) {
+            128
+        } else {
+            0
+        }
 }
 
 fn compose(shape: usize) -> String {
@@ -163,15 +177,18 @@ fn compose(shape: usize) -> String {
     if shape & 32 != 0 {
         parts.push(ISSUE_CODE);
     }
+    if shape & 128 != 0 {
+        parts.push(STORE_KEY);
+    }
     format!("WITH{}{COUNTS}", parts.join(","))
 }
 
 /// Every composed text, built once: the hot path only picks one.
-static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| (0..128).map(compose).collect());
+static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| (0..256).map(compose).collect());
 
 /// The append statement for this kind of append.
-fn append_sql(append: &Append<'_>) -> &'static str {
-    &STATEMENTS[shape(append)]
+fn append_sql(append: &Append<'_>, sealing: Option<&Sealing>) -> &'static str {
+    &STATEMENTS[shape(append, sealing)]
 }
 
 /// An event as stored: its id, its version in the stream and its persisted payload.
@@ -183,20 +200,26 @@ pub(crate) struct EncodedEvent {
     pub payload: Value,
 }
 
-/// The append's events as stored, numbered on from the expected version.
-pub(crate) fn encode_events(append: &Append<'_>) -> Vec<EncodedEvent> {
+/// The append's events as stored, numbered on from the expected version, their personal
+/// fields sealed with `key`.
+pub(crate) fn encode_events(
+    append: &Append<'_>,
+    key: Option<&DataKey>,
+) -> Result<Vec<EncodedEvent>, AppendError> {
     let first_version = append.expected_version as i64 + 1;
     (0_i64..)
         .zip(append.events)
         .map(|(offset, new)| {
-            let (event_type, schema_version, payload) = encode_contact_event(&new.event);
-            EncodedEvent {
+            let (event_type, schema_version, payload) =
+                encode_sealed_contact_event(&new.event, new.event_id, key)
+                    .map_err(AppendError::Store)?;
+            Ok(EncodedEvent {
                 event_id: new.event_id,
                 stream_version: first_version + offset,
                 event_type,
                 schema_version,
                 payload,
-            }
+            })
         })
         .collect()
 }
@@ -207,10 +230,12 @@ pub(crate) async fn append(
     pool: &PgPool,
     budget: Budget,
     append: Append<'_>,
+    sealing: Option<&Sealing>,
 ) -> Result<(), AppendError> {
-    let sql = append_sql(&append);
+    let sql = append_sql(&append, sealing);
     let metadata = append.metadata;
-    let encoded = encode_events(&append);
+    let encoded = encode_events(&append, sealing.map(|s| &s.key))?;
+    let new_key = sealing.and_then(|s| s.new.as_ref());
     let event_ids: Vec<_> = encoded.iter().map(|e| e.event_id).collect();
     let versions: Vec<_> = encoded.iter().map(|e| e.stream_version).collect();
     let types: Vec<_> = encoded.iter().map(|e| e.event_type).collect();
@@ -258,7 +283,9 @@ pub(crate) async fn append(
         .bind(code.map(|c| c.limits.day))
         .bind(code.map(|c| limit(c.limits.per_account_day)))
         .bind(code.map(|c| c.limits.target_digest.as_slice()))
-        .bind(code.map(|c| limit(c.limits.per_target_minute)));
+        .bind(code.map(|c| limit(c.limits.per_target_minute)))
+        .bind(new_key.map(|k| k.master_key_id.as_str()))
+        .bind(new_key.map(|k| k.bytes.as_slice()));
     let outcome: Result<(i64, i64), AppendError> =
         bounded(pool, budget, true, async |connection| {
             statement.fetch_one(&mut *connection).await

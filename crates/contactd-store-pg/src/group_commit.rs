@@ -23,6 +23,7 @@ use tracing::debug;
 use crate::append::{EncodedEvent, encode_events};
 use crate::deadline::{Budget, Stopped, bounded_reporting, passed};
 use crate::error::{append_error, out_of_reach, store_error};
+use contactd_store_core::DataKey;
 use contactd_store_core::documents::StoredContact;
 use contactd_store_core::grouping::{GroupWork, Grouped};
 
@@ -86,21 +87,21 @@ pub(crate) struct Update {
 }
 
 impl Update {
-    pub(crate) fn copy(append: &Append<'_>) -> Self {
+    pub(crate) fn copy(append: &Append<'_>, key: Option<&DataKey>) -> Result<Self, AppendError> {
         let metadata = append.metadata;
         let row = StoredContact::from(append.contact);
-        Self {
+        Ok(Self {
             state: row.state_json(),
             row,
             expected_version: append.expected_version as i64,
-            events: encode_events(append),
+            events: encode_events(append, key)?,
             request_id: metadata.request_id.clone(),
             caller: metadata.caller.clone(),
             correlation_id: metadata.correlation_id.clone(),
             causation_id: metadata.causation_id.clone(),
             recorded_at: metadata.recorded_at,
             deadline: contactd_app::deadline::current(),
-        }
+        })
     }
 }
 

@@ -8,9 +8,11 @@ mod append;
 mod codes;
 mod deadline;
 mod error;
+mod forget;
 mod group_commit;
 mod group_read;
 mod jobs;
+mod keys;
 mod log;
 mod member_contacts;
 mod outbox;
@@ -26,7 +28,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use contactd_app::{
     Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
-    DirectoryStore, EventLog, EventMetadata, IdempotencyKey, JobOutcome, LifecycleJob,
+    DirectoryStore, EventLog, EventMetadata, Forget, IdempotencyKey, JobOutcome, LifecycleJob,
     LifecycleJobs, LinkedCode, ListedContact, LogPosition, MemberContacts, Outbox, OutboxMessage,
     Page, PageRequest, PoolUsage, RecordedEvent, Recording, RememberedCall, StartPoint, StoreError,
     VerificationOutbox,
@@ -43,9 +45,12 @@ use uuid::Uuid;
 use crate::deadline::Budget;
 use crate::group_commit::{Update, UpdateGroups};
 use crate::group_read::{Load, LoadGroups};
+use contactd_store_core::KeyCache;
 use contactd_store_core::grouping::Grouped;
 
-pub use contactd_store_core::{INLINE_READ_MODEL, RebuildReport};
+pub use contactd_store_core::{
+    EventSealing, INLINE_READ_MODEL, KeyRotation, Keyring, MasterKey, RebuildReport,
+};
 pub use contactd_store_core::{canonical_payload, decode_event, encode_event, event_json_line};
 pub use projection::PgLease;
 pub use rebuild::{rebuild_contacts, rebuild_projection};
@@ -147,11 +152,21 @@ pub struct PgStore {
     group_readers: usize,
     /// Where the groups report their sizes and their waits for a connection.
     recording: Recording,
+    /// The master keys that wrap the contacts' data keys (ADR 13).
+    keyring: Arc<Keyring>,
+    /// The data keys this process sealed with lately (writes only).
+    keys: Arc<KeyCache>,
 }
 
+/// How many data keys a process keeps to seal with, beyond the contacts it remembers.
+const CACHED_KEYS: usize = 16_384;
+
 impl PgStore {
-    pub fn new(pool: PgPool) -> Self {
+    /// The store on `pool`, sealing personal data under data keys that `keyring` wraps.
+    pub fn new(pool: PgPool, keyring: Keyring) -> Self {
         Self {
+            keyring: Arc::new(keyring),
+            keys: Arc::new(KeyCache::new(CACHED_KEYS)),
             update_groups: Some(UpdateGroups::new(
                 pool.clone(),
                 None,
@@ -261,6 +276,7 @@ impl PgStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         log::read_stream(
             &self.pool,
+            &self.keyring,
             account,
             stream_id,
             after_version,
@@ -279,9 +295,20 @@ impl PgStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match as_of {
             AsOf::Version(version) => {
-                log::read_stream(&self.pool, account, stream_id, 0, version, u32::MAX).await
+                log::read_stream(
+                    &self.pool,
+                    &self.keyring,
+                    account,
+                    stream_id,
+                    0,
+                    version,
+                    u32::MAX,
+                )
+                .await
             }
-            AsOf::Time(time) => log::read_stream_until(&self.pool, account, stream_id, time).await,
+            AsOf::Time(time) => {
+                log::read_stream_until(&self.pool, &self.keyring, account, stream_id, time).await
+            }
         }
     }
 
@@ -305,7 +332,32 @@ impl PgStore {
         account: &AccountId,
         stream_id: &str,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        log::read_stream(&self.pool, account, stream_id, 0, u64::MAX, u32::MAX).await
+        log::read_stream(
+            &self.pool,
+            &self.keyring,
+            account,
+            stream_id,
+            0,
+            u64::MAX,
+            u32::MAX,
+        )
+        .await
+    }
+
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Rewraps every data key under the keyring's current master key (ADR 13); no event is
+    /// touched.
+    pub async fn rotate_keys(&self) -> Result<KeyRotation, StoreError> {
+        keys::rotate(&self.pool, &self.keyring).await
+    }
+
+    /// Seals in place the personal fields of the events stored in clear before encryption
+    /// (ADR 13). A second run finds nothing to seal.
+    pub async fn seal_clear_events(&self) -> Result<EventSealing, StoreError> {
+        forget::seal_clear_events(&self.pool, &self.keyring).await
     }
 }
 
@@ -331,14 +383,35 @@ impl ContactStore for PgStore {
 
     #[tracing::instrument(name = "append", level = "debug", skip_all, fields(contact_id = %append.contact.contact_id, events = append.events.len(), expected_version = append.expected_version))]
     async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
+        let sealing = keys::sealing_key(&self.pool, &self.keyring, &self.keys, &append).await?;
+        let contact_id = append.contact.contact_id.clone();
         let result = match &self.update_groups {
-            Some(groups) if group_commit::groupable(&append) => {
-                groups.submit(Update::copy(&append)).await
+            Some(groups)
+                if group_commit::groupable(&append)
+                    && sealing.as_ref().is_none_or(|s| s.new.is_none()) =>
+            {
+                match Update::copy(&append, sealing.as_ref().map(|s| &s.key)) {
+                    Ok(update) => groups.submit(update).await,
+                    Err(error) => Err(error),
+                }
             }
-            _ => append::append(&self.pool, self.budget(), append).await,
+            _ => append::append(&self.pool, self.budget(), append, sealing.as_ref()).await,
         };
+        if let (Ok(()), Some(sealing)) = (&result, sealing) {
+            self.keys.insert(contact_id.as_str(), sealing.key);
+        }
         // Failed appends wake readers too: a transaction that ended, even by rolling back, may
         // have been what held back other transactions' events.
+        self.appended();
+        result
+    }
+
+    #[tracing::instrument(name = "forget", level = "debug", skip_all, fields(contact_id = %forget.contact_id))]
+    async fn forget(&self, forget: Forget<'_>) -> Result<(), AppendError> {
+        let contact_id = forget.contact_id.clone();
+        let result = forget::forget(&self.pool, &self.keyring, forget).await;
+        // Whatever the outcome: a key that may be destroyed is not sealed with again.
+        self.keys.evict(contact_id.as_str());
         self.appended();
         result
     }
@@ -480,7 +553,12 @@ impl EventLog for PgStore {
         account: Option<&AccountId>,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        log::read_log(&self.pool, after, account, limit).await
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(crate::error::failed("reading the log failed"))?;
+        log::read_log(&mut connection, &self.keyring, after, account, limit).await
     }
 
     async fn read_stream_log(
@@ -489,7 +567,7 @@ impl EventLog for PgStore {
         after: LogPosition,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        log::read_stream_log(&self.pool, stream_id, after, limit).await
+        log::read_stream_log(&self.pool, &self.keyring, stream_id, after, limit).await
     }
 
     async fn start_at(&self, global_position: i64) -> Result<StartPoint, StoreError> {

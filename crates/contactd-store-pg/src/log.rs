@@ -5,10 +5,11 @@
 use chrono::{DateTime, Utc};
 use contactd_app::{LogPosition, RecordedEvent, StartPoint, StoreError};
 use contactd_domain::AccountId;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::error::store_error;
-use contactd_store_core::StoredEvent;
+use crate::keys::open_keys;
+use contactd_store_core::{Keyring, StoredEvent};
 
 /// Every column of an event, the payload as stored text and the transaction id as a number.
 /// The number has its own name: an output column named `transaction_id` would be what
@@ -35,13 +36,23 @@ const READ_ACCOUNT_LOG: &str = "WHERE account_id = $4 AND (transaction_id, globa
 /// An event's row, as every store selects it.
 pub(crate) type EventRow = StoredEvent;
 
-fn decode_all(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.into_iter().map(StoredEvent::into_recorded).collect()
+/// The rows as events, their sealed fields opened with their contacts' keys as the table
+/// holds them now (one more query when some are sealed).
+async fn decode_all<'e>(
+    executor: impl PgExecutor<'e>,
+    keyring: &Keyring,
+    rows: Vec<EventRow>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let keys = open_keys(executor, keyring, &rows).await?;
+    rows.into_iter()
+        .map(|row| row.into_recorded(&keys))
+        .collect()
 }
 
 /// The next events of the global log (or of one account's part of it) after `after`.
-pub(crate) async fn read_log<'e>(
-    executor: impl PgExecutor<'e>,
+pub(crate) async fn read_log(
+    connection: &mut PgConnection,
+    keyring: &Keyring,
     after: LogPosition,
     account: Option<&AccountId>,
     limit: u32,
@@ -52,7 +63,7 @@ pub(crate) async fn read_log<'e>(
                 .bind(after.parts().0)
                 .bind(after.parts().1)
                 .bind(i64::from(limit))
-                .fetch_all(executor)
+                .fetch_all(&mut *connection)
                 .await
         }
         Some(account) => {
@@ -63,17 +74,18 @@ pub(crate) async fn read_log<'e>(
             .bind(after.parts().1)
             .bind(i64::from(limit))
             .bind(account.as_str())
-            .fetch_all(executor)
+            .fetch_all(&mut *connection)
             .await
         }
     }
     .map_err(|e| store_error("reading the log failed", e))?;
-    decode_all(rows)
+    decode_all(connection, keyring, rows).await
 }
 
 /// The next events of one stream after `after`, in log order (for offline replays).
 pub(crate) async fn read_stream_log(
     pool: &PgPool,
+    keyring: &Keyring,
     stream_id: &str,
     after: LogPosition,
     limit: u32,
@@ -88,7 +100,7 @@ pub(crate) async fn read_stream_log(
     .fetch_all(pool)
     .await
     .map_err(|e| store_error("reading the log failed", e))?;
-    decode_all(rows)
+    decode_all(pool, keyring, rows).await
 }
 
 /// From the event at P (or the first one after it) on, in log order. When no event has a
@@ -143,6 +155,7 @@ pub(crate) async fn snapshot_bounds(pool: &PgPool) -> Result<(i64, i64), StoreEr
 /// One stream's events with versions in `(after_version, up_to_version]`, in version order.
 pub(crate) async fn read_stream(
     pool: &PgPool,
+    keyring: &Keyring,
     account: &AccountId,
     stream_id: &str,
     after_version: u64,
@@ -161,12 +174,13 @@ pub(crate) async fn read_stream(
     .fetch_all(pool)
     .await
     .map_err(|e| store_error("reading a stream failed", e))?;
-    decode_all(rows)
+    decode_all(pool, keyring, rows).await
 }
 
 /// One stream's events recorded at or before `as_of`, in version order.
 pub(crate) async fn read_stream_until(
     pool: &PgPool,
+    keyring: &Keyring,
     account: &AccountId,
     stream_id: &str,
     as_of: DateTime<Utc>,
@@ -181,5 +195,5 @@ pub(crate) async fn read_stream_until(
     .fetch_all(pool)
     .await
     .map_err(|e| store_error("reading a stream failed", e))?;
-    decode_all(rows)
+    decode_all(pool, keyring, rows).await
 }

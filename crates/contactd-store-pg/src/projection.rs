@@ -60,7 +60,7 @@ impl ProjectionStore for PgStore {
         after: LogPosition,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_log(&mut lease.conn, after, None, limit).await
+        read_log(&mut lease.conn, self.keyring(), after, None, limit).await
     }
 
     async fn apply_batch<P>(

@@ -9,6 +9,7 @@ use tokio_stream::StreamExt;
 
 use crate::PgStore;
 use crate::error::{failed, store_error};
+use crate::keys::all_keys;
 use crate::log::{EVENT_COLUMNS, EventRow, read_log};
 use crate::projection::save_checkpoint;
 use crate::work::PgWork;
@@ -35,13 +36,14 @@ pub async fn rebuild_contacts(store: &PgStore) -> Result<RebuildReport, StoreErr
     .map_err(failed("locking the read model failed"))?;
 
     let mut fold = InlineFold::default();
+    let keys = all_keys(&mut tx, store.keyring()).await?;
     {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY stream_id, stream_version");
         let mut rows = sqlx::query_as::<_, EventRow>(&sql).fetch(&mut *tx);
         while let Some(row) = rows.next().await {
             fold.apply(
                 row.map_err(failed("reading the log failed"))?
-                    .into_recorded()?,
+                    .into_recorded(&keys)?,
             )?;
         }
     }
@@ -155,7 +157,7 @@ where
             .acquire()
             .await
             .map_err(failed("reading the log failed"))?;
-        let batch = read_log(&mut *conn, after, None, batch_size).await?;
+        let batch = read_log(&mut *conn, store.keyring(), after, None, batch_size).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
         events += batch.len() as u64;

@@ -139,7 +139,9 @@ impl Store {
                 }
                 info!("store: PostgreSQL");
                 Ok(Self::Postgres(
-                    PgStore::new(pool).statement_timeout(longest_call),
+                    // FIXME(issue 13): the keyring from --master-key-file (helper G).
+                    PgStore::new(pool, contactd_store_pg::Keyring::for_tests())
+                        .statement_timeout(longest_call),
                 ))
             }
             StoreChoice::Sqlite { path } => {

@@ -57,14 +57,15 @@ pub trait OutboxModel: Send {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The message the event asks for, if it asks for one.
+/// The message the event asks for, if it asks for one. A contact forgotten before its
+/// message was recorded gets none: its target reads as redacted.
 fn requested(event: &RecordedEvent) -> Option<RequestedMessage> {
     let (channel, recipient, verification_id, expires_at) = match event.contact_event()? {
         ContactEvent::EmailVerificationRequested {
             verification_id,
             email_address,
             expires_at,
-        } => (
+        } if !email_address.is_redacted() => (
             Channel::Email,
             email_address.as_str(),
             verification_id,
@@ -74,7 +75,7 @@ fn requested(event: &RecordedEvent) -> Option<RequestedMessage> {
             verification_id,
             phone_number,
             expires_at,
-        } => (
+        } if !phone_number.is_redacted() => (
             Channel::Phone,
             phone_number.as_str(),
             verification_id,

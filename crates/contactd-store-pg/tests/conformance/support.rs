@@ -72,7 +72,7 @@ impl Backend for PgBackend {
             .await
             .expect("migrate the test database");
         Self {
-            store: PgStore::new(pool),
+            store: PgStore::new(pool, contactd_store_pg::Keyring::for_tests()),
             server,
             database,
             name,
@@ -84,7 +84,10 @@ impl Backend for PgBackend {
     }
 
     async fn another_process(&self) -> PgStore {
-        PgStore::new(pool(&self.database).await)
+        PgStore::new(
+            pool(&self.database).await,
+            contactd_store_pg::Keyring::for_tests(),
+        )
     }
 
     async fn try_update_event(&self, event_id: Uuid) -> Result<(), String> {
@@ -135,6 +138,38 @@ impl Backend for PgBackend {
         .execute(self.store.pool())
         .await
         .expect("insert a raw event");
+    }
+
+    async fn stored_payload(&self, event_id: Uuid) -> String {
+        sqlx::query_scalar("SELECT payload::text FROM events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(self.store.pool())
+            .await
+            .expect("read a stored payload")
+    }
+
+    async fn overwrite_payload(&self, event_id: Uuid, payload: &str) {
+        // Past the append-only trigger: what only a superuser could do.
+        let mut tx = self.store.pool().begin().await.unwrap();
+        sqlx::query("SET LOCAL session_replication_role = replica")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE events SET payload = $2::text::jsonb WHERE event_id = $1")
+            .bind(event_id)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await
+            .expect("overwrite a stored payload");
+        tx.commit().await.unwrap();
+    }
+
+    async fn seal_clear_events(&self) -> u64 {
+        self.store
+            .seal_clear_events()
+            .await
+            .expect("seal the events stored in clear")
+            .sealed
     }
 
     fn spawn_projection(

@@ -118,19 +118,25 @@ async fn a_blocked_write_is_cancelled_at_its_deadline_and_succeeds_without_one(
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_blocked_single_write_is_cancelled_at_its_deadline(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(0).group_reads(0);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests())
+        .group_commit(0)
+        .group_reads(0);
     a_blocked_write_is_cancelled_at_its_deadline_and_succeeds_without_one(pool, store).await;
 }
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_blocked_group_commit_is_cancelled_at_its_deadline(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(1).group_reads(0);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests())
+        .group_commit(1)
+        .group_reads(0);
     a_blocked_write_is_cancelled_at_its_deadline_and_succeeds_without_one(pool, store).await;
 }
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_group_commit_waits_for_its_longest_deadline(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(1).group_reads(0);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests())
+        .group_commit(1)
+        .group_reads(0);
     let contacts = stored_contacts(&store, 2).await;
     let mut locker = lock_contacts(&pool).await;
     let start = Instant::now();
@@ -175,19 +181,25 @@ async fn a_blocked_read_is_cancelled_at_its_deadline(pool: PgPool, store: PgStor
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_blocked_single_read_is_cancelled_at_its_deadline(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(0).group_reads(0);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests())
+        .group_commit(0)
+        .group_reads(0);
     a_blocked_read_is_cancelled_at_its_deadline(pool, store).await;
 }
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_blocked_grouped_read_is_cancelled_at_its_deadline(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(0).group_reads(1);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests())
+        .group_commit(0)
+        .group_reads(1);
     a_blocked_read_is_cancelled_at_its_deadline(pool, store).await;
 }
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_passed_deadline_starts_no_statement(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(1).group_reads(1);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests())
+        .group_commit(1)
+        .group_reads(1);
     let contact = stored_contacts(&store, 1).await.remove(0);
     let (events, after) = retitle(&contact);
     let passed = Instant::now();
@@ -225,7 +237,7 @@ async fn the_session_cap_bounds_statements_outside_any_call(pool: PgPool) {
         .unwrap();
     assert_eq!(shown, "300ms");
 
-    let store = PgStore::new(capped.clone())
+    let store = PgStore::new(capped.clone(), contactd_store_pg::Keyring::for_tests())
         .statement_timeout(Some(SHORT))
         .group_reads(0);
     let contact = stored_contacts(&store, 1).await.remove(0);

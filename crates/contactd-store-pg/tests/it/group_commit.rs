@@ -92,7 +92,7 @@ async fn update_transactions(pool: &PgPool) -> i64 {
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn concurrent_updates_commit_in_one_transaction_each_in_full(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(1);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests()).group_commit(1);
     let contacts = stored_contacts(&store, 12).await;
     let at = metadata();
     let updates = contacts
@@ -143,7 +143,7 @@ async fn concurrent_updates_commit_in_one_transaction_each_in_full(pool: PgPool)
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_stale_update_is_refused_alone_and_the_rest_of_its_group_commits(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(1);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests()).group_commit(1);
     let contacts = stored_contacts(&store, 5).await;
     let at = metadata();
     // The first contact moves on to version 2 before the group is written.
@@ -183,7 +183,7 @@ async fn a_stale_update_is_refused_alone_and_the_rest_of_its_group_commits(pool:
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_group_the_database_refuses_is_written_update_by_update(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(1);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests()).group_commit(1);
     let contacts = stored_contacts(&store, 4).await;
     // Behind the service's back, the first stream gains a version 2 that its row never saw: the
     // events' unique version refuses the group's statement as a whole.
@@ -223,7 +223,7 @@ async fn a_group_the_database_refuses_is_written_update_by_update(pool: PgPool) 
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_group_that_cannot_reach_the_database_fails_each_update_as_transient(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_commit(1);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests()).group_commit(1);
     let contacts = stored_contacts(&store, 3).await;
     pool.close().await;
 
@@ -244,7 +244,9 @@ async fn a_group_that_cannot_reach_the_database_fails_each_update_as_transient(p
 async fn fifty_concurrent_updates_lose_none_without_groups_or_remembered_state(pool: PgPool) {
     // The conformance suite races updates through the grouped path; this is the other one:
     // every append and every read a statement of its own, every update decided on a read.
-    let store = PgStore::new(pool).group_commit(0).group_reads(0);
+    let store = PgStore::new(pool, contactd_store_pg::Keyring::for_tests())
+        .group_commit(0)
+        .group_reads(0);
     let policy = Policy {
         decided_contacts: 0,
         ..Policy::default()

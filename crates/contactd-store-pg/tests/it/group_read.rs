@@ -27,7 +27,7 @@ async fn load_together(
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn each_read_of_a_group_gets_its_own_contact_and_only_in_its_own_account(pool: PgPool) {
-    let store = PgStore::new(pool).group_reads(1);
+    let store = PgStore::new(pool, contactd_store_pg::Keyring::for_tests()).group_reads(1);
     let contacts = stored_contacts(&store, 6).await;
     let stranger = AccountId::parse("999").unwrap();
     let mut loads: Vec<_> = contacts
@@ -55,7 +55,7 @@ async fn each_read_of_a_group_gets_its_own_contact_and_only_in_its_own_account(p
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_group_that_fails_fails_each_of_its_reads_as_transient(pool: PgPool) {
-    let store = PgStore::new(pool.clone()).group_reads(1);
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests()).group_reads(1);
     pool.close().await;
     let loads = (0..5).map(|_| (account(), ContactId::generate())).collect();
 

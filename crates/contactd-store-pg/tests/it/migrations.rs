@@ -43,7 +43,7 @@ async fn a_contact_written_as_columns_reads_back_the_same_from_its_state_documen
     .unwrap();
 
     contactd_store_pg::MIGRATOR.run(&pool).await.unwrap();
-    let store = PgStore::new(pool);
+    let store = PgStore::new(pool, contactd_store_pg::Keyring::for_tests());
     let contact = store
         .load_contact(
             &AccountId::parse("1234567890123456").unwrap(),

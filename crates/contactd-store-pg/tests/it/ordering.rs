@@ -184,7 +184,7 @@ async fn a_consumer_sees_every_event_of_concurrent_writers_once_and_in_one_order
         .execute(&pool)
         .await
         .unwrap();
-    let store = PgStore::new(pool.clone());
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests());
     let (_stop, stopping) = watch::channel(false);
     let first = tokio::spawn(run_projection(
         store.clone(),
@@ -262,7 +262,7 @@ async fn a_projection_passing_what_does_not_concern_it_still_sees_all_that_does_
         .execute(&pool)
         .await
         .unwrap();
-    let store = PgStore::new(pool.clone());
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests());
     let (_stop, stopping) = watch::channel(false);
     let run = || {
         tokio::spawn(run_projection(
@@ -300,7 +300,7 @@ async fn a_projection_passing_what_does_not_concern_it_still_sees_all_that_does_
         async |pool| {
             sqlx::query_scalar::<_, bool>(
                 "SELECT (c.transaction_id, c.global_position) = \
-                        (SELECT (e.transaction_id, e.global_position) FROM events e \
+                        (SELECT e.transaction_id, e.global_position FROM events e \
                          ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1) \
                  FROM projection_checkpoints c WHERE c.name = 'test_picky'",
             )
@@ -331,7 +331,7 @@ async fn a_projection_passing_what_does_not_concern_it_still_sees_all_that_does_
 
 #[sqlx::test(migrator = "contactd_store_pg::MIGRATOR")]
 async fn a_running_transaction_holds_back_later_events_until_it_ends(pool: PgPool) {
-    let store = PgStore::new(pool.clone());
+    let store = PgStore::new(pool.clone(), contactd_store_pg::Keyring::for_tests());
     let insert = "INSERT INTO events (event_id, account_id, stream_id, stream_version, event_type, schema_version, payload, \
                   request_id, caller, correlation_id, causation_id, recorded_at) \
                   VALUES (gen_random_uuid(), '1', $1, 1, 'TitleChanged', 1, '{\"title\":\"CEO\"}', 'r', 'c', 'c', 'c', now())";

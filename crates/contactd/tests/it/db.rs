@@ -268,7 +268,10 @@ impl TestDb {
     /// SQLite the file opened: the store holds the file's lock until it is dropped.
     pub async fn store(&self) -> Store {
         match &self.inner {
-            Inner::Postgres { pool, .. } => Store::Postgres(PgStore::new(pool.clone())),
+            Inner::Postgres { pool, .. } => Store::Postgres(PgStore::new(
+                pool.clone(),
+                contactd_store_pg::Keyring::for_tests(),
+            )),
             Inner::Sqlite { path, .. } => {
                 let dir = path.parent().expect("the file's directory");
                 open(&sqlite_settings(path, dir), true).await
