@@ -86,6 +86,8 @@ impl Store {
                 let store = SqliteStore::open_to_read(
                     &path,
                     &contactd_store_sqlite::SqliteSettings::default(),
+                    // FIXME(issue 13): the keyring from --master-key-file (helper G).
+                    contactd_store_sqlite::Keyring::for_tests(),
                 )
                 .await
                 .with_context(|| format!("opening the embedded store {}", path.display()))?;
@@ -151,6 +153,8 @@ impl Store {
                         read_connections: settings.db_max_connections,
                         ..contactd_store_sqlite::SqliteSettings::default()
                     },
+                    // FIXME(issue 13): the keyring from --master-key-file (helper G).
+                    contactd_store_sqlite::Keyring::for_tests(),
                 )
                 .await
                 .with_context(|| format!("opening the embedded store {}", path.display()))?;
