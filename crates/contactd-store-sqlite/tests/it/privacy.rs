@@ -553,3 +553,38 @@ async fn sealing_the_clear_events_seals_each_in_place_once_and_they_read_the_sam
     .unwrap();
     assert_eq!(keys, 2);
 }
+
+#[tokio::test]
+async fn a_contact_stored_before_encryption_gets_its_key_with_its_next_personal_event() {
+    let (store, _dir) = fresh().await;
+    let old = stored_in_clear(&store).await;
+    // Its row, as the rebuild folds it from the clear events.
+    contactd_store_sqlite::rebuild_contacts(&store)
+        .await
+        .unwrap();
+    let rename = ContactEvent::MessageContactRenamed {
+        name: ContactName::parse("Renamedlater").unwrap(),
+    };
+    let (events, after) = decided(&old, vec![rename], &metadata());
+
+    store
+        .append(update(&after, old.version, &events, &metadata()))
+        .await
+        .unwrap();
+
+    let (version, payload): (i32, String) =
+        sqlx::query_as("SELECT schema_version, payload FROM events WHERE event_id = ?1")
+            .bind(events[0].event_id)
+            .fetch_one(store.read_pool())
+            .await
+            .unwrap();
+    assert_eq!(version, 101);
+    assert!(!payload.contains("Renamedlater"), "{payload}");
+    let history = store
+        .read_stream(&account(), old.contact_id.as_str())
+        .await
+        .unwrap();
+    let folded = Contact::fold(contactd_app::contact_history(&history)).unwrap();
+    assert_eq!(folded.name.as_str(), "Renamedlater");
+    assert_eq!(folded.email_address.as_str(), OLD_EMAIL);
+}
