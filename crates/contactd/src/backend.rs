@@ -87,7 +87,7 @@ impl Store {
                     &path,
                     &contactd_store_sqlite::SqliteSettings::default(),
                     // FIXME(issue 13): the keyring from --master-key-file (helper G).
-                    contactd_store_sqlite::Keyring::for_tests(),
+                    contactd_store_pg::Keyring::for_tests(),
                 )
                 .await
                 .with_context(|| format!("opening the embedded store {}", path.display()))?;
@@ -154,7 +154,7 @@ impl Store {
                         ..contactd_store_sqlite::SqliteSettings::default()
                     },
                     // FIXME(issue 13): the keyring from --master-key-file (helper G).
-                    contactd_store_sqlite::Keyring::for_tests(),
+                    contactd_store_pg::Keyring::for_tests(),
                 )
                 .await
                 .with_context(|| format!("opening the embedded store {}", path.display()))?;
