@@ -588,3 +588,46 @@ async fn a_contact_stored_before_encryption_gets_its_key_with_its_next_personal_
     assert_eq!(folded.name.as_str(), "Renamedlater");
     assert_eq!(folded.email_address.as_str(), OLD_EMAIL);
 }
+
+#[tokio::test]
+async fn a_forgotten_contacts_clear_events_are_sealed_under_a_key_that_is_never_stored() {
+    let (store, _dir) = fresh().await;
+    let old = stored_in_clear(&store).await;
+    // Its key destroyed, as a forgetting leaves it, while its events are still in clear (a
+    // copy restored from before encryption, say).
+    sqlx::query(
+        "INSERT INTO contact_keys (contact_id, account_id, created_at, forgotten_at) \
+         VALUES (?1, ?2, ?3, ?3)",
+    )
+    .bind(old.contact_id.as_str())
+    .bind(ACCOUNT)
+    .bind(chrono::Utc::now())
+    .execute(store.write_pool())
+    .await
+    .unwrap();
+
+    let sealed = store.seal_clear_events().await.unwrap();
+
+    assert_eq!(sealed.sealed, 2);
+    let history = store
+        .read_stream(&account(), old.contact_id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    for event in &history {
+        assert!(
+            event.payload_json.contains(REDACTED)
+                && !event.payload_json.contains(OLD_NAME)
+                && !event.payload_json.contains(OLD_EMAIL),
+            "{}",
+            event.payload_json
+        );
+    }
+    let destroyed: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT wrapped_key FROM contact_keys WHERE contact_id = ?1")
+            .bind(old.contact_id.as_str())
+            .fetch_one(store.read_pool())
+            .await
+            .unwrap();
+    assert_eq!(destroyed, None, "the key stays destroyed");
+}
