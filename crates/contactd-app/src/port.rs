@@ -153,7 +153,7 @@ pub struct Append<'a> {
 /// its row, name claim and place in the quota gone if it was not deleted yet; its data key
 /// destroyed; what its stream still held in clear (events stored before encryption) sealed
 /// in place under a key destroyed with it; and what the read models kept of the person
-/// dropped: remembered calls naming the contact, its codes, its verification messages, the
+/// dropped: remembered calls naming the contact, its verification messages, the
 /// integration events not yet published about it.
 #[derive(Debug, Clone)]
 pub struct Forget<'a> {

@@ -10,6 +10,10 @@
 //! (`group_commit.rs`). A lock file held for the store's life keeps a second process (or a
 //! second store of this one) off the database, which is what makes "one writer" true and lets
 //! the store wake its readers itself instead of through `LISTEN`/`NOTIFY`.
+//!
+//! Personal fields are stored sealed under a data key per contact, wrapped by the master keys
+//! the store is opened with (ADR 13, `keys.rs`); forgetting a contact destroys its key and
+//! scrubs the file of what the read models kept of it (`forget.rs`).
 
 mod append;
 mod codes;
@@ -448,7 +452,7 @@ impl SqliteStore {
     }
 
     /// Copies the WAL into the database file and empties it, so that the old images of the
-    /// pages a forgetting changed go from the disk too. Best effort: a reader still in an old
+    /// pages a forgetting (or a sealing in place) changed go from the disk too. Best effort: a reader still in an old
     /// snapshot holds it back (past the busy timeout), and SQLite's own checkpoints overwrite
     /// the WAL as it is reused.
     async fn checkpoint(&self) {
@@ -461,9 +465,12 @@ impl SqliteStore {
             Ok((_, wal, copied)) => tracing::warn!(
                 wal,
                 copied,
-                "a checkpoint after forgetting was held back by a reader; the WAL keeps old pages                  until the next one"
+                "a checkpoint after removing personal data was held back by a reader; the WAL \
+                 keeps old pages until the next one"
             ),
-            Err(error) => tracing::warn!(%error, "a checkpoint after forgetting failed"),
+            Err(error) => {
+                tracing::warn!(%error, "a checkpoint after removing personal data failed")
+            }
         }
     }
 

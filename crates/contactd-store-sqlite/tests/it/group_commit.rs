@@ -84,6 +84,7 @@ async fn a_group_with_refusals(store: &SqliteStore) {
     plans.push(Planned::update(&contacts[2], Title::TechnicalDirector));
     plans.push(Planned::add(&letters(1).to_uppercase()));
     plans.push(Planned::add("Fresh"));
+    let refused_add = plans[6].after.contact_id.clone();
     let answers = append_together(store, plans).await;
 
     assert!(
@@ -107,6 +108,13 @@ async fn a_group_with_refusals(store: &SqliteStore) {
     // The refused add had written its event and its row before its name was refused: rolled
     // back to its savepoint, it left no position behind.
     assert_eq!(positions(store).await, (1..=11).collect::<Vec<_>>());
+    // Nor its data key: a key is stored with its contact's first events or not at all.
+    let keys: Vec<String> = sqlx::query_scalar("SELECT contact_id FROM contact_keys")
+        .fetch_all(store.read_pool())
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    assert!(!keys.contains(&refused_add.as_str().to_owned()), "{keys:?}");
     for (i, contact) in contacts.iter().enumerate() {
         let stream = store
             .read_stream(&account(), contact.contact_id.as_str())

@@ -10,6 +10,7 @@ mod group_commit;
 mod lock;
 mod log;
 mod pragmas;
+mod privacy;
 mod reads;
 mod support;
 mod work;

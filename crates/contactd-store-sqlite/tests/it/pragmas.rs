@@ -18,7 +18,8 @@ async fn pragma(conn: &mut SqliteConnection, name: &str) -> String {
 }
 
 #[tokio::test]
-async fn every_connection_runs_in_wal_mode_with_full_sync_foreign_keys_and_a_busy_timeout() {
+async fn every_connection_runs_in_wal_mode_with_full_sync_foreign_keys_and_a_busy_timeout_and_the_writer_deletes_securely()
+ {
     let (store, _dir) = fresh().await;
     let settings = SqliteSettings::default();
     let mut connections = vec![store.write_pool().acquire().await.unwrap()];
@@ -37,6 +38,9 @@ async fn every_connection_runs_in_wal_mode_with_full_sync_foreign_keys_and_a_bus
         );
     }
     assert_eq!(pragma(&mut connections[0], "query_only").await, "0");
+    // The writer overwrites what it deletes: a forgotten contact's rows do not linger in the
+    // file's free space (readers never delete).
+    assert_eq!(pragma(&mut connections[0], "secure_delete").await, "1");
     for reader in &mut connections[1..] {
         assert_eq!(pragma(reader, "query_only").await, "1");
     }
