@@ -59,9 +59,13 @@ fn personal_data() -> Vec<String> {
 fn assert_no_personal_data(place: &str, text: &str) {
     for piece in personal_data() {
         if let Some(at) = text.find(&piece) {
-            let from = text.floor_char_boundary(at.saturating_sub(200));
-            let to = text.ceil_char_boundary((at + piece.len() + 200).min(text.len()));
-            panic!("{place} holds {piece:?}: …{}…", &text[from..to]);
+            // The bytes around it, lossily: a cut may fall inside a character.
+            let bytes = text.as_bytes();
+            let around = &bytes[at.saturating_sub(200)..(at + piece.len() + 200).min(bytes.len())];
+            panic!(
+                "{place} holds {piece:?}: …{}…",
+                String::from_utf8_lossy(around)
+            );
         }
     }
 }
