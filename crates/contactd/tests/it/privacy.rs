@@ -892,6 +892,80 @@ async fn the_operator_forgets_a_contact_from_the_command_line(db: TestDb) {
     );
 }
 
+/// `contactd serve` with no master key file named: the first start generates the data
+/// directory's `master.key`, readable by its owner alone, and warns that it must be kept; the
+/// next start reads the same key. No store but the data directory's embedded one is needed,
+/// so it runs once, not per backend.
+#[tokio::test]
+async fn a_first_local_start_generates_the_master_key_and_says_to_keep_it() {
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    let log = data_dir.path().join("contactd.log");
+    let key = data_dir.path().join("master.key");
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("CONTACTD_MASTER_KEY_FILE")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log"))
+            .spawn()
+            .expect("start contactd")
+    };
+    let started = async |child: &mut std::process::Child| {
+        until("the server listens", WAIT, async || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "contactd exited: {text}"
+            );
+            text.contains("contactd listening").then_some(text)
+        })
+        .await
+    };
+
+    let mut first = start();
+    let said = started(&mut first).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let text = std::fs::read_to_string(&key).expect("the key was generated");
+    let digits = text.trim();
+    assert_eq!(digits.len(), 64, "{text:?}");
+    assert!(digits.bytes().all(|b| b.is_ascii_hexdigit()), "{text:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by its owner alone");
+    }
+    let warning = said
+        .lines()
+        .find(|line| line.contains("generated a master key"))
+        .unwrap_or_else(|| panic!("no warning: {said}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("back it up"), "{warning}");
+    assert!(!said.contains(digits), "the key itself is never logged");
+
+    let mut second = start();
+    let said = started(&mut second).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(!said.contains("generated a master key"), "{said}");
+    assert!(
+        said.contains("master key read from the data directory"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text, "the same key");
+}
+
 both_backends!(
     forgetting_follows_the_contract,
     the_audit_service_keeps_the_history_with_no_personal_field_readable,
