@@ -40,9 +40,9 @@ pub use port::{
     Delivered, DeliveryError, DirectoryAppend, DirectoryStore, EventLog, EventMetadata, Forget,
     IDEMPOTENCY_WINDOW, IdempotencyKey, IntegrationMessage, IntegrationPublisher, JobOutcome,
     LifecycleJob, LifecycleJobs, LifecycleTask, LinkedCode, ListedContact, LogPosition,
-    LogSubscription, NameClaim, NewEvent, Notification, Notifier, Operation, Outbox, OutboxMessage,
-    Outcome, PublishError, RecordedEvent, RememberedCall, SendLimits, StartPoint, StoreError,
-    contact_history,
+    LogSubscription, NameClaim, NewEvent, Notification, Notifier, Opened, Operation, Outbox,
+    OutboxMessage, Outcome, PublishError, RecordedEvent, RememberedCall, SendLimits, StartPoint,
+    StoreError, contact_history,
 };
 pub use projection::{
     Projection, ProjectionMetrics, ProjectionStatus, ProjectionStore, RunnerSettings,

@@ -149,6 +149,26 @@ pub struct Append<'a> {
     pub code: Option<&'a CodeIssue>,
 }
 
+/// Which events a reader of the log needs with their personal fields readable (ADR 13). The
+/// others read them as redacted and cost the store no key and no decryption: a projection that
+/// keeps no personal data opens none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// Every event: the audit service, replays, the rebuild of the inline read models.
+    All,
+    /// Only the events of these types.
+    Only(&'static [&'static str]),
+}
+
+impl Opened {
+    pub fn opens(self, event_type: &str) -> bool {
+        match self {
+            Opened::All => true,
+            Opened::Only(types) => types.contains(&event_type),
+        }
+    }
+}
+
 /// Forgetting a contact (ADR 13), all of it or nothing: its events at the expected version;
 /// its row, name claim and place in the quota gone if it was not deleted yet; its data key
 /// destroyed; what its stream still held in clear (events stored before encryption) sealed

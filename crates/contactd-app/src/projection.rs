@@ -14,7 +14,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
-use crate::port::{LogPosition, RecordedEvent, StoreError};
+use crate::port::{LogPosition, Opened, RecordedEvent, StoreError};
 
 /// A named consumer of the log, applying its batches in `W`: the store's unit of work, one
 /// transaction. The projection names what it reads and writes through the model traits its
@@ -44,6 +44,12 @@ pub trait Projection<W: Send>: Send + Sync + 'static {
     /// checkpoint passes it at the next batch that is, or within [`SKIPPED_CHECKPOINT`].
     fn concerns(&self, _event: &RecordedEvent) -> bool {
         true
+    }
+
+    /// The events whose personal fields `apply` reads (ADR 13): none, unless it says so. The
+    /// others reach it with those fields redacted, at no cost of keys or decryption.
+    fn opened(&self) -> Opened {
+        Opened::Only(&[])
     }
 }
 
@@ -75,12 +81,13 @@ pub trait ProjectionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<TakenProjection<Self::Lease>>, StoreError>> + Send;
 
     /// Up to `limit` events after `after`, in log order, as [`crate::EventLog::read_log`]
-    /// reads them.
+    /// reads them, but with the personal fields of only the events `opened` names readable.
     fn read_batch(
         &self,
         lease: &mut Self::Lease,
         after: LogPosition,
         limit: u32,
+        opened: Opened,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
     /// Applies a batch and moves the checkpoint from `from` to `to`, in one unit of work. The
@@ -280,7 +287,7 @@ where
         // the next wait instead of being lost.
         changes.borrow_and_update();
         let batch = store
-            .read_batch(&mut lease, after, settings.batch_size)
+            .read_batch(&mut lease, after, settings.batch_size, projection.opened())
             .await?;
         let Some(last) = batch.last() else {
             if saved.0 != after {

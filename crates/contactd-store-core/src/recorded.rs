@@ -6,7 +6,7 @@
 //! whether an event was stored sealed.
 
 use chrono::{DateTime, Utc};
-use contactd_app::{EventMetadata, LogPosition, RecordedEvent, StoreError};
+use contactd_app::{EventMetadata, LogPosition, Opened, RecordedEvent, StoreError};
 use contactd_domain::AccountId;
 use uuid::Uuid;
 
@@ -41,12 +41,14 @@ pub fn canonical_payload(payload: &serde_json::Value) -> String {
     payload.to_string()
 }
 
-/// The contacts whose data keys a batch of stored events needs to be read: those with sealed
-/// events in it, each once.
-pub fn needed_keys(rows: &[StoredEvent]) -> Vec<String> {
+/// The contacts whose data keys a batch of stored events needs to be read by a reader that
+/// opens `opened`: those with such sealed events in it, each once.
+pub fn needed_keys(rows: &[StoredEvent], opened: Opened) -> Vec<String> {
     let mut needed: Vec<String> = rows
         .iter()
-        .filter(|row| is_sealed(&row.event_type, row.schema_version))
+        .filter(|row| {
+            is_sealed(&row.event_type, row.schema_version) && opened.opens(&row.event_type)
+        })
         .map(|row| row.stream_id.clone())
         .collect();
     needed.sort_unstable();

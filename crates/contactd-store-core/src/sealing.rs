@@ -105,30 +105,29 @@ fn aead_key(bytes: &[u8; KEY_BYTES]) -> LessSafeKey {
 }
 
 /// Seals `plaintext` under `key` with `aad`: nonce, ciphertext and tag, in that order.
-fn seal_bytes(key: &[u8; KEY_BYTES], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+fn seal_bytes(key: &LessSafeKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let nonce = random::<NONCE_LEN>();
     let mut in_out = plaintext.to_vec();
     in_out.reserve(TAG_BYTES);
-    aead_key(key)
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut in_out,
-        )
-        .expect("sealing within AES-GCM's length limit");
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut in_out,
+    )
+    .expect("sealing within AES-GCM's length limit");
     let mut sealed = nonce.to_vec();
     sealed.extend_from_slice(&in_out);
     sealed
 }
 
-fn open_bytes(key: &[u8; KEY_BYTES], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+fn open_bytes(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
     if sealed.len() < NONCE_LEN + TAG_BYTES {
         return Err(SealError::Tampered);
     }
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Tampered)?;
     let mut in_out = ciphertext.to_vec();
-    let opened = aead_key(key)
+    let opened = key
         .open_in_place(nonce, Aad::from(aad), &mut in_out)
         .map_err(|_| SealError::Tampered)?;
     Ok(opened.to_vec())
@@ -139,7 +138,8 @@ fn open_bytes(key: &[u8; KEY_BYTES], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8
 #[derive(Clone)]
 pub struct MasterKey {
     id: String,
-    key: [u8; KEY_BYTES],
+    /// The key prepared once (its schedule and tables), not at every wrap.
+    key: LessSafeKey,
 }
 
 impl fmt::Debug for MasterKey {
@@ -186,7 +186,10 @@ impl MasterKey {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Self { id, key }
+        Self {
+            id,
+            key: aead_key(&key),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -230,7 +233,7 @@ impl Keyring {
 
     /// A fresh data key for the contact, and the form it is stored in.
     pub fn new_data_key(&self, contact_id: &str) -> (DataKey, WrappedKey) {
-        let key = DataKey(random::<KEY_BYTES>());
+        let key = DataKey::from_bytes(random::<KEY_BYTES>());
         let wrapped = self.wrap(contact_id, &key);
         (key, wrapped)
     }
@@ -238,7 +241,7 @@ impl Keyring {
     fn wrap(&self, contact_id: &str, key: &DataKey) -> WrappedKey {
         WrappedKey {
             master_key_id: self.current.id.clone(),
-            bytes: seal_bytes(&self.current.key, &wrapping_aad(contact_id), &key.0),
+            bytes: seal_bytes(&self.current.key, &wrapping_aad(contact_id), &key.bytes),
         }
     }
 
@@ -250,7 +253,7 @@ impl Keyring {
             .ok_or_else(|| SealError::UnknownMasterKey(wrapped.master_key_id.clone()))?;
         let bytes = open_bytes(&master.key, &wrapping_aad(contact_id), &wrapped.bytes)?;
         let key: [u8; KEY_BYTES] = bytes.try_into().map_err(|_| SealError::Tampered)?;
-        Ok(DataKey(key))
+        Ok(DataKey::from_bytes(key))
     }
 
     /// The data key wrapped again under the current master key (a rotation); `None` if it is
@@ -268,9 +271,20 @@ impl Keyring {
     }
 }
 
-/// One contact's data key, in the clear: held in memory only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DataKey([u8; KEY_BYTES]);
+/// One contact's data key, in the clear: held in memory only, prepared once for sealing.
+#[derive(Clone)]
+pub struct DataKey {
+    bytes: [u8; KEY_BYTES],
+    key: LessSafeKey,
+}
+
+impl PartialEq for DataKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for DataKey {}
 
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -283,10 +297,17 @@ fn field_aad(event_id: Uuid, field: &str) -> Vec<u8> {
 }
 
 impl DataKey {
+    fn from_bytes(bytes: [u8; KEY_BYTES]) -> Self {
+        Self {
+            key: aead_key(&bytes),
+            bytes,
+        }
+    }
+
     /// A field's value sealed for the event `event_id`, as base64 text.
     pub fn seal(&self, event_id: Uuid, field: &str, plaintext: &str) -> String {
         STANDARD_NO_PAD.encode(seal_bytes(
-            &self.0,
+            &self.key,
             &field_aad(event_id, field),
             plaintext.as_bytes(),
         ))
@@ -298,7 +319,7 @@ impl DataKey {
         let bytes = STANDARD_NO_PAD
             .decode(sealed)
             .map_err(|_| SealError::Tampered)?;
-        let opened = open_bytes(&self.0, &field_aad(event_id, field), &bytes)?;
+        let opened = open_bytes(&self.key, &field_aad(event_id, field), &bytes)?;
         String::from_utf8(opened).map_err(|_| SealError::Tampered)
     }
 }
@@ -309,7 +330,12 @@ pub enum KeyState {
     Present(DataKey),
     /// Forgotten: every sealed field reads as [`REDACTED`].
     Destroyed,
+    /// Not opened for this reader (see [`contactd_app::Opened`]): its sealed fields read as
+    /// [`REDACTED`] too.
+    Unopened,
 }
+
+static UNOPENED: KeyState = KeyState::Unopened;
 
 /// A data key's row as either store selects it: `wrapped_key` and `master_key_id` are null
 /// once the key is destroyed.
@@ -320,9 +346,14 @@ pub struct KeyRow {
     pub wrapped_key: Option<Vec<u8>>,
 }
 
-/// The keys a batch of stored events needs to be read, by contact.
+/// The keys a batch of stored events needs to be read, by contact; with `rest_unopened`, a
+/// contact without one reads as not opened rather than as an error (a reader that opens only
+/// some events).
 #[derive(Debug, Default)]
-pub struct OpenKeys(HashMap<String, KeyState>);
+pub struct OpenKeys {
+    keys: HashMap<String, KeyState>,
+    rest_unopened: bool,
+}
 
 impl OpenKeys {
     /// Unwraps the rows a store selected. A key that does not unwrap is refused here, before
@@ -347,11 +378,23 @@ impl OpenKeys {
                 Ok((row.contact_id, state))
             })
             .collect::<Result<_, StoreError>>()
-            .map(Self)
+            .map(|keys| Self {
+                keys,
+                rest_unopened: false,
+            })
+    }
+
+    /// For a reader that opens only the events `opened` names: the contacts it fetched no key
+    /// for read as not opened.
+    pub fn for_reader(mut self, opened: contactd_app::Opened) -> Self {
+        self.rest_unopened = opened != contactd_app::Opened::All;
+        self
     }
 
     pub fn get(&self, contact_id: &str) -> Option<&KeyState> {
-        self.0.get(contact_id)
+        self.keys
+            .get(contact_id)
+            .or(self.rest_unopened.then_some(&UNOPENED))
     }
 }
 
@@ -418,7 +461,7 @@ pub fn open_payload(
                 KeyState::Present(key) => key
                     .open(event_id, field, text)
                     .map_err(|e| refused(format!("field {field}: {e}")))?,
-                KeyState::Destroyed => REDACTED.to_owned(),
+                KeyState::Destroyed | KeyState::Unopened => REDACTED.to_owned(),
             };
         }
     }

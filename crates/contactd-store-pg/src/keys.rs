@@ -2,7 +2,7 @@
 //! read opens with (always from the table, never from memory), and the rotation of the master
 //! key, which rewraps every data key without touching an event.
 
-use contactd_app::{Append, AppendError, StoreError};
+use contactd_app::{Append, AppendError, Opened, StoreError};
 use contactd_store_core::sealing::{KeyState, names_a_person};
 use contactd_store_core::{
     DataKey, KeyCache, KeyRotation, KeyRow, Keyring, OpenKeys, StoredEvent, WrappedKey, needed_keys,
@@ -98,22 +98,24 @@ pub(crate) async fn stored_key(
     )
 }
 
-/// The keys `rows` need to be read, from the table in one query (none if no row is sealed).
+/// The keys `rows` need to be read by a reader that opens `opened`, from the table in one
+/// query (none if no such row is sealed).
 pub(crate) async fn open_keys<'e>(
     executor: impl PgExecutor<'e>,
     keyring: &Keyring,
     rows: &[StoredEvent],
+    opened: Opened,
 ) -> Result<OpenKeys, StoreError> {
-    let needed = needed_keys(rows);
+    let needed = needed_keys(rows, opened);
     if needed.is_empty() {
-        return Ok(OpenKeys::default());
+        return Ok(OpenKeys::default().for_reader(opened));
     }
     let keys: Vec<KeyRow> = sqlx::query_as(SELECT_KEYS)
         .bind(&needed)
         .fetch_all(executor)
         .await
         .map_err(failed("reading the data keys failed"))?;
-    OpenKeys::unwrap_rows(keyring, keys)
+    Ok(OpenKeys::unwrap_rows(keyring, keys)?.for_reader(opened))
 }
 
 /// Every data key, for a rebuild that reads the whole log.

@@ -29,9 +29,9 @@ use chrono::{DateTime, Utc};
 use contactd_app::{
     Append, AppendError, AsOf, AuditLog, ContactStore, DeletionProgress, DirectoryAppend,
     DirectoryStore, EventLog, EventMetadata, Forget, IdempotencyKey, JobOutcome, LifecycleJob,
-    LifecycleJobs, LinkedCode, ListedContact, LogPosition, MemberContacts, Outbox, OutboxMessage,
-    Page, PageRequest, PoolUsage, RecordedEvent, Recording, RememberedCall, StartPoint, StoreError,
-    VerificationOutbox,
+    LifecycleJobs, LinkedCode, ListedContact, LogPosition, MemberContacts, Opened, Outbox,
+    OutboxMessage, Page, PageRequest, PoolUsage, RecordedEvent, Recording, RememberedCall,
+    StartPoint, StoreError, VerificationOutbox,
 };
 use contactd_domain::{
     AccountId, Contact, ContactId, DeliveryEvent, Directory, MemberId, VerificationId,
@@ -558,7 +558,15 @@ impl EventLog for PgStore {
             .acquire()
             .await
             .map_err(crate::error::failed("reading the log failed"))?;
-        log::read_log(&mut connection, &self.keyring, after, account, limit).await
+        log::read_log(
+            &mut connection,
+            &self.keyring,
+            after,
+            account,
+            limit,
+            Opened::All,
+        )
+        .await
     }
 
     async fn read_stream_log(

@@ -3,7 +3,7 @@
 //! audits and as-of reads.
 
 use chrono::{DateTime, Utc};
-use contactd_app::{LogPosition, RecordedEvent, StartPoint, StoreError};
+use contactd_app::{LogPosition, Opened, RecordedEvent, StartPoint, StoreError};
 use contactd_domain::AccountId;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
@@ -42,8 +42,9 @@ async fn decode_all<'e>(
     executor: impl PgExecutor<'e>,
     keyring: &Keyring,
     rows: Vec<EventRow>,
+    opened: Opened,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let keys = open_keys(executor, keyring, &rows).await?;
+    let keys = open_keys(executor, keyring, &rows, opened).await?;
     rows.into_iter()
         .map(|row| row.into_recorded(&keys))
         .collect()
@@ -56,6 +57,7 @@ pub(crate) async fn read_log(
     after: LogPosition,
     account: Option<&AccountId>,
     limit: u32,
+    opened: Opened,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = match account {
         None => {
@@ -79,7 +81,7 @@ pub(crate) async fn read_log(
         }
     }
     .map_err(|e| store_error("reading the log failed", e))?;
-    decode_all(connection, keyring, rows).await
+    decode_all(connection, keyring, rows, opened).await
 }
 
 /// The next events of one stream after `after`, in log order (for offline replays).
@@ -100,7 +102,7 @@ pub(crate) async fn read_stream_log(
     .fetch_all(pool)
     .await
     .map_err(|e| store_error("reading the log failed", e))?;
-    decode_all(pool, keyring, rows).await
+    decode_all(pool, keyring, rows, Opened::All).await
 }
 
 /// From the event at P (or the first one after it) on, in log order. When no event has a
@@ -174,7 +176,7 @@ pub(crate) async fn read_stream(
     .fetch_all(pool)
     .await
     .map_err(|e| store_error("reading a stream failed", e))?;
-    decode_all(pool, keyring, rows).await
+    decode_all(pool, keyring, rows, Opened::All).await
 }
 
 /// One stream's events recorded at or before `as_of`, in version order.
@@ -195,5 +197,5 @@ pub(crate) async fn read_stream_until(
     .fetch_all(pool)
     .await
     .map_err(|e| store_error("reading a stream failed", e))?;
-    decode_all(pool, keyring, rows).await
+    decode_all(pool, keyring, rows, Opened::All).await
 }

@@ -5,7 +5,7 @@
 //! moved in the transaction that applies a batch.
 
 use contactd_app::{
-    LogPosition, Projection, ProjectionStore, RecordedEvent, StoreError, TakenProjection,
+    LogPosition, Opened, Projection, ProjectionStore, RecordedEvent, StoreError, TakenProjection,
 };
 use sqlx::{Connection, PgConnection};
 use tokio::sync::watch;
@@ -59,8 +59,9 @@ impl ProjectionStore for PgStore {
         lease: &mut PgLease,
         after: LogPosition,
         limit: u32,
+        opened: Opened,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_log(&mut lease.conn, self.keyring(), after, None, limit).await
+        read_log(&mut lease.conn, self.keyring(), after, None, limit, opened).await
     }
 
     async fn apply_batch<P>(

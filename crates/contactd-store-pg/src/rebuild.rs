@@ -157,7 +157,15 @@ where
             .acquire()
             .await
             .map_err(failed("reading the log failed"))?;
-        let batch = read_log(&mut *conn, store.keyring(), after, None, batch_size).await?;
+        let batch = read_log(
+            &mut *conn,
+            store.keyring(),
+            after,
+            None,
+            batch_size,
+            projection.opened(),
+        )
+        .await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
         events += batch.len() as u64;

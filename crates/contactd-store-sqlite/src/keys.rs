@@ -3,7 +3,7 @@
 //! not open anything afterwards), and the rotation of the master key, which rewraps every
 //! data key without touching an event.
 
-use contactd_app::{Append, AppendError, RecordedEvent, StoreError};
+use contactd_app::{Append, AppendError, Opened, RecordedEvent, StoreError};
 use contactd_store_core::sealing::{KeyState, names_a_person};
 use contactd_store_core::{
     DataKey, KeyCache, KeyRotation, KeyRow, Keyring, OpenKeys, StoredEvent, WrappedKey, needed_keys,
@@ -157,10 +157,11 @@ pub(crate) async fn open_keys<'e>(
     executor: impl SqliteExecutor<'e>,
     keyring: &Keyring,
     rows: &[StoredEvent],
+    opened: Opened,
 ) -> Result<OpenKeys, StoreError> {
-    let needed = needed_keys(rows);
+    let needed = needed_keys(rows, opened);
     if needed.is_empty() {
-        return Ok(OpenKeys::default());
+        return Ok(OpenKeys::default().for_reader(opened));
     }
     let keys: Vec<KeyRow> = sqlx::query_as(
         "SELECT contact_id, master_key_id, wrapped_key FROM contact_keys \
@@ -170,16 +171,18 @@ pub(crate) async fn open_keys<'e>(
     .fetch_all(executor)
     .await
     .map_err(failed("reading the data keys failed"))?;
-    OpenKeys::unwrap_rows(keyring, keys)
+    Ok(OpenKeys::unwrap_rows(keyring, keys)?.for_reader(opened))
 }
 
-/// Stored rows as the application reads them: opened with their contacts' keys.
+/// Stored rows as the application reads them: the events `opened` names opened with their
+/// contacts' keys.
 pub(crate) async fn decode<'e>(
     executor: impl SqliteExecutor<'e>,
     keyring: &Keyring,
     rows: Vec<StoredEvent>,
+    opened: Opened,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let keys = open_keys(executor, keyring, &rows).await?;
+    let keys = open_keys(executor, keyring, &rows, opened).await?;
     rows.into_iter()
         .map(|row| row.into_recorded(&keys))
         .collect()

@@ -670,7 +670,15 @@ impl EventLog for SqliteStore {
         account: Option<&AccountId>,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        log::read_log(&self.reads, self.keyring(), after, account, limit).await
+        log::read_log(
+            &self.reads,
+            self.keyring(),
+            after,
+            account,
+            limit,
+            contactd_app::Opened::All,
+        )
+        .await
     }
 
     async fn read_stream_log(

@@ -4,7 +4,7 @@
 //! events are opened with their contacts' keys as the table holds them at the time of reading.
 
 use chrono::{DateTime, Utc};
-use contactd_app::{LogPosition, RecordedEvent, StartPoint, StoreError};
+use contactd_app::{LogPosition, Opened, RecordedEvent, StartPoint, StoreError};
 use contactd_domain::AccountId;
 use contactd_store_core::{Keyring, StoredEvent};
 use sqlx::SqlitePool;
@@ -44,6 +44,7 @@ pub(crate) async fn read_log(
     after: LogPosition,
     account: Option<&AccountId>,
     limit: u32,
+    opened: Opened,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = match account {
         None => {
@@ -67,7 +68,7 @@ pub(crate) async fn read_log(
         .await,
     }
     .map_err(failed("reading the log failed"))?;
-    decode(reads, keyring, rows).await
+    decode(reads, keyring, rows, opened).await
 }
 
 /// The next events of one stream after `after`, in log order (for offline replays).
@@ -88,7 +89,7 @@ pub(crate) async fn read_stream_log(
     .fetch_all(reads)
     .await
     .map_err(failed("reading the log failed"))?;
-    decode(reads, keyring, rows).await
+    decode(reads, keyring, rows, Opened::All).await
 }
 
 /// The last position committed (0 for an empty log), and the first at or after `from` if any:
@@ -158,7 +159,7 @@ pub(crate) async fn read_stream(
     .fetch_all(reads)
     .await
     .map_err(failed("reading a stream failed"))?;
-    decode(reads, keyring, rows).await
+    decode(reads, keyring, rows, Opened::All).await
 }
 
 /// One stream's events recorded at or before `as_of`, in version order.
@@ -179,5 +180,5 @@ pub(crate) async fn read_stream_until(
     .fetch_all(reads)
     .await
     .map_err(failed("reading a stream failed"))?;
-    decode(reads, keyring, rows).await
+    decode(reads, keyring, rows, Opened::All).await
 }

@@ -38,7 +38,7 @@ pub async fn rebuild_contacts(store: &SqliteStore) -> Result<RebuildReport, Stor
         .map_err(failed("reading the log failed"))?;
         let Some(last) = rows.last() else { break };
         after = last.global_position;
-        for event in decode(&mut *tx, store.keyring(), rows).await? {
+        for event in decode(&mut *tx, store.keyring(), rows, contactd_app::Opened::All).await? {
             fold.apply(event)?;
         }
     }

@@ -9,7 +9,7 @@ use contactd_domain::{AccountId, Channel, ContactEvent, VerificationId};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::port::{RecordedEvent, StoreError};
+use crate::port::{Opened, RecordedEvent, StoreError};
 use crate::projection::Projection;
 
 /// The projection that fills the outbox. It has side effects outside the store (the
@@ -132,5 +132,10 @@ impl<W: OutboxModel> Projection<W> for VerificationOutbox {
     /// Most of the log is of no concern here: only the events that ask for a message.
     fn concerns(&self, event: &RecordedEvent) -> bool {
         asks_for_message(event)
+    }
+
+    /// The target of a verification request is what the message goes to.
+    fn opened(&self) -> Opened {
+        Opened::Only(&["EmailVerificationRequested", "PhoneVerificationRequested"])
     }
 }

@@ -48,7 +48,14 @@ where
     let mut last_position = 0;
     let mut events = 0_u64;
     loop {
-        let batch = read_after(&mut tx, store.keyring(), last_position, batch_size).await?;
+        let batch = read_after(
+            &mut tx,
+            store.keyring(),
+            last_position,
+            batch_size,
+            projection.opened(),
+        )
+        .await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
         last_position = last.global_position;
@@ -71,6 +78,7 @@ async fn read_after(
     keyring: &Keyring,
     global_position: i64,
     limit: u32,
+    opened: contactd_app::Opened,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows: Vec<StoredEvent> = sqlx::query_as(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > ?1 \
@@ -81,5 +89,5 @@ async fn read_after(
     .fetch_all(&mut *conn)
     .await
     .map_err(failed("reading the log failed"))?;
-    decode(conn, keyring, rows).await
+    decode(conn, keyring, rows, opened).await
 }

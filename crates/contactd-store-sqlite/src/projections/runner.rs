@@ -10,7 +10,7 @@ use std::sync::{LazyLock, Mutex};
 
 use chrono::Utc;
 use contactd_app::{
-    EventLog, LogPosition, Projection, ProjectionStore, RecordedEvent, StoreError, TakenProjection,
+    LogPosition, Projection, ProjectionStore, RecordedEvent, StoreError, TakenProjection,
 };
 use sqlx::SqliteConnection;
 use tokio::sync::watch;
@@ -85,8 +85,9 @@ impl ProjectionStore for SqliteStore {
         _: &mut SqliteLease,
         after: LogPosition,
         limit: u32,
+        opened: contactd_app::Opened,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_log(after, None, limit).await
+        crate::log::read_log(&self.reads, self.keyring(), after, None, limit, opened).await
     }
 
     async fn apply_batch<P>(
