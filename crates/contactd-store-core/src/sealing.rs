@@ -588,6 +588,33 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_that_opens_some_events_reads_the_others_redacted_without_a_key() {
+        use contactd_app::Opened;
+        let keys = OpenKeys::default().for_reader(Opened::Only(&["EmailVerificationRequested"]));
+        assert!(matches!(keys.get("c-1"), Some(KeyState::Unopened)));
+        let (key, _) = Keyring::for_tests().new_data_key("c-1");
+        let event = Uuid::now_v7();
+        let mut payload = serde_json::json!({"name": "Tom"});
+        let version = seal_payload("MessageContactRenamed", 1, &mut payload, event, &key);
+        open_payload(
+            "MessageContactRenamed",
+            version,
+            &mut payload,
+            event,
+            keys.get("c-1"),
+        )
+        .unwrap();
+        assert_eq!(payload["name"], REDACTED);
+        assert!(
+            OpenKeys::default()
+                .for_reader(Opened::All)
+                .get("c-1")
+                .is_none(),
+            "a reader of everything finds no key missing silently"
+        );
+    }
+
+    #[test]
     fn a_payload_seals_and_opens_or_reads_redacted() {
         let (key, _) = Keyring::for_tests().new_data_key("c-1");
         let event = Uuid::now_v7();
