@@ -11,4 +11,5 @@ mod group_commit;
 mod group_read;
 mod migrations;
 mod ordering;
+mod sealing_guard;
 mod support;
