@@ -181,13 +181,37 @@ impl Shared {
     }
 }
 
+/// How often a publish waiting for the first connection looks at it again.
+const CONNECTION_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl IntegrationPublisher for NatsPublisher {
     /// Publishes within [`NatsSettings::timeout`], counting the stream's creation if still due
-    /// and the wait for the acknowledgement; a duplicate's acknowledgement is success. When the
-    /// time is up the message may still reach the broker later (it is queued until the
-    /// connection is back): publishing it again under the same id stores it once.
+    /// and the wait for the acknowledgement; a duplicate's acknowledgement is success.
+    ///
+    /// Nothing is handed to the client while its connection is lost: the client would queue
+    /// the message and send it once the connection is back, whatever happened meanwhile, and
+    /// its job may be gone by then (a forgotten contact's messages must never leave; ADR 13).
+    /// The job fails at once and is tried again later. Only before the first connection, at
+    /// start-up, does a publish wait for it (within the timeout). A message handed over just
+    /// before the connection drops may still reach the broker after its timeout: publishing
+    /// it again under the same id stores it once.
     async fn publish(&self, message: &IntegrationMessage) -> Result<(), PublishError> {
         let timeout = self.shared.settings.timeout;
+        let started = tokio::time::Instant::now();
+        while self.shared.client.connection_state() == State::Pending {
+            if started.elapsed() >= timeout {
+                return Err(PublishError(format!(
+                    "NATS not connected within {timeout:?}: the message was not handed over"
+                )));
+            }
+            tokio::time::sleep(CONNECTION_POLL).await;
+        }
+        if self.shared.client.connection_state() != State::Connected {
+            return Err(PublishError(
+                "NATS not connected: the message was not handed over".to_owned(),
+            ));
+        }
+        let timeout = timeout.saturating_sub(started.elapsed());
         let result = tokio::time::timeout(timeout, self.shared.publish(message))
             .await
             .unwrap_or_else(|_| {

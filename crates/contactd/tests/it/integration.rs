@@ -309,7 +309,85 @@ async fn with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_comp
     server.stop().await;
 }
 
+/// Forgetting a bound contact while NATS is down (ADR 13): the messages about it still waiting
+/// (they name the person) go with the forgetting, and nothing about it is published after,
+/// while the other contacts' messages flow again once NATS is back.
+async fn a_forgotten_contacts_waiting_messages_are_never_published(db: TestDb) {
+    const NAME: &str = "Quintessa";
+    let mut nats = NatsServer::start().await;
+    let mut server = publishing_server(&db, &nats).await;
+    let mut directory = directory_client(&server).await;
+    two_levels(&mut directory, ACCOUNT).await;
+    let mut privacy = contactd_grpc::proto::message_contact_privacy_service_client::MessageContactPrivacyServiceClient::new(
+        server.channel.clone(),
+    );
+    let client = &mut server.client;
+    let person = add(client, ACCOUNT, NAME).await.contact_id;
+    associate(client, ACCOUNT, &person, &[&folder("A")])
+        .await
+        .unwrap();
+    let before = nats
+        .messages(EVERY_MEMBER, 2, Duration::from_secs(30))
+        .await;
+    assert!(before.iter().all(|m| m.payload["contact"]["name"] == NAME));
+
+    nats.stop().await;
+    let mut update = update_request(&person);
+    update.message_types = vec!["FaultMessage".into()];
+    client
+        .update_message_contact(as_account(ACCOUNT, update))
+        .await
+        .unwrap();
+    let waiting = "SELECT count(*) FROM lifecycle_jobs WHERE kind = 'publish' AND contact_id = $1";
+    until(
+        "the change's messages wait",
+        Duration::from_secs(30),
+        async || (db.count(waiting, &[&person]).await == 2).then_some(()),
+    )
+    .await;
+    privacy
+        .forget_message_contact(as_account(
+            ACCOUNT,
+            contactd_grpc::proto::ForgetMessageContactRequest {
+                contact_id: person.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count(waiting, &[&person]).await,
+        0,
+        "dropped with the forgetting"
+    );
+
+    nats.restart().await;
+    let other = add(client, ACCOUNT, "Ann").await.contact_id;
+    associate(client, ACCOUNT, &other, &[&folder("A")])
+        .await
+        .unwrap();
+    let after = nats
+        .messages(EVERY_MEMBER, 4, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        after.len(),
+        4,
+        "nothing about the forgotten contact came late: {:#?}",
+        after.iter().map(|m| &m.payload).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        of_type(&after[2..], "MemberContactApplied"),
+        pairs(&[MEMBER_DEEP, MEMBER_TOP], &other),
+        "only the other contact's messages came after the forgetting"
+    );
+    for message in &after[2..] {
+        let text = message.payload.to_string();
+        assert!(!text.contains(NAME) && !text.contains(&person), "{text}");
+    }
+    server.stop().await;
+}
+
 both_backends!(
+    a_forgotten_contacts_waiting_messages_are_never_published,
     each_member_is_told_what_applies_to_it_on_its_own_subject,
     an_asynchronous_delete_removes_the_contact_from_every_member_once,
     with_nats_down_the_delete_fails_for_its_members_and_a_later_delete_completes,
