@@ -867,6 +867,40 @@ mod tests {
     }
 
     #[test]
+    fn forgetting_deletes_a_live_contact_first_then_redacts_it_and_needs_nothing_more() {
+        let live = given(&[added()]);
+        let decided = live.forget();
+        assert_eq!(
+            decided,
+            [
+                ContactEvent::MessageContactDeleted,
+                ContactEvent::MessageContactForgotten
+            ]
+        );
+        let mut events = vec![added()];
+        events.extend(decided);
+        let forgotten = given(&events);
+        assert_eq!(forgotten.status, ContactStatus::Deleted);
+        assert!(forgotten.is_forgotten());
+        assert!(forgotten.name.is_redacted() && forgotten.email_address.is_redacted());
+        assert!(
+            forgotten
+                .phone_number
+                .as_ref()
+                .is_some_and(PhoneNumber::is_redacted)
+        );
+        assert_eq!(
+            forgotten.title,
+            Title::TechnicalDirector,
+            "what names no one stays"
+        );
+        assert_eq!(forgotten.forget(), []);
+
+        let deleted = given(&[added(), ContactEvent::MessageContactDeleted]);
+        assert_eq!(deleted.forget(), [ContactEvent::MessageContactForgotten]);
+    }
+
+    #[test]
     fn adding_starts_a_stream_of_version_one_that_is_verifying_with_everything_pending() {
         let contact = given(&[added()]);
         assert_eq!(contact.version, 1);
