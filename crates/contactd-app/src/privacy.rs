@@ -1,7 +1,7 @@
 //! Forgetting a person (ADR 13): the contact's data key is destroyed, so that every personal
 //! field of its events reads as redacted from then on, while the events themselves stay.
 
-use contactd_domain::{ContactId, ContactStatus};
+use contactd_domain::ContactId;
 use tracing::{debug, instrument};
 
 use crate::context::CallContext;
@@ -35,6 +35,7 @@ impl<S: ContactStore + AuditLog> ContactService<S> {
                 .load_contact(&ctx.account_id, contact_id)
                 .await?
             {
+                // A row: not deleted yet (a delete removes it).
                 Some(state) => (state, true),
                 // Deleted: its row is gone, its history still holds the data.
                 None => {
@@ -66,8 +67,7 @@ impl<S: ContactStore + AuditLog> ContactService<S> {
             let forget = Forget {
                 contact_id,
                 expected_version: state.version,
-                live_name_key: (live && state.status != ContactStatus::Deleted)
-                    .then(|| state.name.uniqueness_key()),
+                live_name_key: live.then(|| state.name.uniqueness_key()),
                 events: &events,
                 metadata: &metadata(ctx, now),
             };

@@ -494,15 +494,20 @@ impl KeyCache {
         self.lock().0.get(contact_id).cloned()
     }
 
+    /// Remembers the contact's key. A contact's key never changes (a destroyed one is
+    /// evicted), so one already here is left as it is: an update that sealed with the cached
+    /// key costs no allocation.
     pub fn insert(&self, contact_id: &str, key: DataKey) {
         let mut guard = self.lock();
         let (keys, order) = &mut *guard;
-        if keys.insert(contact_id.to_owned(), key).is_none() {
-            order.push_back(contact_id.to_owned());
-            while order.len() > self.capacity {
-                if let Some(oldest) = order.pop_front() {
-                    keys.remove(&oldest);
-                }
+        if keys.contains_key(contact_id) {
+            return;
+        }
+        keys.insert(contact_id.to_owned(), key);
+        order.push_back(contact_id.to_owned());
+        while order.len() > self.capacity {
+            if let Some(oldest) = order.pop_front() {
+                keys.remove(&oldest);
             }
         }
     }

@@ -384,7 +384,7 @@ impl ContactStore for PgStore {
     #[tracing::instrument(name = "append", level = "debug", skip_all, fields(contact_id = %append.contact.contact_id, events = append.events.len(), expected_version = append.expected_version))]
     async fn append(&self, append: Append<'_>) -> Result<(), AppendError> {
         let sealing = keys::sealing_key(&self.pool, &self.keyring, &self.keys, &append).await?;
-        let contact_id = append.contact.contact_id.clone();
+        let sealed_for = sealing.as_ref().map(|_| append.contact.contact_id.clone());
         let result = match &self.update_groups {
             Some(groups)
                 if group_commit::groupable(&append)
@@ -397,7 +397,7 @@ impl ContactStore for PgStore {
             }
             _ => append::append(&self.pool, self.budget(), append, sealing.as_ref()).await,
         };
-        if let (Ok(()), Some(sealing)) = (&result, sealing) {
+        if let (Ok(()), Some(sealing), Some(contact_id)) = (&result, sealing, sealed_for) {
             self.keys.insert(contact_id.as_str(), sealing.key);
         }
         // Failed appends wake readers too: a transaction that ended, even by rolling back, may
