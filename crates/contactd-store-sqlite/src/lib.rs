@@ -452,9 +452,9 @@ impl SqliteStore {
     }
 
     /// Copies the WAL into the database file and empties it, so that the old images of the
-    /// pages a forgetting (or a sealing in place) changed go from the disk too. Best effort: a reader still in an old
-    /// snapshot holds it back (past the busy timeout), and SQLite's own checkpoints overwrite
-    /// the WAL as it is reused.
+    /// pages a forgetting (or a sealing in place) changed go from the disk too. Best effort:
+    /// a reader still in an old snapshot holds it back (past the busy timeout), and SQLite's
+    /// own checkpoints overwrite the WAL as it is reused.
     async fn checkpoint(&self) {
         let done: Result<(i64, i64, i64), sqlx::Error> =
             sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
